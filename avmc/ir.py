@@ -1,0 +1,180 @@
+"""Tape IR: functions of basic blocks of flat register ops (DESIGN.md §4).
+
+An op's operands follow its row in `avm_vm.opcodes.OPCODES`, in IR form: registers are
+virtual register numbers, K operands are the constant values themselves, J operands are
+block labels, F operands are function names, E operands instruction numbers, U operands
+ints and L operands tuples of registers. A block ends with exactly one of JMP, RET or FAIL;
+JMPT/JMPF may only appear as the op before a final JMP (the branch's fall-through edge is
+that explicit JMP, which keeps every successor visible in the block itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from avm_vm.diagnostics import Span
+from avm_vm.instructions import INSTRUCTIONS
+from avm_vm.opcodes import OPCODES, Op, RegType
+from avm_vm.program import FunctionKind
+from avm_vm.values import render
+
+
+@dataclass
+class IrInstr:
+    op: Op
+    operands: tuple
+    span: Span | None = field(default=None, compare=False)
+
+    @property
+    def info(self):  # -> OpInfo
+        return OPCODES[self.op]
+
+    @property
+    def dst(self) -> int | None:
+        """The register this op writes, if any (always its first operand)."""
+        return self.operands[0] if OPCODES[self.op].writes else None
+
+    def uses(self) -> Iterator[int]:
+        """Registers this op reads."""
+        fmt = OPCODES[self.op].operands
+        start = 1 if OPCODES[self.op].writes else 0
+        for letter, operand in zip(fmt[start:], self.operands[start:], strict=True):
+            if letter == "R":
+                yield operand
+            elif letter == "L":
+                yield from operand
+
+    def map_uses(self, rename: dict[int, int]) -> IrInstr:
+        """A copy whose read registers are renamed through ``rename`` (others kept)."""
+        fmt = OPCODES[self.op].operands
+        start = 1 if OPCODES[self.op].writes else 0
+        new = list(self.operands)
+        for i in range(start, len(fmt)):
+            if fmt[i] == "R":
+                new[i] = rename.get(new[i], new[i])
+            elif fmt[i] == "L":
+                new[i] = tuple(rename.get(r, r) for r in new[i])
+        return IrInstr(self.op, tuple(new), self.span)
+
+    def targets(self) -> Iterator[int]:
+        """Block labels this op may jump to (TRY's handler included)."""
+        for letter, operand in zip(OPCODES[self.op].operands, self.operands, strict=True):
+            if letter == "J":
+                yield operand
+
+
+@dataclass
+class BasicBlock:
+    label: int
+    instrs: list[IrInstr] = field(default_factory=list)
+
+    @property
+    def terminator(self) -> IrInstr:
+        return self.instrs[-1]
+
+    def successors(self) -> list[int]:
+        seen: list[int] = []
+        for instr in self.instrs:
+            for target in instr.targets():
+                if target not in seen:
+                    seen.append(target)
+        return seen
+
+
+@dataclass
+class IrFunction:
+    name: str
+    kind: FunctionKind
+    nparams: int  # parameters are virtual registers 0 .. nparams-1
+    blocks: list[BasicBlock]  # the entry block first
+    reg_types: dict[int, RegType] = field(default_factory=dict)  # missing: ANY
+    span: Span | None = field(default=None, compare=False)
+
+    def block(self, label: int) -> BasicBlock:
+        for block in self.blocks:
+            if block.label == label:
+                return block
+        raise KeyError(label)
+
+    def registers(self) -> set[int]:
+        regs = set(range(self.nparams))
+        for block in self.blocks:
+            for instr in block.instrs:
+                if instr.dst is not None:
+                    regs.add(instr.dst)
+                regs.update(instr.uses())
+        return regs
+
+
+@dataclass
+class IrBehavior:
+    name: str
+    function: str  # name of its BEHAVIOR function
+    fields: tuple[str, ...]
+
+
+@dataclass
+class IrProgram:
+    source_name: str
+    functions: list[IrFunction]
+    behaviors: list[IrBehavior]
+    main: str | None  # name of the MAIN function
+
+    def function(self, name: str) -> IrFunction:
+        for function in self.functions:
+            if function.name == name:
+                return function
+        raise KeyError(name)
+
+
+# ---------------------------------------------------------------- text form
+
+
+def format_operand(letter: str, operand: object) -> str:
+    if letter == "R":
+        return f"r{operand}"
+    if letter == "K":
+        return render(operand)  # type: ignore[arg-type]
+    if letter == "J":
+        return f"L{operand}"
+    if letter == "E":
+        return INSTRUCTIONS[operand].name  # type: ignore[index]
+    if letter == "L":
+        return "(" + ", ".join(f"r{r}" for r in operand) + ")"  # type: ignore[attr-defined]
+    return str(operand)
+
+
+def format_instr(instr: IrInstr) -> str:
+    info = OPCODES[instr.op]
+    parts = [
+        format_operand(letter, operand)
+        for letter, operand in zip(info.operands, instr.operands, strict=True)
+    ]
+    if info.writes:
+        return f"{parts[0]} = {info.name.lower()} {' '.join(parts[1:])}".rstrip()
+    return f"{info.name.lower()} {' '.join(parts)}".rstrip()
+
+
+def format_function(function: IrFunction) -> str:
+    params = ", ".join(f"r{i}" for i in range(function.nparams))
+    lines = [f"{function.kind.name.lower()} {function.name}({params}) {{"]
+    for block in function.blocks:
+        lines.append(f"  L{block.label}:")
+        for instr in block.instrs:
+            text = format_instr(instr)
+            reg_type = function.reg_types.get(instr.dst) if instr.dst is not None else None
+            if reg_type is not None and reg_type is not RegType.ANY:
+                text += f"    ; {reg_type.name.lower()}"
+            lines.append(f"    {text}")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def format_program(program: IrProgram) -> str:
+    parts = []
+    for behavior in program.behaviors:
+        fields = ", ".join(behavior.fields)
+        parts.append(f"behavior {behavior.name} -> {behavior.function} fields({fields})")
+    parts.extend(format_function(f) for f in program.functions)
+    return "\n\n".join(parts) + "\n"
