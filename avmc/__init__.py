@@ -1,0 +1,1 @@
+"""avmc: the AVM behavior-language compiler (source -> Tape IR -> .tape bytecode)."""
