@@ -1,0 +1,67 @@
+"""Introspection layer (spec §6.2): the activation's own context and state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from avm_vm.handlers.common import values
+from avm_vm.trace import StateUpdated
+from avm_vm.values import NOTHING, Just, ObjectRef, Value
+
+if TYPE_CHECKING:
+    from avm_vm.runtime import Runtime
+
+
+def self_(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    return ObjectRef(rt.act.self_id)
+
+
+def input_(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    return rt.act.input
+
+
+def current_machine(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    return rt.act.machine
+
+
+def sender(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    caller = rt.act.sender
+    return NOTHING if caller is None else Just(ObjectRef(caller))
+
+
+def get_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    """Read-your-writes: inside a tx, the latest pending state of self, else the committed."""
+    self_id = rt.act.self_id
+    tx = rt.tx
+    if tx is not None:
+        pending = tx.states.get(self_id)
+        if pending is not None:
+            return pending
+    return rt.store.states.get(self_id, ())
+
+
+def get_state_r(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    """Profile R: the committed state only (spec §8.9)."""
+    return rt.store.states.get(rt.act.self_id, ())
+
+
+def set_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    state = values(args[0], "set_state")
+    self_id = rt.act.self_id
+    if rt.tx is None:
+        rt.store.set_state(self_id, state)
+    else:
+        rt.tx.write(rt.journal, self_id, state)
+    rt.emit(StateUpdated(self_id))
+    return NOTHING
+
+
+HANDLERS = {
+    "self": self_,
+    "input": input_,
+    "current_machine": current_machine,
+    "get_state": get_state,
+    "set_state": set_state,
+    "sender": sender,
+}
+R_HANDLERS = {"get_state": get_state_r}

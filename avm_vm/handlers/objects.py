@@ -1,0 +1,103 @@
+"""Object layer (spec §6.1): create, destroy, call, receive."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from avm_vm.errors import AvmError, ErrorKind
+from avm_vm.handlers.common import name, object_id, optional_name
+from avm_vm.store import ObjectRecord
+from avm_vm.trace import DuctLink, MessageReceived, ObjectCalled, ObjectCreated, ObjectDestroyed
+from avm_vm.transactions import PendingCreate
+from avm_vm.values import NOTHING, Just, ObjectRef, Value
+
+if TYPE_CHECKING:
+    from avm_vm.runtime import Runtime
+
+
+def create_obj(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    """§6.1.1: the name is not validated (profile R); an unknown one fails at the first call."""
+    behavior = name(args[0], "create")
+    controller = optional_name(args[1], "create")
+    new_id = rt.ids.object_id()
+    code_hash = rt.registry.code_hash(behavior)
+    if rt.tx is None:
+        record = ObjectRecord(behavior, code_hash, rt.act.machine, controller, controller)
+        rt.store.install(new_id, record)
+    else:
+        rt.tx.create(rt.journal, new_id, PendingCreate(behavior, code_hash, controller))
+    rt.emit(ObjectCreated(new_id, behavior))
+    return ObjectRef(new_id)
+
+
+def destroy_obj(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    """§6.1.2 (profile R): existence is the only check; inside a tx the destroy is buffered."""
+    target = object_id(args[0], "destroy")
+    tx = rt.tx
+    if target not in rt.store and (tx is None or target not in tx.creates):
+        raise AvmError(ErrorKind.OBJ_NOT_FOUND, id=target)
+    if tx is None:
+        rt.store.remove(target)
+    else:
+        tx.destroy(rt.journal, target)
+    rt.emit(ObjectDestroyed(target))
+    return True
+
+
+def call(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    """§7.1: route, look up, record in the tx, resolve, then push the callee's activation."""
+    target = object_id(args[0], "call")
+    message = args[1]
+    act = rt.act
+    record = rt.store.objects.get(target)
+    if record is not None and record.machine != act.machine:
+        return _remote(rt, target, record, message)
+    tx = rt.tx
+    if record is not None:
+        behavior, machine = record.behavior, record.machine
+    elif tx is not None and target in tx.creates:
+        behavior, machine = tx.creates[target].behavior, act.machine
+    else:
+        raise AvmError(ErrorKind.OBJ_NOT_FOUND, id=target)
+    if tx is not None:
+        tx.called(rt.journal, target, message)
+    entry = rt.registry.behaviors.get(behavior)
+    if entry is None:
+        raise AvmError(ErrorKind.BEHAVIOR_NOT_FOUND, name=behavior)
+    return rt.enter(entry, target, message, machine, behavior)
+
+
+def _remote(rt: Runtime, target: int, record: ObjectRecord, message: Value) -> Value:
+    """§7.5: hand the call to the transport; not transactional, no local lookup."""
+    if rt.transport is None:
+        raise AvmError(ErrorKind.MACHINE_UNREACHABLE, machine=record.machine)
+    value = rt.transport.call(record.machine, target, message, rt.act.self_id)
+    duct = DuctLink(target, record.behavior, rt.next_call_id(), rt.act.duct)
+    rt.emit_at(ObjectCalled(target, message, value), duct)
+    return Just(value)
+
+
+def receive(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    """§6.1.4: the activation's message waits in the mailbox; the first receive takes it."""
+    act = rt.act
+    answer: Value = NOTHING
+    if act.unreceived:
+        act.unreceived = False
+        answer = Just(act.input)
+    rt.emit(MessageReceived(act.self_id, answer))
+    return answer
+
+
+def receive_r(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    """Profile R's stub: no mailbox, always nothing."""
+    rt.emit(MessageReceived(rt.act.self_id, NOTHING))
+    return NOTHING
+
+
+HANDLERS = {
+    "create_obj": create_obj,
+    "destroy_obj": destroy_obj,
+    "call": call,
+    "receive": receive,
+}
+R_HANDLERS = {"receive": receive_r}

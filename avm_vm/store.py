@@ -1,0 +1,186 @@
+"""The object store (spec §3.3) and the journal that makes every change to it undoable.
+
+The store holds one `ObjectRecord` per object (behavior name, code hash, metadata) and the
+state lists; the state map is separate because top-level `setState` writes the sentinel
+id's slot, which is no object (spec §6.2).
+
+Every mutation of the world (store, transaction overlay, constraint store, pure registry,
+the runtime's transaction slot) goes through a `Journal`, which records the inverse
+operation when someone may need it:
+
+* while an object call is running (`active`), every inverse goes to `entries`, so a failed
+  callee is undone by unwinding to the mark taken at its entry (DESIGN.md §12);
+* while a transaction is open, inverses of direct world changes (``world=True``: store
+  records and states, constraint domains) also go to the transaction's `world` log, so an
+  abort restores the store as it was at begin without ever copying it (spec §8.7).
+
+Inverses restore old values rather than apply deltas, so replaying a log in reverse is
+correct even when it holds entries that were already undone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from avm_vm.values import Value, render
+
+MISSING: Any = object()  # "the key was absent": its inverse deletes the key
+
+
+def _restore_item(d: dict, key: object, old: object) -> None:
+    if old is MISSING:
+        d.pop(key, None)
+    else:
+        d[key] = old
+
+
+def _discard(s: set, item: object, _unused: object) -> None:
+    s.discard(item)
+
+
+def _truncate(items: list, length: int, _unused: object) -> None:
+    del items[length:]
+
+
+class Journal:
+    """Inverse operations of the world's mutations, unwound when a callee fails."""
+
+    __slots__ = ("active", "entries", "world")
+
+    def __init__(self) -> None:
+        self.entries: list[tuple] = []
+        self.active = False  # an object call is running: its changes may have to be undone
+        self.world: list[tuple[dict, object, object]] | None = None  # the open tx's log
+
+    def put(self, d: dict, key: object, value: object, world: bool = False) -> None:
+        """``d[key] = value``, undoably."""
+        if self.active:
+            self.entries.append((_restore_item, d, key, d.get(key, MISSING)))
+        if world and self.world is not None:
+            self.world.append((d, key, d.get(key, MISSING)))
+        d[key] = value
+
+    def remove(self, d: dict, key: object, world: bool = False) -> None:
+        """``del d[key]`` if present, undoably."""
+        if key not in d:
+            return
+        if self.active:
+            self.entries.append((_restore_item, d, key, d[key]))
+        if world and self.world is not None:
+            self.world.append((d, key, d[key]))
+        del d[key]
+
+    def add(self, s: set, item: object) -> None:
+        if self.active and item not in s:
+            self.entries.append((_discard, s, item, None))
+        s.add(item)
+
+    def append(self, items: list, item: object) -> None:
+        if self.active:
+            self.entries.append((_truncate, items, len(items), None))
+        items.append(item)
+
+    def set_attr(self, obj: object, name: str, value: object) -> None:
+        if self.active:
+            self.entries.append((setattr, obj, name, getattr(obj, name)))
+        setattr(obj, name, value)
+
+    def mark(self) -> int:
+        return len(self.entries)
+
+    def unwind(self, mark: int) -> None:
+        """Undo everything recorded since ``mark``, newest first."""
+        entries = self.entries
+        while len(entries) > mark:
+            undo, a, b, c = entries.pop()
+            undo(a, b, c)
+
+    def restore_world(self, log: list[tuple[dict, object, object]]) -> None:
+        """Put back the values a transaction's world log saved (an abort), itself undoably."""
+        for d, key, old in reversed(log):
+            if old is MISSING:
+                self.remove(d, key)
+            else:
+                self.put(d, key, old)
+
+
+class ObjectRecord(NamedTuple):
+    """An object's behavior and metadata (spec §3.4); replaced whole on every change."""
+
+    behavior: str
+    code_hash: bytes | None  # hash of the behavior's code at creation; None if unregistered
+    machine: str
+    creating: str | None  # creating controller
+    current: str | None  # current controller
+
+
+class Store:
+    """Objects and their states (spec §3.3), every change journaled."""
+
+    __slots__ = ("journal", "objects", "states")
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.objects: dict[int, ObjectRecord] = {}
+        self.states: dict[int, tuple[Value, ...]] = {}
+
+    def get(self, object_id: int) -> ObjectRecord | None:
+        return self.objects.get(object_id)
+
+    def __contains__(self, object_id: int) -> bool:
+        return object_id in self.objects
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def install(self, object_id: int, record: ObjectRecord) -> None:
+        """Create an object with state ``[]`` (spec §3.3)."""
+        self.journal.put(self.objects, object_id, record, world=True)
+        self.journal.put(self.states, object_id, (), world=True)
+
+    def remove(self, object_id: int) -> None:
+        """Destroy an object: its record and its state (profile R removes all three maps)."""
+        self.journal.remove(self.objects, object_id, world=True)
+        self.journal.remove(self.states, object_id, world=True)
+
+    def replace(self, object_id: int, record: ObjectRecord) -> None:
+        """Change an existing object's metadata (move, transfer, fetch)."""
+        self.journal.put(self.objects, object_id, record, world=True)
+
+    def state(self, object_id: int) -> tuple[Value, ...]:
+        return self.states.get(object_id, ())
+
+    def set_state(self, object_id: int, state: tuple[Value, ...]) -> None:
+        self.journal.put(self.states, object_id, state, world=True)
+
+    def ids(self) -> list[int]:
+        """Every object id, in increasing order."""
+        return sorted(self.objects)
+
+    def dump(self) -> str:
+        """A canonical text of the whole store (sorted), for comparing two stores exactly."""
+        lines = [f"object {i} {self.objects[i]!r}" for i in sorted(self.objects)]
+        lines += [f"state {i} {render(self.states[i])}" for i in sorted(self.states)]
+        return "\n".join(lines)
+
+
+class IdGenerator:
+    """Fresh object and transaction ids (spec §2.5): two counters from ``prefix << 48``.
+
+    Never rolled back: an aborted transaction or a failed callee still consumes its ids.
+    """
+
+    __slots__ = ("next_object", "next_tx")
+
+    def __init__(self, prefix: int = 0) -> None:
+        if not 0 <= prefix < 1 << 16:
+            raise ValueError(f"a node prefix is 16 bits, not {prefix}")
+        self.next_object = self.next_tx = prefix << 48
+
+    def object_id(self) -> int:
+        self.next_object += 1
+        return self.next_object - 1
+
+    def tx_id(self) -> int:
+        self.next_tx += 1
+        return self.next_tx - 1

@@ -1,0 +1,106 @@
+"""A transaction's overlay (spec §8.2): pending changes, the read set, and commit's two steps.
+
+Every change to the overlay goes through the journal, so a failed callee's buffered changes
+disappear with it. The store itself is never copied: `world` is the log of direct world
+changes made while the transaction was open (e.g. `moveObject`), which an abort or a failed
+validation replays backwards (`Journal.restore_world`). Begin is O(1); commit and abort cost
+what the transaction touched.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from avm_vm.store import Journal, ObjectRecord, Store
+from avm_vm.values import Value
+
+
+class PendingCreate(NamedTuple):
+    behavior: str
+    code_hash: bytes | None
+    controller: str | None
+
+
+class Transaction:
+    """One open transaction: id, controller and overlay buffers (spec §5.1)."""
+
+    __slots__ = (
+        "controller",
+        "creates",
+        "destroys",
+        "id",
+        "log",
+        "observed",
+        "requirements",
+        "states",
+        "transfers",
+        "world",
+    )
+
+    def __init__(self, tx_id: int, controller: str | None) -> None:
+        self.id = tx_id
+        self.controller = controller
+        self.creates: dict[int, PendingCreate] = {}
+        self.transfers: list[tuple[int, str]] = []
+        self.log: list[tuple[int, Value]] = []  # txLog: (target, message) per local call
+        self.states: dict[int, tuple[Value, ...]] = {}  # latest pending state per object
+        self.destroys: set[int] = set()
+        self.observed: set[int] = set()  # the read set
+        self.requirements: list[Value] = []  # `require` assertions, checked at commit
+        self.world: list[tuple[dict, object, object]] = []  # undo log of direct world changes
+
+    # Buffering (spec §8.4); each change is journaled so a failed callee's part is undone.
+
+    def create(self, journal: Journal, object_id: int, pending: PendingCreate) -> None:
+        journal.put(self.creates, object_id, pending)
+
+    def destroy(self, journal: Journal, object_id: int) -> None:
+        journal.add(self.destroys, object_id)
+
+    def transfer(self, journal: Journal, object_id: int, controller: str) -> None:
+        journal.append(self.transfers, (object_id, controller))
+
+    def write(self, journal: Journal, object_id: int, state: tuple[Value, ...]) -> None:
+        journal.put(self.states, object_id, state)
+
+    def called(self, journal: Journal, target: int, message: Value) -> None:
+        """A local call inside the tx: txLog entry and read-set membership (spec §7.1 step 4)."""
+        journal.append(self.log, (target, message))
+        journal.add(self.observed, target)
+
+    def require(self, journal: Journal, assertion: Value) -> None:
+        journal.append(self.requirements, assertion)
+
+    # Commit (spec §8.5, §8.6)
+
+    def conflicts(self, store: Store) -> bool:
+        """True when some observed object vanished from the store out of band (spec §8.5)."""
+        return any(
+            i not in self.destroys and i not in store and i not in self.creates
+            for i in self.observed
+        )
+
+    def apply(self, store: Store, machine: str) -> None:
+        """Apply the overlay: creates, transfers, (writes), states, destroys (spec §8.6)."""
+        for object_id, pending in self.creates.items():
+            record = ObjectRecord(
+                pending.behavior,
+                pending.code_hash,
+                machine,
+                pending.controller,
+                pending.controller,
+            )
+            store.install(object_id, record)
+        for object_id, controller in self.transfers:
+            record = store.get(object_id)
+            if record is not None:
+                store.replace(object_id, record._replace(current=controller))
+        # The txLog needs no applying: the calls it records already ran.
+        for object_id, state in self.states.items():
+            store.set_state(object_id, state)
+        for object_id in self.destroys:
+            store.remove(object_id)
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """#writes, #creates, #destroys, #observed, as reifyTxState reports them (spec §6.4)."""
+        return len(self.log), len(self.creates), len(self.destroys), len(self.observed)

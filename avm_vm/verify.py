@@ -1,0 +1,304 @@
+"""The verifier: every rule a `Program` must satisfy before the VM may run it.
+
+`bytecode.decode` runs it on every file it reads, and `bytecode.encode` on every program it
+writes, so the VM and the JIT can trust what they get: every operand is in range, control
+never runs off the end of a function, calls match their callee, and every register holds a
+value of its declared type at every instant (a write must produce that type, and frames
+start from `opcodes.INITIAL_VALUE`). It also accepts a program built in memory, where it
+checks the Python types as well (a file can only hold well-typed data). Rules and limits
+are listed in docs/bytecode.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn
+
+from avm_vm.diagnostics import DiagnosticError, error
+from avm_vm.instructions import INSTRUCTIONS
+from avm_vm.opcodes import OPCODES, Op, RegType, const_type
+from avm_vm.program import Function, FunctionKind, Program
+from avm_vm.values import NAT_MAX, Just, Kind, NothingType, ObjectRef, Pair, TxRef, Value
+
+MAX_DEPTH = 200  # containers nested in one constant; decoding and checking stay iterative
+MAX_REGISTERS = 65535  # a wide function's u16 register operands
+WIDE_ABOVE = 256  # a function with more registers than this uses the wide form
+MAX_LINE = 2**32 - 1  # line and column numbers in the line table
+
+
+class TapeError(DiagnosticError):
+    """A `.tape` file (or an in-memory program) that must not run; names file and offset."""
+
+    def __init__(
+        self, filename: str, reason: str, offset: int | None = None, where: str | None = None
+    ) -> None:
+        self.filename = filename
+        self.reason = reason
+        self.offset = offset
+        location = f"offset {offset}" if offset is not None else where
+        text = f"{filename}: {location}: {reason}" if location else f"{filename}: {reason}"
+        super().__init__(error(text))
+
+
+@dataclass
+class Offsets:
+    """Byte offsets (from the start of the file) of a decoded program's parts."""
+
+    constants: list[int]
+    functions: list[int]  # each function's entry
+    code: list[list[int]]  # each instruction, per function
+    behaviors: list[int]
+    main: int
+    source: int
+
+
+def verify(program: Program, filename: str = "<program>", offsets: Offsets | None = None) -> None:
+    """Raise `TapeError` on the first broken rule; offsets make messages point into a file."""
+    _Verifier(program, filename, offsets).run()
+
+
+def _value_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a constant (not a value, nat out of range, too deep), or None."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is int:
+            if not 0 <= item <= NAT_MAX:
+                return f"nat {item} is outside 0..2**64-1"
+        elif kind is str:
+            if not _encodable(item):
+                return "string is not encodable as UTF-8"
+        elif kind is ObjectRef or kind is TxRef:
+            if type(item.id) is not int or not 0 <= item.id <= NAT_MAX:
+                return f"reference id {item.id!r} is outside 0..2**64-1"
+        elif kind is tuple or kind is Pair or kind is Just:
+            if depth >= MAX_DEPTH:
+                return f"constant nests containers deeper than {MAX_DEPTH} levels"
+            children = item if kind is tuple else _children(item)
+            stack.extend((child, depth + 1) for child in children)
+        elif kind is not bool and kind is not NothingType:
+            return f"{item!r} is not an AVM value"
+    return None
+
+
+def _children(item: Pair | Just) -> tuple[Value, ...]:
+    return (item.first, item.second) if type(item) is Pair else (item.value,)
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def quote_name(name: str) -> str:
+    """A name as messages show it: quoted, escaped, and cut short if a hostile file made it long."""
+    return repr(name if len(name) <= 60 else name[:57] + "...")
+
+
+def _is_nat(x: object, limit: int = NAT_MAX) -> bool:
+    return type(x) is int and 0 <= x <= limit
+
+
+def _is_name(x: object) -> bool:
+    return type(x) is str and _encodable(x)
+
+
+def _operand_problem(instr: object, limits: dict[str, tuple[int, str, str]]) -> str | None:
+    """Why ``instr`` is not an op with its table's operands, each within its limit, or None."""
+    if type(instr) is not tuple or not instr or type(instr[0]) is not Op:
+        return f"unknown opcode in {instr!r}"
+    info = OPCODES[instr[0]]
+    if len(instr) != 1 + len(info.operands):
+        return f"{info.name} takes {len(info.operands)} operands, not {len(instr) - 1}"
+    for letter, operand in zip(info.operands, instr[1:], strict=True):
+        if letter == "L":
+            if type(operand) is not tuple:
+                return f"{info.name} needs a register list, not {operand!r}"
+            bound, what, within = limits["R"]
+            values = operand
+        else:
+            bound, what, within = limits[letter]
+            values = (operand,)
+        for x in values:
+            if type(x) is not int or not 0 <= x < bound:
+                return f"{what} {x!r} is outside {within}"
+    return None
+
+
+class _Verifier:
+    def __init__(self, program: Program, filename: str, offsets: Offsets | None) -> None:
+        self.program = program
+        self.filename = filename
+        self.offsets = offsets
+
+    def fail(self, reason: str, where: str | None, offset: Callable[[Offsets], int]) -> NoReturn:
+        at = offset(self.offsets) if self.offsets is not None else None
+        raise TapeError(self.filename, reason, at, where)
+
+    def run(self) -> None:
+        program = self.program
+        if not _is_name(program.source_name):
+            self.fail("the source name is not a valid string", None, lambda o: o.source)
+        for k, constant in enumerate(program.constants):
+            problem = _value_problem(constant)
+            if problem:
+                self.fail(f"constant {k}: {problem}", None, lambda o, k=k: o.constants[k])
+        seen: set[str] = set()
+        for index, function in enumerate(program.functions):
+            self.check_header(index, function, seen)
+        for index, function in enumerate(program.functions):
+            self.check_code(index, function)
+        self.check_behaviors()
+        self.check_main()
+
+    def check_header(self, index: int, function: Function, seen: set[str]) -> None:
+        def fail(reason: str) -> NoReturn:
+            self.fail(reason, f"function {index}", lambda o: o.functions[index])
+
+        name = function.name
+        if not _is_name(name):
+            fail(f"function {index} has no valid name")
+        q = quote_name(name)
+        if name in seen:
+            fail(f"duplicate function name {q}")
+        seen.add(name)
+        if type(function.kind) is not FunctionKind:
+            fail(f"function {q} has an unknown kind {function.kind!r}")
+        types = function.reg_types
+        if not all(type(t) is RegType for t in types):
+            fail(f"function {q} has an unknown register type")
+        if len(types) > MAX_REGISTERS:
+            fail(f"function {q} has {len(types)} registers (the limit is {MAX_REGISTERS})")
+        if not _is_nat(function.nparams, len(types)):
+            fail(f"function {q} has {function.nparams} parameters but {len(types)} registers")
+        if any(t is not RegType.ANY for t in types[: function.nparams]):
+            fail(f"function {q} declares a parameter register with a type other than any")
+        if not function.code:
+            fail(f"function {q} has no code")
+        if len(function.lines) != len(function.code):
+            fail(
+                f"function {q} has {len(function.lines)} line table entries "
+                f"for {len(function.code)} instructions"
+            )
+        for position in function.lines:
+            if not (type(position) is tuple and len(position) == 2):
+                fail(f"function {q} has a malformed line table entry {position!r}")
+            if not (_is_nat(position[0], MAX_LINE) and _is_nat(position[1], MAX_LINE)):
+                fail(f"function {q} has a line table entry out of range {position!r}")
+
+    def check_code(self, index: int, function: Function) -> None:
+        program = self.program
+        code, types = function.code, function.reg_types
+        q = quote_name(function.name)
+
+        def fail(pc: int, reason: str) -> NoReturn:
+            self.fail(reason, f"function {q} pc {pc}", lambda o: o.code[index][pc])
+
+        # What each operand letter must stay below, what it is, and what it must lie within.
+        n = len(program.functions)
+        limits = {
+            "R": (len(types), "register", f"function {q} ({len(types)} registers)"),
+            "K": (len(program.constants), "constant", f"the constant pool "
+                                                      f"({len(program.constants)} constants)"),
+            "J": (len(code), "jump target", f"function {q} ({len(code)} instructions)"),
+            "F": (n, "function", f"the function table ({n} functions)"),
+            "E": (len(INSTRUCTIONS), "AVM instruction", f"the instruction set "
+                                                        f"({len(INSTRUCTIONS)} instructions)"),
+            "U": (NAT_MAX + 1, "immediate", "0..2**64-1"),
+        }  # fmt: skip
+        for pc, instr in enumerate(code):
+            problem = _operand_problem(instr, limits) or self.rule_problem(instr, types)
+            if problem:
+                fail(pc, problem)
+        if not OPCODES[code[-1][0]].ends_block:
+            fail(len(code) - 1, f"function {q} can run off its end (last op {code[-1][0].name})")
+
+    def rule_problem(self, instr: tuple, types: tuple[RegType, ...]) -> str | None:
+        """The op-specific rules and the register type rule, once operands are in range."""
+        op = instr[0]
+        program = self.program
+        if op is Op.CALL:
+            callee = program.functions[instr[2]]
+            if callee.kind is not FunctionKind.PURE:
+                return f"CALL of {quote_name(callee.name)}, which is not a pure function"
+            if len(instr[3]) != callee.nparams:
+                return (
+                    f"CALL passes {len(instr[3])} arguments to {quote_name(callee.name)}, "
+                    f"which takes {callee.nparams}"
+                )
+        elif op is Op.EFFECT:
+            target = INSTRUCTIONS[instr[2]]
+            if len(instr[3]) != target.arity:
+                return f"EFFECT {target.name} takes {target.arity} arguments, not {len(instr[3])}"
+        elif op is Op.ISKIND:
+            if instr[3] >= len(Kind):
+                return f"ISKIND of unknown value kind {instr[3]} ({len(Kind)} kinds)"
+        elif op is Op.GETFIELD or op is Op.SETFIELD:
+            defaults = program.constants[instr[-1]]
+            if type(defaults) is not tuple:
+                return f"{op.name} defaults (constant {instr[-1]}) are not a list"
+            if instr[3] >= len(defaults):
+                return f"{op.name} field {instr[3]} is outside its {len(defaults)} defaults"
+        info = OPCODES[op]
+        if not info.writes:
+            return None
+        if op is Op.LOADK:
+            produced = const_type(program.constants[instr[2]])
+        elif op is Op.MOVE:
+            produced = types[instr[2]]
+        else:
+            produced = info.result
+        declared = types[instr[1]]
+        if declared is not RegType.ANY and declared is not produced:
+            return (
+                f"{op.name} writes a value of type {produced.name.lower()} to r{instr[1]}, "
+                f"declared {declared.name.lower()}"
+            )
+        return None
+
+    def check_behaviors(self) -> None:
+        functions = self.program.functions
+        seen: set[str] = set()
+        for b, behavior in enumerate(self.program.behaviors):
+
+            def fail(reason: str, b: int = b) -> NoReturn:
+                self.fail(reason, f"behavior {b}", lambda o: o.behaviors[b])
+
+            name = behavior.name
+            if not _is_name(name):
+                fail(f"behavior {b} has no valid name")
+            q = quote_name(name)
+            if name in seen:
+                fail(f"duplicate behavior name {q}")
+            seen.add(name)
+            if not _is_nat(behavior.function, len(functions) - 1):
+                fail(f"behavior {q} refers to function {behavior.function!r}, outside the "
+                     f"function table ({len(functions)} functions)")  # fmt: skip
+            target = functions[behavior.function]
+            if target.kind is not FunctionKind.BEHAVIOR or target.nparams != 1:
+                fail(f"behavior {q} needs a behavior function of one parameter, "
+                     f"not {quote_name(target.name)}")  # fmt: skip
+            if not all(_is_name(field) for field in behavior.fields):
+                fail(f"behavior {q} has a field name that is not a string")
+
+    def check_main(self) -> None:
+        main, functions = self.program.main, self.program.functions
+
+        def fail(reason: str) -> NoReturn:
+            self.fail(reason, "main", lambda o: o.main)
+
+        if main is None:
+            return
+        if not _is_nat(main, len(functions) - 1):
+            fail(f"main refers to function {main!r}, outside the function table "
+                 f"({len(functions)} functions)")  # fmt: skip
+        target = functions[main]
+        if target.kind is not FunctionKind.MAIN or target.nparams != 0:
+            fail(f"main needs a main function of no parameters, not {quote_name(target.name)}")

@@ -1,0 +1,144 @@
+"""The register VM: runs Tape code on explicit frames, suspending at every AVM instruction.
+
+A run works on the frame stack of one activation (a list of `Frame`, plain data). Pure ops
+never leave `Interpreter.run`; CALL and RET push and pop frames on that list, so recursion
+never grows the Python stack. An EFFECT returns `Vis` with the top frame suspended after it;
+the runtime performs the instruction, writes the answer into the frame and calls `run` again
+(or `throw` when the instruction failed).
+
+Each function is translated once, on its first run, into a specialised Python function
+(`vm_translate`); `run` is the trampoline between them. The interpreter trusts a verified
+program (`verify.verify`, which `bytecode.decode` runs): operands are in range, calls match
+their callee, code never runs off its end, and a register of a declared type always holds a
+value of that type, which lets typed operands skip their kind checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from avm_vm.errors import AvmError, ErrorKind, vm_error
+from avm_vm.opcodes import INITIAL_VALUE
+from avm_vm.program import Function, Program
+from avm_vm.values import Value
+from avm_vm.vm_frames import Fault, Frame, Fuel, Ret, Vis
+from avm_vm.vm_translate import OUT_OF_FUEL, source_of, translate
+
+__all__ = ["Fault", "Frame", "Fuel", "Interpreter", "Proc", "Ret", "Vis"]
+
+Runner = Callable[[Frame, list[Frame], Fuel, int], object]
+
+
+class Proc:
+    """A function of the program as the VM runs it (what `Frame.function` holds)."""
+
+    __slots__ = ("careful", "fast", "function", "index", "procs", "program", "rest")
+
+    def __init__(self, index: int, function: Function, program: Program, procs: list[Proc]):
+        self.index = index
+        self.function = function
+        self.program = program
+        self.procs = procs
+        # Initial values of the registers after the parameters: a call appends them.
+        self.rest = [INITIAL_VALUE[t] for t in function.reg_types[function.nparams :]]
+        # Translated on first use: `fast` pays fuel per block, `careful` per instruction.
+        self.fast: Runner = self._translate_fast
+        self.careful: Runner = self._translate_careful
+
+    @property
+    def name(self) -> str:
+        return self.function.name
+
+    def source(self, careful: bool = False) -> str:
+        """The Python source this function is translated to."""
+        return source_of(self, careful)
+
+    def _translate_fast(self, *args: object) -> object:
+        self.fast = translate(self, careful=False)
+        return self.fast(*args)
+
+    def _translate_careful(self, *args: object) -> object:
+        self.careful = translate(self, careful=True)
+        return self.careful(*args)
+
+    def __repr__(self) -> str:
+        return f"Proc({self.index}, {self.name!r})"
+
+
+class Interpreter:
+    """Runs the functions of one program; holds no state of any run, so runs may nest."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.procs: list[Proc] = []
+        self.procs.extend(Proc(i, f, program, self.procs) for i, f in enumerate(program.functions))
+
+    def frame(self, function_index: int, args: Sequence[Value]) -> Frame:
+        """A new base frame for function ``function_index`` called with ``args``."""
+        proc = self.procs[function_index]
+        if len(args) != proc.function.nparams:
+            raise ValueError(
+                f"{proc.name} takes {proc.function.nparams} arguments, not {len(args)}"
+            )
+        return Frame(proc, 0, [*args, *proc.rest], [], None)
+
+    def run(self, frames: list[Frame], fuel: Fuel, max_frames: int = 100_000) -> Ret | Vis | Fault:
+        """Run ``frames[-1]`` until the activation returns, performs an instruction or fails.
+
+        Every executed instruction costs one unit of fuel, a failing one included. On a
+        Fault the frames are left as they were when the error happened, the top frame's pc
+        at the failing instruction (for fuel: the one that found the budget empty).
+        """
+        careful = False  # set once the fuel left no longer pays for a whole block
+        while True:
+            frame = frames[-1]
+            proc = frame.function
+            outcome = (proc.careful if careful else proc.fast)(frame, frames, fuel, max_frames)
+            if outcome is None:  # a CALL or a RET: go on with the new top frame
+                continue
+            if type(outcome) is Ret or type(outcome) is Vis:
+                return outcome
+            if outcome is OUT_OF_FUEL:
+                if not careful:
+                    careful = False
+                    continue
+                outcome = AvmError(ErrorKind.FUEL_EXHAUSTED, steps=fuel.limit)
+            fault = _unwind(frames, outcome)  # type: ignore[arg-type]
+            if fault is not None:
+                return fault
+
+    def throw(
+        self, frames: list[Frame], error: AvmError, fuel: Fuel, max_frames: int = 100_000
+    ) -> Ret | Vis | Fault:
+        """Fail the suspended EFFECT with ``error``: its TRY handler runs, else a Fault."""
+        frames[-1].pc -= 1  # the error belongs to the EFFECT, not to what follows it
+        return _unwind(frames, error) or self.run(frames, fuel, max_frames)
+
+    def call_function(
+        self, function_index: int, args: Sequence[Value], fuel: Fuel, max_frames: int = 100_000
+    ) -> Value:
+        """Run a pure function to completion; its failure is raised as `AvmError`."""
+        outcome = self.run([self.frame(function_index, args)], fuel, max_frames)
+        if type(outcome) is Ret:
+            return outcome.value
+        if type(outcome) is Fault:
+            raise outcome.error
+        name = self.procs[function_index].name
+        raise vm_error(ErrorKind.TYPE_MISMATCH, f"pure function {name} performed an effect")
+
+
+def _unwind(frames: list[Frame], error: AvmError) -> Fault | None:
+    """Hand ``error`` to the innermost TRY handler, popping the frames above it; a Fault when
+    there is none or the error is fatal (the frames are then left untouched)."""
+    if not error.fatal:
+        for depth in range(len(frames) - 1, -1, -1):
+            frame = frames[depth]
+            if frame.handlers:
+                del frames[depth + 1 :]
+                frame.pc, register = frame.handlers.pop()
+                frame.regs[register] = error.message
+                return None
+    frame = frames[-1]
+    lines = frame.function.function.lines
+    line, col = lines[frame.pc] if frame.pc < len(lines) else (0, 0)
+    return Fault(error, frame.function.name, frame.pc, line, col)

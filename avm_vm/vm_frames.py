@@ -1,0 +1,80 @@
+"""What a VM run works on and what it returns: frames, fuel and the three outcomes.
+
+A frame is plain data (function, pc, registers, TRY handlers), so a suspended activation can
+wait, be stored or move. `avm_vm.vm` re-exports everything here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from avm_vm.errors import AvmError
+from avm_vm.values import Value
+
+if TYPE_CHECKING:
+    from avm_vm.vm import Proc
+
+
+class Fuel:
+    """A step budget shared by a whole run: one unit per executed instruction."""
+
+    __slots__ = ("limit", "remaining")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.remaining = limit
+
+    @property
+    def used(self) -> int:
+        return self.limit - self.remaining
+
+
+@dataclass(slots=True)
+class Ret:
+    """The activation's base frame returned ``value``."""
+
+    value: Value
+
+
+@dataclass(slots=True)
+class Vis:
+    """An AVM instruction to perform; the top frame is suspended after its EFFECT."""
+
+    instruction: int  # index into instructions.INSTRUCTIONS
+    args: tuple[Value, ...]
+    dst: int  # the answer goes to frames[-1].regs[dst] before run() resumes
+
+
+@dataclass(slots=True)
+class Fault:
+    """The activation failed: no TRY handler took the error, or the error is fatal."""
+
+    error: AvmError
+    function: str
+    pc: int
+    line: int  # from the function's line table; 0 when unknown
+    col: int
+
+
+class Frame:
+    """A running or suspended function activation: plain data."""
+
+    __slots__ = ("function", "handlers", "pc", "regs", "result_reg")
+
+    def __init__(
+        self,
+        function: Proc,
+        pc: int,
+        regs: list[Value],
+        handlers: list[tuple[int, int]],
+        result_reg: int | None,
+    ) -> None:
+        self.function = function
+        self.pc = pc
+        self.regs = regs
+        self.handlers = handlers  # TRY stack: (handler pc, message register)
+        self.result_reg = result_reg  # the caller's register for our value; None: base frame
+
+    def __repr__(self) -> str:
+        return f"Frame({self.function.name} pc={self.pc})"

@@ -1,0 +1,453 @@
+"""Translate one Tape function into a Python function: the VM's dispatch loop, specialised.
+
+Each function becomes ``run(frame, frames, fuel, max_frames)``, which runs ``frame`` from
+``frame.pc`` with its registers in Python locals ``r0 .. rN`` and returns to the trampoline
+in `avm_vm.vm` when control leaves the function:
+
+- ``None``: CALL pushed a frame, or RET popped this one (its value is in the caller's
+  registers); the trampoline continues with ``frames[-1]``;
+- a `Ret` (the base frame returned) or a `Vis` (an EFFECT; the frame is suspended after it);
+- an `AvmError` raised by an op, to unwind (``frame.pc`` is the failing instruction);
+- `OUT_OF_FUEL`: the next block needs more fuel than is left (``frame.pc`` is its start).
+
+Every exit writes the registers back to ``frame.regs`` and the fuel counter to ``fuel``, so
+frames stay plain data. The code is split into basic blocks; a ``while`` loop dispatches on
+``pc`` to block starts through a shallow tree of ``if`` tests (jumps ``continue``, and falling
+through needs one test). Each block pays its fuel on entry, so fuel is exact: a block that
+does not fit sends the run to the *careful* translation, where every instruction is its own
+block, and an error refunds the instructions of its block it did not run.
+
+Only ints taken from the verified program reach the source text; constants, functions and
+helpers are globals of the generated function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from avm_vm import ops
+from avm_vm.errors import AvmError, ErrorKind, failed, vm_error
+from avm_vm.opcodes import OPCODES, Op, RegType
+from avm_vm.values import NAT_MAX, Just, Kind, Pair, kind_of, to_text, values_equal
+from avm_vm.vm_frames import Frame, Ret, Vis
+
+if TYPE_CHECKING:
+    from avm_vm.vm import Proc
+
+_FANOUT = 4  # block starts tested per level of the dispatch tree
+# Register types whose values Python's == compares exactly like values_equal (same kind).
+_SCALARS = {
+    RegType.NAT: "int",
+    RegType.BOOL: "bool",
+    RegType.STR: "str",
+}  # block starts tested per level of the dispatch tree
+
+# Ops after which control does not fall through to the next instruction inside a block.
+_BLOCK_ENDS = frozenset({Op.JMP, Op.JMPT, Op.JMPF, Op.RET, Op.FAIL, Op.CALL, Op.EFFECT})
+
+
+class OutOfFuel(Exception):
+    """Raised at the start of a block the remaining fuel cannot pay for."""
+
+
+OUT_OF_FUEL = object()  # what a translated function returns after an OutOfFuel
+
+
+def _depth_exceeded(limit: int) -> AvmError:
+    return AvmError(ErrorKind.DEPTH_EXCEEDED, limit=limit)
+
+
+def _end_try(handlers: list[tuple[int, int]]) -> None:
+    if not handlers:
+        raise vm_error(ErrorKind.TYPE_MISMATCH, "ENDTRY without an active TRY")
+    handlers.pop()
+
+
+def _checked(instr: tuple) -> tuple:
+    """The instruction, once every operand is an int (or a tuple of ints): nothing else may
+    reach the generated source."""
+    for operand in instr[1:]:
+        for item in operand if type(operand) is tuple else (operand,):
+            if type(item) is not int:
+                raise ValueError(f"bad operand {item!r} in {instr!r}")
+    return instr
+
+
+def _bad_pc(pc: int) -> ValueError:
+    return ValueError(f"no instruction starts a block at pc {pc}")
+
+
+# The globals every translated function sees; the translator adds constants and callees.
+_HELPERS: dict[str, object] = {
+    "AvmError": AvmError,
+    "OutOfFuel": OutOfFuel,
+    "OUT_OF_FUEL": OUT_OF_FUEL,
+    "Frame": Frame,
+    "Ret": Ret,
+    "Vis": Vis,
+    "Pair": Pair,
+    "Just": Just,
+    "Kind": Kind,
+    "kind_of": kind_of,
+    "to_text": to_text,
+    "values_equal": values_equal,
+    "failed": failed,
+    "depth_exceeded": _depth_exceeded,
+    "end_try": _end_try,
+    "bad_pc": _bad_pc,
+    **{name: getattr(ops, name) for name in ops.__all__},
+}
+
+
+def translate(proc: Proc, careful: bool) -> Callable[..., object]:
+    """The Python function running ``proc`` (see the module docstring)."""
+    source, namespace = _Translator(proc, careful).source()
+    code = compile(source, f"<avm {'careful ' if careful else ''}{proc.name!r}>", "exec")
+    exec(code, namespace)  # the source holds only ints from the verified program
+    return namespace["run"]  # type: ignore[return-value]
+
+
+def source_of(proc: Proc, careful: bool) -> str:
+    """The generated source, for reading and debugging."""
+    return _Translator(proc, careful).source()[0]
+
+
+class _Translator:
+    def __init__(self, proc: Proc, careful: bool) -> None:
+        self.proc = proc
+        self.function = proc.function
+        self.program = proc.program
+        self.types = proc.function.reg_types
+        self.careful = careful
+        self.lines: list[str] = []
+        self.depth = 0
+        self.namespace: dict[str, object] = {**_HELPERS, "SELF": proc}
+
+    # -- output
+
+    def emit(self, *lines: str) -> None:
+        self.lines.extend("    " * self.depth + line for line in lines)
+
+    @contextmanager
+    def block(self, header: str) -> Iterator[None]:
+        self.emit(header)
+        self.depth += 1
+        yield
+        self.depth -= 1
+
+    def source(self) -> tuple[str, dict[str, object]]:
+        code = self.function.code
+        starts = self.block_starts()
+        blocks = list(zip(starts, [*starts[1:], len(code)], strict=True))
+        ends = [0] * len(code)
+        for start, end in blocks:
+            ends[start:end] = [end] * (end - start)
+        self.namespace["END"] = tuple(ends)
+        with self.block("def run(frame, frames, fuel, max_frames):"):
+            if self.types:
+                self.emit(f"{self.all_regs()}, = frame.regs")
+            self.emit("left = fuel.remaining", "pc = frame.pc")
+            with self.block("try:"), self.block("while True:"):
+                self.dispatch(blocks)
+                self.emit("raise bad_pc(pc)")
+            with self.block("except AvmError as error:"):
+                self.spill()
+                self.emit("frame.pc = pc", "fuel.remaining = left + END[pc] - pc - 1")
+                self.emit("return error")
+            with self.block("except OutOfFuel:"):
+                self.spill()
+                self.emit("frame.pc = pc", "fuel.remaining = left", "return OUT_OF_FUEL")
+        return "\n".join(self.lines) + "\n", self.namespace
+
+    def block_starts(self) -> list[int]:
+        code = self.function.code
+        if self.careful:
+            return list(range(len(code)))
+        starts = {0}
+        for pc, (op, *operands) in enumerate(code):
+            if op in _BLOCK_ENDS:
+                starts.add(pc + 1)
+            if op in (Op.JMPT, Op.JMPF, Op.TRY):
+                starts.add(operands[1])
+            elif op is Op.JMP:
+                starts.add(operands[0])
+        return sorted(start for start in starts if start < len(code))
+
+    def dispatch(self, blocks: list[tuple[int, int]]) -> None:
+        """Test ``pc`` against block starts: a tree of ``pc <`` tests, leaves ``pc ==``."""
+        if len(blocks) <= _FANOUT:
+            for start, end in blocks:
+                with self.block(f"if pc == {start}:"):
+                    self.basic_block(start, end)
+            return
+        size = -(-len(blocks) // _FANOUT)
+        for first in range(0, len(blocks), size):
+            group = blocks[first : first + size]
+            with self.block(f"if pc < {group[-1][1]}:"):
+                self.dispatch(group)
+
+    def basic_block(self, start: int, end: int) -> None:
+        count = end - start
+        with self.block(f"if left < {count}:"):
+            self.emit("raise OutOfFuel")
+        self.emit(f"left -= {count}")
+        code = self.function.code
+        for pc in range(start, end):
+            op, *operands = _checked(code[pc])
+            if (OPCODES[op].may_fail or op is Op.ENDTRY) and pc != start:
+                self.emit(f"pc = {pc}")  # where an error happened
+            getattr(self, f"op_{op.name.lower()}")(pc, *operands)
+        if code[end - 1][0] not in (Op.JMP, Op.RET, Op.FAIL, Op.CALL, Op.EFFECT):
+            self.emit(f"pc = {end}")  # fall through to the next block
+
+    # -- names
+
+    def all_regs(self) -> str:
+        return ", ".join(f"r{n}" for n in range(len(self.types)))
+
+    def spill(self) -> None:
+        self.emit(f"frame.regs = [{self.all_regs()}]")
+
+    def const(self, k: int) -> str:
+        value = self.program.constants[k]
+        if type(value) is int or type(value) is bool:
+            return repr(value)
+        self.namespace[f"K{k}"] = value
+        return f"K{k}"
+
+    def is_(self, r: int, *types: RegType) -> bool:
+        return self.types[r] in types
+
+    def check(self, r: int, typename: str, known: RegType) -> list[str]:
+        """The test that ``r`` holds a ``typename``, unless its register type says so."""
+        return [] if self.types[r] is known else [f"type(r{r}) is {typename}"]
+
+    def fast_or(self, a: int, tests: list[str], fast: str, slow: str) -> None:
+        """``r{a} := fast`` when every test holds, else ``slow`` (which may raise)."""
+        if tests:
+            with self.block(f"if {' and '.join(tests)}:"):
+                self.emit(f"r{a} = {fast}")
+            with self.block("else:"):
+                self.emit(f"r{a} = {slow}")
+        else:
+            self.emit(f"r{a} = {fast}")
+
+    # -- ops; operands in Op order after the pc (see opcodes.OPCODES)
+
+    def op_move(self, pc: int, a: int, b: int) -> None:
+        self.emit(f"r{a} = r{b}")
+
+    def op_loadk(self, pc: int, a: int, k: int) -> None:
+        self.emit(f"r{a} = {self.const(k)}")
+
+    def arith(self, a: int, b: int, c: int, helper: str, test: str, fast: str) -> None:
+        """Checked nat arithmetic: ``fast`` when the operands are nats and ``test`` holds
+        (it checks the result ``v`` or the divisor), else the helper, which raises."""
+        if not self.is_(b, RegType.NAT, RegType.ANY) or not self.is_(c, RegType.NAT, RegType.ANY):
+            self.emit(f"r{a} = {helper}(r{b}, r{c})")  # always a type error
+            return
+        tests = [*self.check(b, "int", RegType.NAT), *self.check(c, "int", RegType.NAT), test]
+        self.fast_or(a, tests, fast, f"{helper}(r{b}, r{c})")
+
+    def op_add(self, pc: int, a: int, b: int, c: int) -> None:
+        self.arith(a, b, c, "add", f"(v := r{b} + r{c}) <= {NAT_MAX}", "v")
+
+    def op_sub(self, pc: int, a: int, b: int, c: int) -> None:
+        self.arith(a, b, c, "sub", f"(v := r{b} - r{c}) >= 0", "v")
+
+    def op_mul(self, pc: int, a: int, b: int, c: int) -> None:
+        self.arith(a, b, c, "mul", f"(v := r{b} * r{c}) <= {NAT_MAX}", "v")
+
+    def op_div(self, pc: int, a: int, b: int, c: int) -> None:
+        self.arith(a, b, c, "div", f"r{c} != 0", f"r{b} // r{c}")
+
+    def op_mod(self, pc: int, a: int, b: int, c: int) -> None:
+        self.arith(a, b, c, "mod", f"r{c} != 0", f"r{b} % r{c}")
+
+    def equal(self, b: int, c: int) -> str:
+        """An expression for ``values_equal(r{b}, r{c})``, cheaper when a type is known."""
+        tb, tc = self.types[b], self.types[c]
+        if tb is not RegType.ANY and tc is not RegType.ANY and tb is not tc:
+            return "False"  # different kinds
+        known = tb if tb in _SCALARS else tc
+        if known not in _SCALARS:
+            return f"values_equal(r{b}, r{c})"
+        name = _SCALARS[known]
+        tests = [f"type(r{r}) is {name}" for r in (b, c) if self.types[r] is not known]
+        return " and ".join([*tests, f"r{b} == r{c}"])
+
+    def op_eq(self, pc: int, a: int, b: int, c: int) -> None:
+        self.emit(f"r{a} = {self.equal(b, c)}")
+
+    def op_ne(self, pc: int, a: int, b: int, c: int) -> None:
+        self.emit(f"r{a} = not ({self.equal(b, c)})")
+
+    def order(self, a: int, b: int, c: int, symbol: str, helper: str) -> None:
+        """Nats or strings compared; the fast path assumes the kind a register type names."""
+        known = RegType.STR if RegType.STR in (self.types[b], self.types[c]) else RegType.NAT
+        name = "str" if known is RegType.STR else "int"
+        if not self.is_(b, known, RegType.ANY) or not self.is_(c, known, RegType.ANY):
+            self.emit(f"r{a} = {helper}(r{b}, r{c})")  # always a type error
+            return
+        tests = self.check(b, name, known) + self.check(c, name, known)
+        self.fast_or(a, tests, f"r{b} {symbol} r{c}", f"{helper}(r{b}, r{c})")
+
+    def op_lt(self, pc: int, a: int, b: int, c: int) -> None:
+        self.order(a, b, c, "<", "lt")
+
+    def op_le(self, pc: int, a: int, b: int, c: int) -> None:
+        self.order(a, b, c, "<=", "le")
+
+    def op_gt(self, pc: int, a: int, b: int, c: int) -> None:
+        self.order(a, b, c, ">", "gt")
+
+    def op_ge(self, pc: int, a: int, b: int, c: int) -> None:
+        self.order(a, b, c, ">=", "ge")
+
+    def op_not(self, pc: int, a: int, b: int) -> None:
+        self.emit(f"r{a} = not r{b}" if self.is_(b, RegType.BOOL) else f"r{a} = not truth(r{b})")
+
+    def op_concat(self, pc: int, a: int, b: int, c: int) -> None:
+        same = self.types[b] is self.types[c] and self.is_(b, RegType.STR, RegType.LIST)
+        self.emit(f"r{a} = r{b} + r{c}" if same else f"r{a} = concat(r{b}, r{c})")
+
+    def op_len(self, pc: int, a: int, b: int) -> None:
+        known = self.is_(b, RegType.STR, RegType.LIST)
+        self.emit(f"r{a} = len(r{b})" if known else f"r{a} = length(r{b})")
+
+    def op_index(self, pc: int, a: int, b: int, c: int) -> None:
+        tests = [] if self.is_(b, RegType.STR, RegType.LIST) else [f"type(r{b}) is tuple"]
+        tests += [*self.check(c, "int", RegType.NAT), f"r{c} < len(r{b})"]
+        self.fast_or(a, tests, f"r{b}[r{c}]", f"index(r{b}, r{c})")
+
+    def op_slice(self, pc: int, a: int, b: int, c: int, d: int) -> None:
+        self.emit(f"r{a} = slice_(r{b}, r{c}, r{d})")
+
+    def op_append(self, pc: int, a: int, b: int, c: int) -> None:
+        fast = self.is_(b, RegType.LIST)
+        self.emit(f"r{a} = (*r{b}, r{c})" if fast else f"r{a} = append(r{b}, r{c})")
+
+    def op_mklist(self, pc: int, a: int, items: tuple[int, ...]) -> None:
+        self.emit(f"r{a} = {self.tuple_of(items)}")
+
+    def tuple_of(self, regs: tuple[int, ...]) -> str:
+        return "(" + "".join(f"r{r}, " for r in regs) + ")"
+
+    def op_mkpair(self, pc: int, a: int, b: int, c: int) -> None:
+        self.emit(f"r{a} = Pair(r{b}, r{c})")
+
+    def op_mkjust(self, pc: int, a: int, b: int) -> None:
+        self.emit(f"r{a} = Just(r{b})")
+
+    def op_fst(self, pc: int, a: int, b: int) -> None:
+        self.fast_or(a, [f"type(r{b}) is Pair"], f"r{b}.first", f"first(r{b})")
+
+    def op_snd(self, pc: int, a: int, b: int) -> None:
+        self.fast_or(a, [f"type(r{b}) is Pair"], f"r{b}.second", f"second(r{b})")
+
+    def op_unwrap(self, pc: int, a: int, b: int) -> None:
+        self.fast_or(a, [f"type(r{b}) is Just"], f"r{b}.value", f"unwrap(r{b})")
+
+    def op_iskind(self, pc: int, a: int, b: int, kind: int) -> None:
+        self.emit(f"r{a} = kind_of(r{b}) is Kind.{Kind(kind).name}")
+
+    def length_test(self, a: int, b: int, n: int, symbol: str) -> None:
+        tests = [*self.check(b, "tuple", RegType.LIST), f"len(r{b}) {symbol} {n}"]
+        self.emit(f"r{a} = {' and '.join(tests)}")
+
+    def op_islen(self, pc: int, a: int, b: int, n: int) -> None:
+        self.length_test(a, b, n, "==")
+
+    def op_islenge(self, pc: int, a: int, b: int, n: int) -> None:
+        self.length_test(a, b, n, ">=")
+
+    def op_drop(self, pc: int, a: int, b: int, n: int) -> None:
+        self.emit(f"r{a} = r{b}[{n}:]" if self.is_(b, RegType.LIST) else f"r{a} = drop(r{b}, {n})")
+
+    def op_tostr(self, pc: int, a: int, b: int) -> None:
+        self.emit(f"r{a} = r{b}" if self.is_(b, RegType.STR) else f"r{a} = to_text(r{b})")
+
+    def op_getfield(self, pc: int, a: int, b: int, field: int, k: int) -> None:
+        self.emit(f"r{a} = get_field(r{b}, {field}, {self.const(k)})")
+
+    def op_setfield(self, pc: int, a: int, b: int, field: int, c: int, k: int) -> None:
+        args = f"r{b}, {field}, r{c}, {self.const(k)}"
+        self.emit(f"r{a} = set_field({args})")
+
+    def jump(self, target: int | str) -> None:
+        self.emit(f"pc = {target}", "continue")
+
+    def op_jmp(self, pc: int, target: int) -> None:
+        self.jump(target)
+
+    def op_jmpt(self, pc: int, a: int, target: int) -> None:
+        if self.is_(a, RegType.BOOL):
+            with self.block(f"if r{a}:"):
+                self.jump(target)
+            return
+        with self.block(f"if r{a} is True:"):
+            self.jump(target)
+        with self.block(f"if r{a} is not False:"):
+            self.emit(f"truth(r{a})")  # raises: not a bool
+
+    def op_jmpf(self, pc: int, a: int, target: int) -> None:
+        if self.is_(a, RegType.BOOL):
+            with self.block(f"if not r{a}:"):
+                self.jump(target)
+            return
+        with self.block(f"if r{a} is not True:"):
+            with self.block(f"if r{a} is not False:"):
+                self.emit(f"truth(r{a})")  # raises: not a bool
+            self.jump(target)
+
+    def suspend(self, pc: int) -> None:
+        """Leave this frame resumable at the next instruction."""
+        self.spill()
+        self.emit(f"frame.pc = {pc + 1}", "fuel.remaining = left")
+
+    def op_call(self, pc: int, a: int, f: int, args: tuple[int, ...]) -> None:
+        callee = self.proc.procs[f]
+        self.namespace[f"P{f}"] = callee
+        self.namespace[f"REST{f}"] = callee.rest
+        with self.block("if len(frames) >= max_frames:"):
+            self.emit("raise depth_exceeded(max_frames)")
+        self.suspend(pc)
+        if callee is not self.proc:
+            regs = "".join(f"r{r}, " for r in args)
+            self.emit(f"frames.append(Frame(P{f}, 0, [{regs}*REST{f}], [], {a}))", "return None")
+            return
+        # A call of this very function goes on here, without a round trip to the trampoline;
+        # the new frame's registers live in the locals until it is next suspended.
+        self.emit(f"frame = Frame(SELF, 0, [], [], {a})", "frames.append(frame)")
+        if args:
+            params = "".join(f"r{n}, " for n in range(len(args)))
+            self.emit(f"{params}= {self.tuple_of(args)}")
+        if callee.rest:
+            self.emit(f"{''.join(f'r{n}, ' for n in range(len(args), len(self.types)))}= REST{f}")
+        self.jump(0)
+
+    def op_ret(self, pc: int, a: int) -> None:
+        self.emit("frames.pop()")
+        with self.block("if frames:"):
+            self.emit(f"frames[-1].regs[frame.result_reg] = r{a}", "frame = frames[-1]")
+            with self.block("if frame.function is SELF:"):  # go on in the caller here
+                if self.types:
+                    self.emit(f"{self.all_regs()}, = frame.regs")
+                self.jump("frame.pc")
+            self.emit("fuel.remaining = left", "return None")
+        self.emit("fuel.remaining = left", f"return Ret(r{a})")
+
+    def op_effect(self, pc: int, a: int, instruction: int, args: tuple[int, ...]) -> None:
+        self.suspend(pc)
+        self.emit(f"return Vis({instruction}, {self.tuple_of(args)}, {a})")
+
+    def op_fail(self, pc: int, a: int) -> None:
+        self.emit(f"raise failed(r{a})")
+
+    def op_try(self, pc: int, a: int, target: int) -> None:
+        self.emit(f"frame.handlers.append(({target}, {a}))")
+
+    def op_endtry(self, pc: int) -> None:
+        self.emit("end_try(frame.handlers)")

@@ -1,0 +1,117 @@
+"""Assembly: IR (over frame registers) into the loaded-program form of `avm_vm.program`.
+
+Blocks are laid out in IR order. A final ``JMP`` to the block laid out next is dropped; when
+a block ends ``JMPT r, A; JMP B`` and A comes next, the branch is inverted to ``JMPF r, B``
+(both fail alike on a non-bool). The last block keeps its terminator, so code never runs
+off the end of a function. Constants are pooled with kind-exact equality: 1 and true differ.
+"""
+
+from __future__ import annotations
+
+from avm_vm.opcodes import OPCODES, Op, RegType
+from avm_vm.program import Behavior, Function, Instr, Program
+from avm_vm.values import Value, value_hash, values_equal
+from avmc.ir import BasicBlock, IrFunction, IrInstr, IrProgram
+
+_INVERSE = {Op.JMPT: Op.JMPF, Op.JMPF: Op.JMPT}
+
+
+class ConstantPool:
+    """Constants in first-use order, each once (by kind-exact structural equality)."""
+
+    def __init__(self) -> None:
+        self.values: list[Value] = []
+        self._index: dict[_Key, int] = {}
+
+    def index(self, value: Value) -> int:
+        key = _Key(value)
+        found = self._index.get(key)
+        if found is None:
+            found = self._index[key] = len(self.values)
+            self.values.append(value)
+        return found
+
+
+class _Key:
+    """Hashes and compares a value as the VM does, not as Python does (1 == True)."""
+
+    __slots__ = ("hash", "value")
+
+    def __init__(self, value: Value) -> None:
+        self.value = value
+        self.hash = value_hash(value)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and values_equal(self.value, other.value)
+
+
+def assemble(program: IrProgram) -> Program:
+    pool = ConstantPool()
+    function_index = {function.name: i for i, function in enumerate(program.functions)}
+    functions = tuple(_function(function, pool, function_index) for function in program.functions)
+    behaviors = tuple(
+        Behavior(b.name, function_index[b.function], b.fields) for b in program.behaviors
+    )
+    main = None if program.main is None else function_index[program.main]
+    return Program(program.source_name, tuple(pool.values), functions, behaviors, main)
+
+
+def layout(blocks: list[BasicBlock]) -> list[list[IrInstr]]:
+    """Each block's ops as laid out: jumps to the next block dropped or inverted away."""
+    result = []
+    for position, block in enumerate(blocks):
+        instrs = list(block.instrs)
+        following = blocks[position + 1].label if position + 1 < len(blocks) else None
+        last = instrs[-1]
+        if last.op is Op.JMP and last.operands[0] == following:
+            instrs.pop()
+        elif (
+            last.op is Op.JMP
+            and len(instrs) > 1
+            and instrs[-2].op in _INVERSE
+            and instrs[-2].operands[1] == following
+        ):
+            branch = instrs[-2]
+            inverted = IrInstr(
+                _INVERSE[branch.op], (branch.operands[0], last.operands[0]), branch.span
+            )
+            instrs[-2:] = [inverted]
+        result.append(instrs)
+    return result
+
+
+def _function(function: IrFunction, pool: ConstantPool, function_index: dict[str, int]) -> Function:
+    laid_out = layout(function.blocks)
+    starts: dict[int, int] = {}
+    count = 0
+    for block, instrs in zip(function.blocks, laid_out, strict=True):
+        starts[block.label] = count
+        count += len(instrs)
+    code: list[Instr] = []
+    lines: list[tuple[int, int]] = []
+    nregs = function.nparams
+    for instrs in laid_out:
+        for instr in instrs:
+            operands = []
+            for letter, operand in zip(OPCODES[instr.op].operands, instr.operands, strict=True):
+                if letter == "R":
+                    nregs = max(nregs, operand + 1)
+                elif letter == "L":
+                    nregs = max(nregs, max(operand, default=-1) + 1)
+                elif letter == "K":
+                    operand = pool.index(operand)
+                elif letter == "J":
+                    operand = starts[operand]
+                elif letter == "F":
+                    operand = function_index[operand]
+                operands.append(operand)
+            code.append((instr.op, *operands))
+            span = instr.span
+            lines.append((span.line, span.col) if span is not None else (0, 0))
+    reg_types = tuple(function.reg_types.get(reg, RegType.ANY) for reg in range(nregs))
+    return Function(
+        function.name, function.kind, function.nparams, reg_types, tuple(code), tuple(lines)
+    )

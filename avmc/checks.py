@@ -1,0 +1,426 @@
+"""Static checks on a parsed module: names, arity, patterns, layers and unsafe opt-in.
+
+``check(module)`` returns every error and warning in source order; it does not stop at the
+first. Scoping: a block's ``let`` is visible from its declaration to the end of the block;
+parameters, pattern bindings, a loop variable and an ``atomic`` handler's error name belong
+to the scope of the body they introduce (so a ``let`` there may not redeclare them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from avm_vm.diagnostics import Diagnostic, Span, error, warning
+from avm_vm.instructions import BY_SOURCE, SYNTAX_INSTRUCTIONS, Instruction
+
+from . import ast
+from .builtins import BUILTINS
+
+# Instructions written as calls; create/self/input/sender are keywords with their own syntax.
+_CALLABLE = {name: ins for name, ins in BY_SOURCE.items() if name not in SYNTAX_INSTRUCTIONS}
+# Instruction parameters that take a pure function, written as the bare name of a fn.
+_FUNCTION_PARAMS = frozenset({"predicate", "function"})
+_TERMINATORS = (ast.Return, ast.Fail, ast.Break, ast.Continue)
+
+
+def check(module: ast.Module) -> list[Diagnostic]:
+    """Errors and warnings for ``module``, sorted by position."""
+    checker = _Checker(module)
+    try:
+        checker.run()
+    except RecursionError:
+        # The parser refuses programs this deep; only a hand-built AST gets here.
+        return [error("program nests too deeply", module.span)]
+    return sorted(checker.diagnostics, key=_position)
+
+
+def _position(diagnostic: Diagnostic) -> tuple[int, int]:
+    span = diagnostic.span
+    return (span.line, span.col) if span else (0, 0)
+
+
+@dataclass
+class _Body:
+    """The fn, clause or main whose statements are being checked."""
+
+    kind: str  # "fn", "clause" or "main"
+    name: str
+    fields: dict[str, ast.FieldDef] = field(default_factory=dict)
+
+
+def _count(n: int) -> str:
+    return f"{n} argument" if n == 1 else f"{n} arguments"
+
+
+def _is_constant(expr: ast.Expr) -> bool:
+    match expr:
+        case ast.Literal():
+            return True
+        case ast.ListExpr(items=items):
+            return all(_is_constant(item) for item in items)
+        case ast.PairExpr(first=first, second=second):
+            return _is_constant(first) and _is_constant(second)
+        case ast.JustExpr(value=value):
+            return _is_constant(value)
+    return False
+
+
+class _Checker:
+    def __init__(self, module: ast.Module) -> None:
+        self.module = module
+        self.diagnostics: list[Diagnostic] = []
+        self.items: dict[str, ast.Item] = {}
+        self.functions: dict[str, ast.FunctionDef] = {}
+        self.field_owner: dict[str, str] = {}
+        self.scopes: list[dict[str, Span]] = []
+        self.flow: list[str] = []  # enclosing "loop" and "atomic" constructs, innermost last
+        self.body = _Body("main", "main")
+
+    def _error(self, message: str, span: Span) -> None:
+        self.diagnostics.append(error(message, span))
+
+    # ------------------------------------------------------------ items
+
+    def run(self) -> None:
+        self._declare_items()
+        for item in self.module.items:
+            match item:
+                case ast.BehaviorDef():
+                    self._behavior(item)
+                case ast.FunctionDef():
+                    self._enter(_Body("fn", item.name))
+                    self._scoped(self._params(item.params), item.body)
+                case ast.MainDef():
+                    self._enter(_Body("main", "main"))
+                    self._scoped({}, item.body)
+
+    def _declare_items(self) -> None:
+        main: ast.MainDef | None = None
+        for item in self.module.items:
+            if isinstance(item, ast.MainDef):
+                if main is not None:
+                    first = main.span.line
+                    self._error(f"duplicate main (the first is at line {first})", item.span)
+                main = main or item
+                continue
+            self._not_reserved(item.name, item.span)
+            first = self.items.setdefault(item.name, item)
+            if first is not item:
+                self._error(
+                    f"duplicate definition of '{item.name}' (first defined at line "
+                    f"{first.span.line})",
+                    item.span,
+                )
+                continue
+            if isinstance(item, ast.FunctionDef):
+                self.functions[item.name] = item
+            elif isinstance(item, ast.BehaviorDef):
+                for field_def in item.fields:
+                    self.field_owner.setdefault(field_def.name, item.name)
+
+    def _not_reserved(self, name: str, span: Span) -> None:
+        if name in BUILTINS:
+            self._error(f"'{name}' is reserved (a builtin function): choose another name", span)
+        elif name in BY_SOURCE:
+            self._error(f"'{name}' is reserved (an AVM instruction): choose another name", span)
+
+    def _behavior(self, behavior: ast.BehaviorDef) -> None:
+        fields: dict[str, ast.FieldDef] = {}
+        for field_def in behavior.fields:
+            self._not_reserved(field_def.name, field_def.span)
+            if field_def.name in fields:
+                self._error(
+                    f"duplicate field '{field_def.name}' in behavior {behavior.name}",
+                    field_def.span,
+                )
+            fields.setdefault(field_def.name, field_def)
+            if not _is_constant(field_def.default):
+                self._error(
+                    "a field default must be a constant: a literal, or a list, pair or just "
+                    "of constants",
+                    field_def.default.span,
+                )
+        if not behavior.clauses:
+            self.diagnostics.append(
+                warning(
+                    f"behavior {behavior.name} has no clauses: every call to it fails",
+                    behavior.span,
+                )
+            )
+        for clause in behavior.clauses:
+            self._enter(_Body("clause", behavior.name, fields))
+            self._scoped(self._bindings(clause.pattern), clause.body, clause.guard)
+
+    def _params(self, params: list[ast.Param]) -> dict[str, Span]:
+        names: dict[str, Span] = {}
+        for param in params:
+            self._not_reserved(param.name, param.span)
+            if param.name in names:
+                self._error(f"duplicate parameter '{param.name}'", param.span)
+            names.setdefault(param.name, param.span)
+        return names
+
+    def _bindings(self, pattern: ast.Pattern) -> dict[str, Span]:
+        names: dict[str, Span] = {}
+
+        def bind(name: str, span: Span) -> None:
+            self._not_reserved(name, span)
+            if name in names:
+                self._error(f"'{name}' is bound twice in this pattern", span)
+            names.setdefault(name, span)
+
+        pending = [pattern]
+        while pending:
+            match pending.pop():
+                case ast.PBind(name=name, span=span):
+                    bind(name, span)
+                case ast.PList(items=items, rest=rest, span=span):
+                    pending.extend(reversed(items))
+                    if rest not in (None, "_"):
+                        bind(rest, span)  # type: ignore[arg-type]
+                case ast.PPair(first=first, second=second):
+                    pending.extend((second, first))
+                case ast.PJust(inner=inner):
+                    pending.append(inner)
+        return names
+
+    # ------------------------------------------------------------ statements
+
+    def _enter(self, body: _Body) -> None:
+        self.body = body
+        self.flow = []
+
+    def _scoped(
+        self, names: dict[str, Span], block: ast.Block, guard: ast.Expr | None = None
+    ) -> None:
+        self.scopes.append(dict(names))
+        if guard is not None:
+            self._expr(guard)
+        self._stmts(block.stmts)
+        self.scopes.pop()
+
+    def _stmts(self, stmts: list[ast.Stmt]) -> None:
+        warned = False
+        for index, stmt in enumerate(stmts):
+            self._stmt(stmt)
+            if isinstance(stmt, _TERMINATORS) and index + 1 < len(stmts) and not warned:
+                self.diagnostics.append(warning("unreachable code", stmts[index + 1].span))
+                warned = True
+
+    def _stmt(self, stmt: ast.Stmt) -> None:
+        match stmt:
+            case ast.Let(name=name, value=value, span=span):
+                self._expr(value)
+                self._not_reserved(name, span)
+                if name in self.scopes[-1]:
+                    self._error(f"'{name}' is already declared in this block", span)
+                self.scopes[-1][name] = span
+            case ast.Assign(name=name, value=value, span=span):
+                self._expr(value)
+                self._assignable(name, span)
+            case ast.If(cond=cond, then=then, otherwise=otherwise):
+                self._expr(cond)
+                self._scoped({}, then)
+                if otherwise is not None:
+                    self._scoped({}, otherwise)
+            case ast.While(cond=cond, body=body):
+                self._expr(cond)
+                self._loop({}, body)
+            case ast.For(var=var, iterable=iterable, body=body, span=span):
+                self._expr(iterable)
+                self._not_reserved(var, span)
+                self._loop({var: span}, body)
+            case ast.Match(subject=subject, arms=arms):
+                self._expr(subject)
+                for arm in arms:
+                    self._scoped(self._bindings(arm.pattern), arm.body, arm.guard)
+            case ast.Return(value=value):
+                if value is not None:
+                    self._expr(value)
+            case ast.Break(span=span):
+                self._loop_exit("break", span)
+            case ast.Continue(span=span):
+                self._loop_exit("continue", span)
+            case ast.Fail(message=message):
+                self._expr(message)
+            case ast.Atomic():
+                self._atomic(stmt)
+            case ast.ExprStmt(expr=expr):
+                self._expr(expr)
+
+    def _loop(self, names: dict[str, Span], body: ast.Block) -> None:
+        self.flow.append("loop")
+        self._scoped(names, body)
+        self.flow.pop()
+
+    def _loop_exit(self, word: str, span: Span) -> None:
+        if "loop" not in self.flow:
+            self._error(f"{word} outside a loop", span)
+        elif self.flow[-1] == "atomic":
+            self._error(f"{word} cannot leave an atomic block", span)
+
+    def _atomic(self, stmt: ast.Atomic) -> None:
+        if self.body.kind == "fn":
+            self._error(
+                f"atomic uses transaction instructions, and fn {self.body.name} is pure: "
+                "instructions may only appear in behaviors and main",
+                stmt.span,
+            )
+        if stmt.controller is not None:
+            self._expr(stmt.controller)
+        self.flow.append("atomic")
+        self._scoped({}, stmt.body)
+        self.flow.pop()
+        if stmt.handler is not None:
+            names = {}
+            if stmt.error_name is not None:
+                self._not_reserved(stmt.error_name, stmt.handler.span)
+                names[stmt.error_name] = stmt.handler.span
+            self._scoped(names, stmt.handler)
+
+    def _is_local(self, name: str) -> bool:
+        return any(name in scope for scope in self.scopes)
+
+    def _assignable(self, name: str, span: Span) -> None:
+        if self._is_local(name) or name in self.body.fields:
+            return
+        if name in self.field_owner:
+            self._field_outside(name, span)
+        else:
+            self._error(
+                f"assignment to undeclared variable '{name}' (declare it with `let {name} = ...`)",
+                span,
+            )
+
+    def _field_outside(self, name: str, span: Span) -> None:
+        self._error(
+            f"'{name}' is a field of behavior {self.field_owner[name]} "
+            "and cannot be used outside it",
+            span,
+        )
+
+    # ------------------------------------------------------------ expressions
+
+    def _expr(self, expr: ast.Expr) -> None:
+        match expr:
+            case ast.Name():
+                self._name(expr)
+            case ast.ListExpr(items=items):
+                for item in items:
+                    self._expr(item)
+            case ast.PairExpr(first=first, second=second) | ast.BinOp(left=first, right=second):
+                self._expr(first)
+                self._expr(second)
+            case ast.JustExpr(value=inner) | ast.Not(operand=inner):
+                self._expr(inner)
+            case ast.Index(base=base, index=index):
+                self._expr(base)
+                self._expr(index)
+            case ast.Slice(base=base, start=start, end=end):
+                for part in (base, start, end):
+                    if part is not None:
+                        self._expr(part)
+            case ast.Call():
+                self._call(expr)
+            case ast.Create(behavior=behavior, controller=controller, span=span):
+                self._no_instruction_in_fn("create", span)
+                item = self.items.get(behavior)
+                if item is None:
+                    self._error(f"undefined behavior '{behavior}'", span)
+                elif not isinstance(item, ast.BehaviorDef | ast.ExternBehavior):
+                    self._error(f"'{behavior}' is not a behavior", span)
+                if controller is not None:
+                    self._expr(controller)
+            case ast.ContextExpr(which=which, span=span):
+                self._no_instruction_in_fn(which, span)
+
+    def _name(self, expr: ast.Name) -> None:
+        name, span = expr.name, expr.span
+        if self._is_local(name) or name in self.body.fields:
+            return
+        if name in self.field_owner:
+            self._field_outside(name, span)
+        elif name in self.functions:
+            self._error(f"'{name}' is a function: call it as {name}(...)", span)
+        elif isinstance(self.items.get(name), ast.BehaviorDef | ast.ExternBehavior):
+            self._error(f"'{name}' is a behavior: write `create {name}` to make an object", span)
+        elif name in BUILTINS or name in _CALLABLE:
+            self._error(f"'{name}' is a builtin: call it as {name}(...)", span)
+        else:
+            self._error(f"undefined name '{name}'", span)
+
+    def _call(self, call: ast.Call) -> None:
+        name = call.name
+        if name in _CALLABLE:
+            self._instruction(call, _CALLABLE[name])
+            return
+        if name in self.functions:
+            self._arity(call, len(self.functions[name].params), 0)
+        elif name in BUILTINS:
+            self._arity(call, BUILTINS[name].arity, 0)
+        elif self._is_local(name) or name in self.body.fields:
+            self._error(f"'{name}' is a variable, not a function", call.span)
+        else:
+            self._error(f"undefined function '{name}'", call.span)
+        if call.unsafe:
+            self._error(
+                f"`unsafe` is only for unsafe instructions, and {name} is not an instruction",
+                call.span,
+            )
+        for arg in call.args:
+            self._expr(arg)
+
+    def _instruction(self, call: ast.Call, instruction: Instruction) -> None:
+        name = call.name
+        self._no_instruction_in_fn(name, call.span)
+        if not instruction.safe and not call.unsafe:
+            self._error(
+                f"{name} is an unsafe instruction (spec §{instruction.spec_section}): "
+                f"write `unsafe {name}(...)` to opt in",
+                call.span,
+            )
+        elif instruction.safe and call.unsafe:
+            self._error(f"{name} is a safe instruction: remove `unsafe`", call.span)
+        self._arity(call, instruction.arity, instruction.optional)
+        for index, arg in enumerate(call.args):
+            param = instruction.params[index] if index < instruction.arity else ""
+            if param in _FUNCTION_PARAMS:
+                self._function_argument(name, param, arg)
+            else:
+                self._expr(arg)
+
+    def _function_argument(self, instruction: str, param: str, arg: ast.Expr) -> None:
+        if isinstance(arg, ast.Name) and arg.name in self.functions:
+            return
+        if isinstance(arg, ast.Name):
+            self._error(
+                f"'{arg.name}' is not a fn of this file: the {param} of {instruction} "
+                "must name one",
+                arg.span,
+            )
+        else:
+            self._error(
+                f"the {param} of {instruction} must be the bare name of a fn of this file",
+                arg.span,
+            )
+
+    def _arity(self, call: ast.Call, arity: int, optional: int) -> None:
+        given, least = len(call.args), arity - optional
+        if least <= given <= arity:
+            return
+        if optional == 0:
+            expected = _count(arity)
+        elif optional == 1:
+            expected = f"{least} or {arity} arguments"
+        else:
+            expected = f"{least} to {arity} arguments"
+        were = "was" if given == 1 else "were"
+        self._error(f"{call.name} takes {expected}, but {given} {were} given", call.span)
+
+    def _no_instruction_in_fn(self, name: str, span: Span) -> None:
+        if self.body.kind == "fn":
+            self._error(
+                f"{name} is an AVM instruction, and fn {self.body.name} is pure: "
+                "instructions may only appear in behaviors and main",
+                span,
+            )

@@ -1,0 +1,133 @@
+"""The `avmc` command line: thin click commands over `avmc.compiler`.
+
+Exit codes: 0 success, 1 a compile error (or a `.tape` file that fails verification),
+2 a usage error (click's own).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from avm_vm.bytecode import encode, load
+from avm_vm.diagnostics import DiagnosticError
+from avmc.cfg import render_dot, render_mermaid
+from avmc.compiler import Compilation, build_path
+from avmc.disasm import disassemble
+from avmc.ir import format_program
+
+_SOURCE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _compile_or_exit(path: Path, optimize: bool = True) -> Compilation:
+    try:
+        result = build_path(path, optimize=optimize)
+    except DiagnosticError as exc:
+        click.echo(exc.render(_read_text(path)), err=True)
+        sys.exit(1)
+    for diagnostic in result.warnings:
+        click.echo(diagnostic.render(result.source), err=True)
+    return result
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+@click.group()
+@click.version_option(package_name="avm-toolchain")
+def main() -> None:
+    """avmc: compile AVM behavior programs (.avm) to Tape bytecode (.tape)."""
+
+
+@main.command("compile")
+@click.argument("source", type=_SOURCE)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the result (default: SOURCE with .tape; stdout for ir).",
+)
+@click.option(
+    "--emit",
+    type=click.Choice(["tape", "ir"]),
+    default="tape",
+    show_default=True,
+    help="tape: the bytecode file; ir: the optimised Tape IR as text.",
+)
+@click.option("--no-opt", is_flag=True, help="Skip the optimisation passes.")
+def compile_command(source: Path, output: Path | None, emit: str, no_opt: bool) -> None:
+    """Compile SOURCE."""
+    result = _compile_or_exit(source, optimize=not no_opt)
+    if emit == "ir":
+        text = format_program(result.ir)
+        if output is None:
+            click.echo(text, nl=False)
+        else:
+            output.write_text(text, encoding="utf-8")
+        return
+    target = output or source.with_suffix(".tape")
+    data = encode(result.program)
+    _write_atomically(target, data)
+    click.echo(f"wrote {target} ({len(data)} bytes)", err=True)
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Write through a temporary file and rename, so a failed write never leaves half a file."""
+    temporary = target.with_name(target.name + ".tmp")
+    try:
+        temporary.write_bytes(data)
+        temporary.replace(target)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {target}: {exc.strerror}") from exc
+
+
+@main.command("check")
+@click.argument("source", type=_SOURCE)
+def check_command(source: Path) -> None:
+    """Report errors and warnings in SOURCE without writing anything."""
+    _compile_or_exit(source)
+
+
+@main.command("disasm")
+@click.argument("tape", type=_SOURCE)
+def disasm_command(tape: Path) -> None:
+    """List the bytecode of TAPE, with source lines when the source file is readable."""
+    try:
+        program = load(tape)
+    except DiagnosticError as exc:
+        click.echo(exc.render(), err=True)
+        sys.exit(1)
+    source_path = Path(program.source_name)
+    if not source_path.is_absolute():
+        source_path = tape.parent / source_path
+    click.echo(disassemble(program, _read_text(source_path)), nl=False)
+
+
+@main.command("cfg")
+@click.argument("source", type=_SOURCE)
+@click.option(
+    "--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True
+)
+@click.option("--function", "function_name", help="Only this function (default: all).")
+def cfg_command(source: Path, fmt: str, function_name: str | None) -> None:
+    """Render the control-flow graph of each function of SOURCE."""
+    result = _compile_or_exit(source)
+    functions = result.ir.functions
+    if function_name is not None:
+        functions = [f for f in functions if f.name == function_name]
+        if not functions:
+            names = ", ".join(f.name for f in result.ir.functions)
+            raise click.BadParameter(
+                f"no function {function_name!r} (have: {names})", param_hint="--function"
+            )
+    render = render_mermaid if fmt == "mermaid" else render_dot
+    for function in functions:
+        if fmt == "mermaid":
+            click.echo(f"%% {function.name}")
+        click.echo(render(function))

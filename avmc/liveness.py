@@ -1,0 +1,129 @@
+"""Liveness of virtual registers, with the failure edges of TRY regions.
+
+Register sets are Python ints used as bitsets (bit r = register r). A TRY pushes a handler
+until its ENDTRY; any op in between may fail and jump to the handler, so every register
+live into the handler is live throughout the protected ops. Lowering opens and closes TRY
+regions in a structured way, so the stack of open handlers at the start of each block is
+the same along every path that reaches it; it is found by one forward walk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from avm_vm.opcodes import Op
+from avmc.ir import BasicBlock, IrFunction
+
+_JUMPS = (Op.JMP, Op.JMPT, Op.JMPF)
+
+
+@dataclass
+class Segment:
+    """Ops ``lo..hi`` (indices in their block) run under one innermost handler (or none)."""
+
+    lo: int
+    hi: int
+    handler: int | None
+    gen: int = 0  # registers read before any write in the segment
+    kill: int = 0  # registers written in the segment
+
+
+@dataclass
+class Liveness:
+    live_in: dict[int, int]  # block label -> registers live at its start
+    live_out: dict[int, int]  # block label -> registers live at its end
+    segments: dict[int, list[Segment]]  # block label -> its segments, in order
+
+
+def bits(mask: int) -> Iterator[int]:
+    """The registers in a bitset, highest first."""
+    text = bin(mask)
+    top = len(text) - 1
+    index = text.find("1", 2)
+    while index != -1:
+        yield top - index
+        index = text.find("1", index + 1)
+
+
+def segments(function: IrFunction) -> dict[int, list[Segment]]:
+    """Split each block where the innermost handler changes (after TRY, after ENDTRY)."""
+    by_label = {block.label: block for block in function.blocks}
+    entry = function.blocks[0].label
+    stacks: dict[int, tuple[int, ...]] = {entry: ()}
+    work = [entry]
+    result: dict[int, list[Segment]] = {}
+    while work:
+        label = work.pop()
+        result[label] = _split(by_label[label], stacks[label], stacks, work)
+    for block in function.blocks:  # unreachable blocks: no handler
+        if block.label not in result:
+            result[block.label] = _split(block, (), {}, [])
+    return result
+
+
+def _split(
+    block: BasicBlock,
+    stack: tuple[int, ...],
+    stacks: dict[int, tuple[int, ...]],
+    work: list[int],
+) -> list[Segment]:
+    def reach(label: int, at: tuple[int, ...]) -> None:
+        known = stacks.get(label)
+        if known is None:
+            stacks[label] = at
+            work.append(label)
+        elif known != at:
+            raise AssertionError(f"block L{label} is reached with different TRY handlers")
+
+    parts: list[Segment] = []
+    lo = 0
+    for index, instr in enumerate(block.instrs):
+        if instr.op is Op.TRY:
+            reach(instr.operands[1], stack)  # the handler runs with this TRY popped
+            parts.append(Segment(lo, index, stack[-1] if stack else None))
+            stack = (*stack, instr.operands[1])
+            lo = index + 1
+        elif instr.op is Op.ENDTRY:
+            parts.append(Segment(lo, index, stack[-1] if stack else None))
+            stack = stack[:-1]
+            lo = index + 1
+        elif instr.op in _JUMPS:
+            reach(instr.operands[-1], stack)
+    if lo < len(block.instrs):
+        parts.append(Segment(lo, len(block.instrs) - 1, stack[-1] if stack else None))
+    for part in parts:
+        for instr in block.instrs[part.lo : part.hi + 1]:
+            for reg in instr.uses():
+                if not part.kill >> reg & 1:
+                    part.gen |= 1 << reg
+            if instr.dst is not None:
+                part.kill |= 1 << instr.dst
+    return parts
+
+
+def liveness(function: IrFunction) -> Liveness:
+    parts = segments(function)
+    successors = {
+        block.label: [i.operands[-1] for i in block.instrs if i.op in _JUMPS]
+        for block in function.blocks
+    }
+    live_in = dict.fromkeys(successors, 0)
+    live_out = dict.fromkeys(successors, 0)
+    changed = True
+    while changed:
+        changed = False
+        for block in reversed(function.blocks):  # lowering's order: few rounds
+            out = 0
+            for successor in successors[block.label]:
+                out |= live_in[successor]
+            live = out
+            for part in reversed(parts[block.label]):
+                live = part.gen | (live & ~part.kill)
+                if part.handler is not None:
+                    live |= live_in[part.handler]
+            live_out[block.label] = out
+            if live != live_in[block.label]:
+                live_in[block.label] = live
+                changed = True
+    return Liveness(live_in, live_out, parts)

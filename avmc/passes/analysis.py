@@ -1,0 +1,59 @@
+"""Counts and rewrites over a function's IR that several passes share.
+
+Instructions are treated as immutable values: passes replace them, never mutate them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from avm_vm.opcodes import OPCODES
+from avmc.ir import IrFunction, IrInstr
+
+_WRITES = frozenset(op for op, info in OPCODES.items() if info.writes)
+JUMPS = frozenset(op for op, info in OPCODES.items() if "J" in info.operands)
+
+
+def def_counts(function: IrFunction) -> defaultdict[int, int]:
+    """How many ops write each register; a parameter counts its arrival as one write."""
+    counts: defaultdict[int, int] = defaultdict(int, dict.fromkeys(range(function.nparams), 1))
+    for block in function.blocks:
+        for instr in block.instrs:
+            if instr.op in _WRITES:
+                counts[instr.operands[0]] += 1
+    return counts
+
+
+def use_counts(function: IrFunction) -> defaultdict[int, int]:
+    counts: defaultdict[int, int] = defaultdict(int)
+    for block in function.blocks:
+        for instr in block.instrs:
+            for reg in instr.uses():
+                counts[reg] += 1
+    return counts
+
+
+def predecessor_counts(function: IrFunction) -> defaultdict[int, int]:
+    """How many jump operands (TRY handlers included) name each block."""
+    counts: defaultdict[int, int] = defaultdict(int)
+    for block in function.blocks:
+        for instr in block.instrs:
+            if instr.op in JUMPS:
+                for target in instr.targets():
+                    counts[target] += 1
+    return counts
+
+
+def map_targets(instr: IrInstr, mapping: dict[int, int]) -> IrInstr:
+    """A copy whose jump targets are renamed through ``mapping`` (others kept)."""
+    fmt = OPCODES[instr.op].operands
+    operands = tuple(
+        mapping.get(operand, operand) if letter == "J" else operand
+        for letter, operand in zip(fmt, instr.operands, strict=True)
+    )
+    return IrInstr(instr.op, operands, instr.span)
+
+
+def with_dst(instr: IrInstr, dst: int) -> IrInstr:
+    """A copy writing ``dst`` instead of its destination register."""
+    return IrInstr(instr.op, (dst, *instr.operands[1:]), instr.span)

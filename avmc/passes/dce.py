@@ -1,0 +1,36 @@
+"""Dead-code elimination: drop ops that cannot fail, have no effect, and whose result is
+never read. Effects, calls, failures and ops that may fail at run time always stay.
+"""
+
+from __future__ import annotations
+
+from avm_vm.opcodes import OPCODES, Op
+from avmc.ir import IrFunction
+from avmc.passes.analysis import use_counts
+
+_REMOVABLE = frozenset(
+    op for op, info in OPCODES.items() if info.pure and not info.may_fail and info.writes
+)
+
+
+def eliminate_dead_code(function: IrFunction) -> bool:
+    uses = use_counts(function)
+    changed = False
+    progress = True
+    while progress:  # removing an op can leave its operands unread
+        progress = False
+        for block in reversed(function.blocks):
+            kept = []
+            for instr in reversed(block.instrs):
+                dead = instr.op in _REMOVABLE and uses[instr.operands[0]] == 0
+                if dead or (instr.op is Op.MOVE and instr.operands[0] == instr.operands[1]):
+                    for reg in instr.uses():
+                        uses[reg] -= 1
+                    progress = True
+                    continue
+                kept.append(instr)
+            if len(kept) != len(block.instrs):
+                kept.reverse()
+                block.instrs = kept
+        changed |= progress
+    return changed
