@@ -14,6 +14,7 @@ and lose their trace, no read-your-writes, and the stub answers of spec §6.0.
 
 from __future__ import annotations
 
+import gc
 import random
 from dataclasses import dataclass
 from typing import Protocol
@@ -169,10 +170,17 @@ class Runtime:
         )
         self.stack = [main]
         self.act = main
+        # A deep call chain keeps every activation alive, and CPython's default young-
+        # generation threshold makes the collector rescan them constantly: collecting less
+        # often nearly halves the cost of a call. The setting is restored after the run.
+        thresholds = gc.get_threshold()
+        gc.set_threshold(max(thresholds[0], 10_000), *thresholds[1:])
         try:
             return self._loop()
         except AvmError as error:  # fatal: fuel or depth
             raise self._abandon(error, None) from None
+        finally:
+            gc.set_threshold(*thresholds)
 
     def _loop(self) -> Value:
         stack = self.stack
@@ -214,7 +222,9 @@ class Runtime:
         if len(self.stack) > self.options.max_depth:
             raise AvmError(ErrorKind.DEPTH_EXCEEDED, limit=self.options.max_depth)
         frame = entry.interpreter.frame(entry.function, (message,))
-        duct = DuctLink(target, name, self.next_call_id(), caller.duct)
+        call_id = self.call_ids
+        self.call_ids = call_id + 1
+        duct = DuctLink(target, name, call_id, caller.duct)
         act = Activation(
             entry.interpreter, frame, target, message, caller.self_id, machine, name, duct
         )

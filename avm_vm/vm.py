@@ -15,6 +15,7 @@ value of that type, which lets typed operands skip their kind checks.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
@@ -22,7 +23,7 @@ from avm_vm.opcodes import INITIAL_VALUE
 from avm_vm.program import Function, Program
 from avm_vm.values import Value
 from avm_vm.vm_frames import Fault, Frame, Fuel, Ret, Vis
-from avm_vm.vm_translate import OUT_OF_FUEL, source_of, translate
+from avm_vm.vm_translate import OUT_OF_FUEL, block_starts, source_of, translate
 
 __all__ = ["Fault", "Frame", "Fuel", "Interpreter", "Proc", "Ret", "Vis"]
 
@@ -32,7 +33,16 @@ Runner = Callable[[Frame, list[Frame], Fuel, int], object]
 class Proc:
     """A function of the program as the VM runs it (what `Frame.function` holds)."""
 
-    __slots__ = ("careful", "fast", "function", "index", "procs", "program", "rest")
+    __slots__ = (
+        "careful_blocks",
+        "fast",
+        "function",
+        "index",
+        "procs",
+        "program",
+        "rest",
+        "starts",
+    )
 
     def __init__(self, index: int, function: Function, program: Program, procs: list[Proc]):
         self.index = index
@@ -41,25 +51,29 @@ class Proc:
         self.procs = procs
         # Initial values of the registers after the parameters: a call appends them.
         self.rest = [INITIAL_VALUE[t] for t in function.reg_types[function.nparams :]]
-        # Translated on first use: `fast` pays fuel per block, `careful` per instruction.
-        self.fast: Runner = self._translate_fast
-        self.careful: Runner = self._translate_careful
+        self.starts = block_starts(function)
+        self.fast: Runner = self._translate_fast  # replaced by the translation on first use
+        self.careful_blocks: dict[int, Runner] = {}
 
     @property
     def name(self) -> str:
         return self.function.name
 
-    def source(self, careful: bool = False) -> str:
-        """The Python source this function is translated to."""
+    def careful(self, pc: int) -> Runner:
+        """The careful translation of the block holding ``pc`` (fuel paid per instruction)."""
+        start = self.starts[bisect_right(self.starts, pc) - 1]
+        runner = self.careful_blocks.get(start)
+        if runner is None:
+            runner = self.careful_blocks[start] = translate(self, careful=start)
+        return runner
+
+    def source(self, careful: int | None = None) -> str:
+        """The Python source of this function (or of the careful block starting at ``careful``)."""
         return source_of(self, careful)
 
     def _translate_fast(self, *args: object) -> object:
-        self.fast = translate(self, careful=False)
+        self.fast = translate(self)
         return self.fast(*args)
-
-    def _translate_careful(self, *args: object) -> object:
-        self.careful = translate(self, careful=True)
-        return self.careful(*args)
 
     def __repr__(self) -> str:
         return f"Proc({self.index}, {self.name!r})"
@@ -93,14 +107,15 @@ class Interpreter:
         while True:
             frame = frames[-1]
             proc = frame.function
-            outcome = (proc.careful if careful else proc.fast)(frame, frames, fuel, max_frames)
+            runner = proc.careful(frame.pc) if careful else proc.fast
+            outcome = runner(frame, frames, fuel, max_frames)
             if outcome is None:  # a CALL or a RET: go on with the new top frame
                 continue
             if type(outcome) is Ret or type(outcome) is Vis:
                 return outcome
             if outcome is OUT_OF_FUEL:
                 if not careful:
-                    careful = False
+                    careful = True
                     continue
                 outcome = AvmError(ErrorKind.FUEL_EXHAUSTED, steps=fuel.limit)
             fault = _unwind(frames, outcome)  # type: ignore[arg-type]

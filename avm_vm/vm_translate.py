@@ -11,11 +11,14 @@ in `avm_vm.vm` when control leaves the function:
 - `OUT_OF_FUEL`: the next block needs more fuel than is left (``frame.pc`` is its start).
 
 Every exit writes the registers back to ``frame.regs`` and the fuel counter to ``fuel``, so
-frames stay plain data. The code is split into basic blocks; a ``while`` loop dispatches on
-``pc`` to block starts through a shallow tree of ``if`` tests (jumps ``continue``, and falling
-through needs one test). Each block pays its fuel on entry, so fuel is exact: a block that
-does not fit sends the run to the *careful* translation, where every instruction is its own
-block, and an error refunds the instructions of its block it did not run.
+frames stay plain data. The code is split into blocks, entered only at their first
+instruction (pc 0, jump and handler targets, the instruction after a CALL or an EFFECT); a
+``while`` loop dispatches on ``pc`` to block starts through a shallow tree of ``if`` tests
+(jumps ``continue``; falling into the next block takes one test). Each block pays the fuel of
+all its instructions on entry, and a conditional jump taken or an error gives back what the
+block did not run, so fuel stays exact. A block the fuel left cannot pay for sends the run to
+*careful* code: each block has a careful translation, made when first needed, in which every
+instruction is a block of its own and leaving the block returns ``None`` to the trampoline.
 
 Only ints taken from the verified program reach the source text; constants, functions and
 helpers are globals of the generated function.
@@ -34,18 +37,17 @@ from avm_vm.values import NAT_MAX, Just, Kind, Pair, kind_of, to_text, values_eq
 from avm_vm.vm_frames import Frame, Ret, Vis
 
 if TYPE_CHECKING:
+    from avm_vm.program import Function
     from avm_vm.vm import Proc
 
 _FANOUT = 4  # block starts tested per level of the dispatch tree
 # Register types whose values Python's == compares exactly like values_equal (same kind).
-_SCALARS = {
-    RegType.NAT: "int",
-    RegType.BOOL: "bool",
-    RegType.STR: "str",
-}  # block starts tested per level of the dispatch tree
+_SCALARS = {RegType.NAT: "int", RegType.BOOL: "bool", RegType.STR: "str"}
 
-# Ops after which control does not fall through to the next instruction inside a block.
-_BLOCK_ENDS = frozenset({Op.JMP, Op.JMPT, Op.JMPF, Op.RET, Op.FAIL, Op.CALL, Op.EFFECT})
+# Ops that end a block: control never falls through them (CALL and EFFECT resume at the next
+# instruction, a block start). A conditional jump stays inside its block: when taken, it gives
+# back the fuel of the block's instructions after it.
+_BLOCK_ENDS = frozenset({Op.JMP, Op.RET, Op.FAIL, Op.CALL, Op.EFFECT})
 
 
 class OutOfFuel(Exception):
@@ -85,6 +87,7 @@ _HELPERS: dict[str, object] = {
     "OutOfFuel": OutOfFuel,
     "OUT_OF_FUEL": OUT_OF_FUEL,
     "Frame": Frame,
+    "new_object": object.__new__,
     "Ret": Ret,
     "Vis": Vis,
     "Pair": Pair,
@@ -101,28 +104,51 @@ _HELPERS: dict[str, object] = {
 }
 
 
-def translate(proc: Proc, careful: bool) -> Callable[..., object]:
-    """The Python function running ``proc`` (see the module docstring)."""
+def block_starts(function: Function) -> list[int]:
+    """Where the blocks of ``function`` start, in order."""
+    code = function.code
+    starts = {0}
+    for pc, (op, *operands) in enumerate(code):
+        if op in _BLOCK_ENDS:
+            starts.add(pc + 1)
+        if op in (Op.JMPT, Op.JMPF, Op.TRY):
+            starts.add(operands[1])
+        elif op is Op.JMP:
+            starts.add(operands[0])
+    return sorted(start for start in starts if start < len(code))
+
+
+def translate(proc: Proc, careful: int | None = None) -> Callable[..., object]:
+    """The Python function running ``proc``; with ``careful``, only the block starting
+    there, one instruction at a time (see the module docstring)."""
     source, namespace = _Translator(proc, careful).source()
-    code = compile(source, f"<avm {'careful ' if careful else ''}{proc.name!r}>", "exec")
+    where = "" if careful is None else f" careful at {careful}"
+    code = compile(source, f"<avm {proc.name!r}{where}>", "exec")
     exec(code, namespace)  # the source holds only ints from the verified program
     return namespace["run"]  # type: ignore[return-value]
 
 
-def source_of(proc: Proc, careful: bool) -> str:
+def source_of(proc: Proc, careful: int | None = None) -> str:
     """The generated source, for reading and debugging."""
     return _Translator(proc, careful).source()[0]
 
 
 class _Translator:
-    def __init__(self, proc: Proc, careful: bool) -> None:
+    def __init__(self, proc: Proc, careful: int | None) -> None:
         self.proc = proc
         self.function = proc.function
         self.program = proc.program
         self.types = proc.function.reg_types
-        self.careful = careful
+        self.careful = careful is not None
+        ends = [*proc.starts[1:], len(self.function.code)]
+        if careful is None:
+            self.blocks = list(zip(proc.starts, ends, strict=True))
+        else:
+            end = ends[proc.starts.index(careful)]
+            self.blocks = [(pc, pc + 1) for pc in range(careful, end)]
         self.lines: list[str] = []
         self.depth = 0
+        self.end = 0  # end of the block being translated
         self.namespace: dict[str, object] = {**_HELPERS, "SELF": proc}
 
     # -- output
@@ -138,42 +164,34 @@ class _Translator:
         self.depth -= 1
 
     def source(self) -> tuple[str, dict[str, object]]:
-        code = self.function.code
-        starts = self.block_starts()
-        blocks = list(zip(starts, [*starts[1:], len(code)], strict=True))
-        ends = [0] * len(code)
-        for start, end in blocks:
-            ends[start:end] = [end] * (end - start)
-        self.namespace["END"] = tuple(ends)
         with self.block("def run(frame, frames, fuel, max_frames):"):
             if self.types:
                 self.emit(f"{self.all_regs()}, = frame.regs")
             self.emit("left = fuel.remaining", "pc = frame.pc")
-            with self.block("try:"), self.block("while True:"):
-                self.dispatch(blocks)
-                self.emit("raise bad_pc(pc)")
+            with self.block("try:"):
+                with self.block("while True:"):
+                    self.dispatch(self.blocks)
+                    # Careful code covers one block: outside it, the trampoline goes on.
+                    self.emit("break" if self.careful else "raise bad_pc(pc)")
+                if self.careful:
+                    self.spill()
+                    self.emit("frame.pc = pc", "fuel.remaining = left", "return None")
             with self.block("except AvmError as error:"):
                 self.spill()
-                self.emit("frame.pc = pc", "fuel.remaining = left + END[pc] - pc - 1")
+                self.emit("frame.pc = pc")
+                if self.careful:
+                    self.emit("fuel.remaining = left")
+                else:  # give back the instructions of the block after the failing one
+                    ends = [0] * len(self.function.code)
+                    for start, end in self.blocks:
+                        ends[start:end] = [end] * (end - start)
+                    self.namespace["END"] = tuple(ends)
+                    self.emit("fuel.remaining = left + END[pc] - pc - 1")
                 self.emit("return error")
             with self.block("except OutOfFuel:"):
                 self.spill()
                 self.emit("frame.pc = pc", "fuel.remaining = left", "return OUT_OF_FUEL")
         return "\n".join(self.lines) + "\n", self.namespace
-
-    def block_starts(self) -> list[int]:
-        code = self.function.code
-        if self.careful:
-            return list(range(len(code)))
-        starts = {0}
-        for pc, (op, *operands) in enumerate(code):
-            if op in _BLOCK_ENDS:
-                starts.add(pc + 1)
-            if op in (Op.JMPT, Op.JMPF, Op.TRY):
-                starts.add(operands[1])
-            elif op is Op.JMP:
-                starts.add(operands[0])
-        return sorted(start for start in starts if start < len(code))
 
     def dispatch(self, blocks: list[tuple[int, int]]) -> None:
         """Test ``pc`` against block starts: a tree of ``pc <`` tests, leaves ``pc ==``."""
@@ -189,6 +207,7 @@ class _Translator:
                 self.dispatch(group)
 
     def basic_block(self, start: int, end: int) -> None:
+        self.end = end
         count = end - start
         with self.block(f"if left < {count}:"):
             self.emit("raise OutOfFuel")
@@ -199,7 +218,7 @@ class _Translator:
             if (OPCODES[op].may_fail or op is Op.ENDTRY) and pc != start:
                 self.emit(f"pc = {pc}")  # where an error happened
             getattr(self, f"op_{op.name.lower()}")(pc, *operands)
-        if code[end - 1][0] not in (Op.JMP, Op.RET, Op.FAIL, Op.CALL, Op.EFFECT):
+        if code[end - 1][0] not in _BLOCK_ENDS:
             self.emit(f"pc = {end}")  # fall through to the next block
 
     # -- names
@@ -376,7 +395,10 @@ class _Translator:
         args = f"r{b}, {field}, r{c}, {self.const(k)}"
         self.emit(f"r{a} = set_field({args})")
 
-    def jump(self, target: int | str) -> None:
+    def jump(self, target: int | str, pc: int | None = None) -> None:
+        """Go to ``target``; from a conditional jump at ``pc``, refund the rest of the block."""
+        if pc is not None and self.end - pc > 1:
+            self.emit(f"left += {self.end - pc - 1}")
         self.emit(f"pc = {target}", "continue")
 
     def op_jmp(self, pc: int, target: int) -> None:
@@ -385,27 +407,30 @@ class _Translator:
     def op_jmpt(self, pc: int, a: int, target: int) -> None:
         if self.is_(a, RegType.BOOL):
             with self.block(f"if r{a}:"):
-                self.jump(target)
+                self.jump(target, pc)
             return
         with self.block(f"if r{a} is True:"):
-            self.jump(target)
+            self.jump(target, pc)
         with self.block(f"if r{a} is not False:"):
             self.emit(f"truth(r{a})")  # raises: not a bool
 
     def op_jmpf(self, pc: int, a: int, target: int) -> None:
         if self.is_(a, RegType.BOOL):
             with self.block(f"if not r{a}:"):
-                self.jump(target)
+                self.jump(target, pc)
             return
         with self.block(f"if r{a} is not True:"):
             with self.block(f"if r{a} is not False:"):
                 self.emit(f"truth(r{a})")  # raises: not a bool
-            self.jump(target)
+            self.jump(target, pc)
 
-    def suspend(self, pc: int) -> None:
-        """Leave this frame resumable at the next instruction."""
+    def suspend(self, pc: int, leaving: bool = True) -> None:
+        """Leave this frame resumable at the next instruction (and the fuel counted, when
+        control is ``leaving`` this Python function)."""
         self.spill()
-        self.emit(f"frame.pc = {pc + 1}", "fuel.remaining = left")
+        self.emit(f"frame.pc = {pc + 1}")
+        if leaving:
+            self.emit("fuel.remaining = left")
 
     def op_call(self, pc: int, a: int, f: int, args: tuple[int, ...]) -> None:
         callee = self.proc.procs[f]
@@ -413,20 +438,27 @@ class _Translator:
         self.namespace[f"REST{f}"] = callee.rest
         with self.block("if len(frames) >= max_frames:"):
             self.emit("raise depth_exceeded(max_frames)")
-        self.suspend(pc)
+        self.suspend(pc, leaving=callee is not self.proc)
         if callee is not self.proc:
-            regs = "".join(f"r{r}, " for r in args)
-            self.emit(f"frames.append(Frame(P{f}, 0, [{regs}*REST{f}], [], {a}))", "return None")
+            self.new_frame("callee", f"P{f}", f"[{''.join(f'r{r}, ' for r in args)}*REST{f}]", a)
+            self.emit("frames.append(callee)", "return None")
             return
         # A call of this very function goes on here, without a round trip to the trampoline;
         # the new frame's registers live in the locals until it is next suspended.
-        self.emit(f"frame = Frame(SELF, 0, [], [], {a})", "frames.append(frame)")
-        if args:
-            params = "".join(f"r{n}, " for n in range(len(args)))
-            self.emit(f"{params}= {self.tuple_of(args)}")
+        self.new_frame("frame", "SELF", "[]", a)
+        self.emit("frames.append(frame)")
+        if args:  # one simultaneous assignment: an argument may sit in a parameter register
+            params = ", ".join(f"r{n}" for n in range(len(args)))
+            self.emit(f"{params} = {', '.join(f'r{r}' for r in args)}")
         if callee.rest:
             self.emit(f"{''.join(f'r{n}, ' for n in range(len(args), len(self.types)))}= REST{f}")
         self.jump(0)
+
+    def new_frame(self, name: str, proc: str, regs: str, result_reg: int) -> None:
+        """``name = Frame(proc, 0, regs, [], result_reg)``, without the cost of a call."""
+        self.emit(f"{name} = new_object(Frame)", f"{name}.function = {proc}", f"{name}.pc = 0")
+        self.emit(f"{name}.regs = {regs}", f"{name}.handlers = []")
+        self.emit(f"{name}.result_reg = {result_reg}")
 
     def op_ret(self, pc: int, a: int) -> None:
         self.emit("frames.pop()")

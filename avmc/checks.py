@@ -98,10 +98,11 @@ class _Checker:
         main: ast.MainDef | None = None
         for item in self.module.items:
             if isinstance(item, ast.MainDef):
-                if main is not None:
-                    first = main.span.line
-                    self._error(f"duplicate main (the first is at line {first})", item.span)
-                main = main or item
+                if main is None:
+                    main = item
+                else:
+                    line = main.span.line
+                    self._error(f"duplicate main (the first is at line {line})", item.span)
                 continue
             self._not_reserved(item.name, item.span)
             first = self.items.setdefault(item.name, item)

@@ -17,6 +17,7 @@ from avmc.cfg import render_dot, render_mermaid
 from avmc.compiler import Compilation, build_path
 from avmc.disasm import disassemble
 from avmc.ir import format_program
+from avmc.source import display_text
 
 _SOURCE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -33,9 +34,10 @@ def _compile_or_exit(path: Path, optimize: bool = True) -> Compilation:
 
 
 def _read_text(path: Path) -> str | None:
+    """The file as the parser saw it (for caret lines), or None when it cannot be read."""
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return display_text(path.read_bytes())
+    except OSError:
         return None
 
 

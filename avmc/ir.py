@@ -20,6 +20,25 @@ from avm_vm.program import FunctionKind
 from avm_vm.values import render
 
 
+def _positions(wanted: str) -> dict[Op, tuple[tuple[int, bool], ...]]:
+    """Per op, the operand positions whose letter is in ``wanted`` (a register is never the
+    written first operand here), each flagged True when it holds a register list."""
+    table = {}
+    for op, info in OPCODES.items():
+        start = 1 if info.writes and "R" in wanted else 0
+        table[op] = tuple(
+            (i, letter == "L") for i, letter in enumerate(info.operands)
+            if i >= start and letter in wanted
+        )
+    return table
+
+
+# Computed once: the passes ask every op for its reads many times.
+_READS = _positions("RL")
+_TARGETS = {op: tuple(i for i, _ in places) for op, places in _positions("J").items()}
+_WRITES = {op: info.writes for op, info in OPCODES.items()}
+
+
 @dataclass
 class IrInstr:
     op: Op
@@ -33,35 +52,31 @@ class IrInstr:
     @property
     def dst(self) -> int | None:
         """The register this op writes, if any (always its first operand)."""
-        return self.operands[0] if OPCODES[self.op].writes else None
+        return self.operands[0] if _WRITES[self.op] else None
 
     def uses(self) -> Iterator[int]:
         """Registers this op reads."""
-        fmt = OPCODES[self.op].operands
-        start = 1 if OPCODES[self.op].writes else 0
-        for letter, operand in zip(fmt[start:], self.operands[start:], strict=True):
-            if letter == "R":
-                yield operand
-            elif letter == "L":
-                yield from operand
+        operands = self.operands
+        for i, is_list in _READS[self.op]:
+            if is_list:
+                yield from operands[i]
+            else:
+                yield operands[i]
 
     def map_uses(self, rename: dict[int, int]) -> IrInstr:
         """A copy whose read registers are renamed through ``rename`` (others kept)."""
-        fmt = OPCODES[self.op].operands
-        start = 1 if OPCODES[self.op].writes else 0
         new = list(self.operands)
-        for i in range(start, len(fmt)):
-            if fmt[i] == "R":
-                new[i] = rename.get(new[i], new[i])
-            elif fmt[i] == "L":
+        for i, is_list in _READS[self.op]:
+            if is_list:
                 new[i] = tuple(rename.get(r, r) for r in new[i])
+            else:
+                new[i] = rename.get(new[i], new[i])
         return IrInstr(self.op, tuple(new), self.span)
 
     def targets(self) -> Iterator[int]:
         """Block labels this op may jump to (TRY's handler included)."""
-        for letter, operand in zip(OPCODES[self.op].operands, self.operands, strict=True):
-            if letter == "J":
-                yield operand
+        for i in _TARGETS[self.op]:
+            yield self.operands[i]
 
 
 @dataclass

@@ -51,7 +51,10 @@ def test_example_disassembles_with_source_lines(source: Path, tmp_path: Path) ->
     listing = runner.invoke(avmc_cli.main, ["disasm", str(tape)])
     assert listing.exit_code == 0, listing.output
     # Every `return` line compiles to a RET, so its source text must appear in the listing.
-    return_lines = [line.strip() for line in source.read_text().splitlines()
-                    if line.strip().startswith("return ")]
+    return_lines = [
+        line.strip()
+        for line in source.read_text().splitlines()
+        if line.strip().startswith("return ")
+    ]
     assert return_lines
     assert all(line in listing.stdout for line in return_lines)

@@ -54,6 +54,7 @@ from avmc.ast import (
     Slice,
     While,
 )
+from avmc.ast_builder import AstBuilder
 from avmc.checks import check
 from avmc.parser import MAX_NESTING, _grammar_text, lark_parser, parse
 from avmc.syntax_errors import CONTEXTS, context_states
@@ -394,6 +395,20 @@ def test_grouping_parentheses_do_not_nest() -> None:
 def test_very_deep_input_with_a_syntax_error_is_a_clean_error() -> None:
     message = syntax_error("main { return " + "[" * 5000 + " }")
     assert message == "expected an expression or ']', found '}'"
+
+
+def test_a_recursion_error_anywhere_is_a_clean_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def too_deep(self: AstBuilder, tree: object) -> None:
+        raise RecursionError
+
+    monkeypatch.setattr(AstBuilder, "transform", too_deep)
+    with pytest.raises(DiagnosticError) as info:
+        parse("main { }", "t.avm")
+    (diagnostic,) = info.value.diagnostics
+    assert (diagnostic.message, diagnostic.span) == (
+        "program nests too deeply",
+        Span("t.avm", 1, 1),
+    )
 
 
 # ---------------------------------------------------------------- the grammar itself

@@ -1,16 +1,15 @@
-"""The VM's control: jumps, calls, TRY, effects, fuel, depth and fault locations."""
+"""The VM's control: frames, jumps, calls, depth, TRY, fault locations and translation."""
 
 from __future__ import annotations
 
 import pytest
-from vm_asm import Fn, assemble, run
+from vm_asm import COUNTDOWN, EVEN_ODD, SUM_TO, Fn, assemble, run
 
-from avm_vm.errors import AvmError, ErrorKind, vm_error
-from avm_vm.instructions import BY_NAME
+from avm_vm.errors import ErrorKind
 from avm_vm.opcodes import Op, RegType
 from avm_vm.program import FunctionKind
 from avm_vm.values import NOTHING, Just, ObjectRef
-from avm_vm.vm import Fault, Frame, Fuel, Interpreter, Ret, Vis
+from avm_vm.vm import Fault, Frame, Fuel, Interpreter, Ret
 
 MAIN = FunctionKind.MAIN
 
@@ -29,25 +28,6 @@ def test_frame_starts_from_initial_values() -> None:
 
 
 # -- jumps and conditions
-
-SUM_TO = Fn(  # sum of 0 .. n-1: 3 + 5n + 3 instructions
-    "sum",
-    [
-        ("LOADK", 1, 0),
-        ("LOADK", 2, 0),
-        ("LOADK", 4, 1),
-        "loop:",
-        ("LT", 3, 2, 0),
-        ("JMPF", 3, "done"),
-        ("ADD", 1, 1, 2),
-        ("ADD", 2, 2, 4),
-        ("JMP", "loop"),
-        "done:",
-        ("RET", 1),
-    ],
-    params=1,
-    regs="ANNBN",
-)
 
 
 def test_loop() -> None:
@@ -98,24 +78,6 @@ def test_many_blocks_dispatch() -> None:
 
 # -- calls
 
-COUNTDOWN = Fn(  # countdown(n) = if n == 0 then "done" else countdown(n - 1)
-    "countdown",
-    [
-        ("LOADK", 1, 0),
-        ("EQ", 2, 0, 1),
-        ("JMPF", 2, "recurse"),
-        ("LOADK", 3, "done"),
-        ("RET", 3),
-        "recurse:",
-        ("LOADK", 1, 1),
-        ("SUB", 3, 0, 1),
-        ("CALL", 3, "countdown", (3,)),
-        ("RET", 3),
-    ],
-    params=1,
-    regs="ANBA",
-)
-
 
 def test_deep_recursion_uses_frames_not_the_python_stack() -> None:
     assert run(assemble(COUNTDOWN), "countdown", 50_000, max_frames=100_000) == Ret("done")
@@ -133,28 +95,6 @@ def test_depth_limit() -> None:
     assert frames[-1].pc == 7
     assert run(assemble(COUNTDOWN), "countdown", 999, max_frames=1000) == Ret("done")
     assert isinstance(run(assemble(COUNTDOWN), "countdown", 1000, max_frames=1000), Fault)
-
-
-EVEN_ODD = [  # mutual recursion: the calls between two functions go through the trampoline
-    Fn(
-        name,
-        [
-            ("LOADK", 1, 0),
-            ("EQ", 2, 0, 1),
-            ("JMPF", 2, "recurse"),
-            ("LOADK", 3, name == "even"),
-            ("RET", 3),
-            "recurse:",
-            ("LOADK", 1, 1),
-            ("SUB", 3, 0, 1),
-            ("CALL", 3, other, (3,)),
-            ("RET", 3),
-        ],
-        params=1,
-        regs="ANBA",
-    )
-    for name, other in [("even", "odd"), ("odd", "even")]
-]
 
 
 def test_mutual_recursion() -> None:
@@ -197,6 +137,25 @@ def test_call_with_several_arguments() -> None:
     assert isinstance(fault, Fault) and fault.error.message == "nat underflow: 3 - 10"
     main.code[2] = ("CALL", 2, "sub", (0, 1))
     assert run(assemble(sub, main), "main") == Ret(7)
+
+
+def test_self_call_passes_arguments_simultaneously() -> None:
+    # swap(a, b, n) = if n == 0 then [a, b] else swap(b, a, n - 1)
+    code = [
+        ("LOADK", 3, 0),
+        ("EQ", 4, 2, 3),
+        ("JMPF", 4, "recurse"),
+        ("MKLIST", 5, (0, 1)),
+        ("RET", 5),
+        "recurse:",
+        ("LOADK", 3, 1),
+        ("SUB", 5, 2, 3),
+        ("CALL", 5, "swap", (1, 0, 5)),
+        ("RET", 5),
+    ]
+    program = assemble(Fn("swap", code, params=3, regs="AAANBA"))
+    assert run(program, "swap", "a", "b", 3) == Ret(("b", "a"))
+    assert run(program, "swap", "a", "b", 4) == Ret(("a", "b"))
 
 
 # -- failures, TRY and fault locations
@@ -307,177 +266,6 @@ def test_fatal_errors_skip_handlers() -> None:
     assert isinstance(fault, Fault) and fault.error.kind is ErrorKind.DEPTH_EXCEEDED
     fault = run(assemble(COUNTDOWN, main), "main", fuel=200)
     assert isinstance(fault, Fault) and fault.error.kind is ErrorKind.FUEL_EXHAUSTED
-
-
-# -- fuel
-
-
-def test_fuel_is_exact() -> None:
-    program = assemble(SUM_TO)
-    steps = 3 + 5 * 10 + 3
-    vm = Interpreter(program)
-    fuel = Fuel(steps)
-    assert vm.run([vm.frame(0, (10,))], fuel) == Ret(45)
-    assert (fuel.remaining, fuel.used) == (0, steps)
-    fuel = Fuel(steps - 1)
-    frames = [vm.frame(0, (10,))]
-    fault = vm.run(frames, fuel)
-    assert isinstance(fault, Fault)
-    assert fault.error.kind is ErrorKind.FUEL_EXHAUSTED
-    assert fault.error.message == f"out of fuel after {steps - 1} steps"
-    assert fault.pc == 8 and frames[0].pc == 8  # the RET found the budget empty
-    assert fuel.remaining == 0
-
-
-def test_fuel_runs_out_at_the_right_instruction() -> None:
-    # The pcs SUM_TO(2) runs, in order; with fuel n the fault is at the (n+1)th.
-    trace = [0, 1, 2] + [3, 4, 5, 6, 7] * 2 + [3, 4, 8]
-    vm = Interpreter(assemble(SUM_TO))
-    for limit in range(len(trace)):
-        fault = vm.run([vm.frame(0, (2,))], Fuel(limit))
-        assert isinstance(fault, Fault) and fault.pc == trace[limit], limit
-
-
-@pytest.mark.parametrize("fns", [[COUNTDOWN], EVEN_ODD])
-def test_fuel_counts_every_instruction_across_calls(fns: list[Fn]) -> None:
-    vm = Interpreter(assemble(*fns))
-    fuel = Fuel(10**6)
-    outcome = vm.run([vm.frame(0, (20,))], fuel)
-    assert isinstance(outcome, Ret)
-    steps = 20 * 7 + 5  # seven per level, five at the bottom
-    assert fuel.used == steps
-    for limit in range(steps):
-        fuel = Fuel(limit)
-        fault = vm.run([vm.frame(0, (20,))], fuel)
-        assert isinstance(fault, Fault) and fault.error.kind is ErrorKind.FUEL_EXHAUSTED
-        assert fuel.remaining == 0
-
-
-def test_failing_instruction_costs_fuel() -> None:
-    code = [("TRY", 1, "h"), ("LOADK", 2, 0), ("DIV", 3, 0, 2), ("RET", 3), "h:", ("RET", 1)]
-    vm = Interpreter(assemble(Fn("f", code, params=1)))
-    fuel = Fuel(100)
-    assert vm.run([vm.frame(0, (1,))], fuel) == Ret("division by zero: 1 / 0")
-    assert fuel.used == 4  # TRY, LOADK, DIV (failed), RET
-
-
-# -- effects
-
-
-SELF = Fn(  # main: [self, input] through two EFFECTs in a loop of three rounds
-    "main",
-    [
-        ("LOADK", 0, ()),
-        ("LOADK", 1, 0),
-        ("LOADK", 2, 3),
-        ("LOADK", 4, 1),
-        "loop:",
-        ("EQ", 3, 1, 2),
-        ("JMPT", 3, "done"),
-        ("EFFECT", 5, "self", ()),
-        ("EFFECT", 6, "input", ()),
-        ("MKPAIR", 5, 5, 6),
-        ("APPEND", 0, 0, 5),
-        ("ADD", 1, 1, 4),
-        ("JMP", "loop"),
-        "done:",
-        ("RET", 0),
-    ],
-    kind=MAIN,
-    regs="LNNBNAA",
-)
-
-
-def test_effects_suspend_and_resume() -> None:
-    vm = Interpreter(assemble(SELF))
-    frames = [vm.frame(0, ())]
-    fuel = Fuel(1000)
-    answers = iter(range(100, 106))
-    outcome = vm.run(frames, fuel)
-    seen = []
-    while isinstance(outcome, Vis):
-        seen.append((outcome.instruction, outcome.args, outcome.dst, frames[-1].pc))
-        frames[-1].regs[outcome.dst] = next(answers)
-        outcome = vm.run(frames, fuel)
-    assert seen == [(4, (), 5, 7), (5, (), 6, 8)] * 3
-    assert isinstance(outcome, Ret)
-    assert [(p.first, p.second) for p in outcome.value] == [(100, 101), (102, 103), (104, 105)]
-    assert frames == []
-    assert fuel.used == 4 + 3 * 8 + 3
-
-
-def test_effect_arguments() -> None:
-    code = [("LOADK", 0, "B"), ("LOADK", 1, NOTHING), ("EFFECT", 2, "create_obj", (0, 1)),
-            ("RET", 2)]  # fmt: skip
-    vm = Interpreter(assemble(Fn("main", code, kind=MAIN)))
-    frames = [vm.frame(0, ())]
-    outcome = vm.run(frames, Fuel(10))
-    assert outcome == Vis(0, ("B", NOTHING), 2)
-    frames[-1].regs[2] = ObjectRef(9)
-    assert vm.run(frames, Fuel(10)) == Ret(ObjectRef(9))
-
-
-CATCHER = [
-    Fn("ask", [("EFFECT", 0, "entropy", ()), ("RET", 0)], regs="A"),
-    Fn(
-        "main",
-        [("TRY", 0, "caught"), ("CALL", 1, "ask", ()), ("ENDTRY",), ("RET", 1), "caught:",
-         ("RET", 0)],
-        kind=MAIN,
-        line=20,
-    ),
-]  # fmt: skip
-
-
-def test_throw_reaches_a_handler_across_a_callee_frame() -> None:
-    vm = Interpreter(assemble(*CATCHER))
-    frames = [vm.frame(1, ())]
-    fuel = Fuel(100)
-    assert vm.run(frames, fuel) == Vis(BY_NAME["entropy"].number, (), 0)
-    assert len(frames) == 2
-    error = vm_error(ErrorKind.TYPE_MISMATCH, "no entropy today")
-    assert vm.throw(frames, error, fuel) == Ret("no entropy today")
-    assert fuel.used == 4  # TRY, CALL, EFFECT, RET
-
-
-def test_throw_without_handler_faults_at_the_effect() -> None:
-    vm = Interpreter(assemble(*CATCHER))
-    frames = [vm.frame(0, ())]
-    assert isinstance(vm.run(frames, Fuel(100)), Vis)
-    error = AvmError(ErrorKind.OBJ_NOT_FOUND, id=3)
-    fault = vm.throw(frames, error, Fuel(100))
-    assert fault == Fault(error, "ask", 0, 1, 1)
-
-
-def test_throw_of_a_fatal_error_skips_handlers() -> None:
-    vm = Interpreter(assemble(*CATCHER))
-    frames = [vm.frame(1, ())]
-    assert isinstance(vm.run(frames, Fuel(100)), Vis)
-    error = AvmError(ErrorKind.FUEL_EXHAUSTED, steps=7)
-    fault = vm.throw(frames, error, Fuel(100))
-    assert isinstance(fault, Fault) and fault.error is error and fault.function == "ask"
-
-
-def test_a_nested_run_during_an_effect_shares_the_fuel() -> None:
-    vm = Interpreter(assemble(*CATCHER, SUM_TO))
-    frames = [vm.frame(1, ())]
-    fuel = Fuel(1000)
-    assert isinstance(vm.run(frames, fuel), Vis)  # TRY, CALL, EFFECT
-    assert vm.call_function(2, (4,), fuel) == 6  # 3 + 20 + 3 steps
-    frames[-1].regs[0] = 5
-    assert vm.run(frames, fuel) == Ret(5)
-    assert fuel.used == 3 + 26 + 3  # then RET, ENDTRY, RET
-
-
-def test_call_function() -> None:
-    vm = Interpreter(assemble(COUNTDOWN, *CATCHER))
-    assert vm.call_function(0, (10,), Fuel(1000)) == "done"
-    with pytest.raises(AvmError) as caught:
-        vm.call_function(0, (10,), Fuel(10))
-    assert caught.value.kind is ErrorKind.FUEL_EXHAUSTED
-    with pytest.raises(AvmError) as caught:
-        vm.call_function(1, (), Fuel(10))  # performs an effect
-    assert caught.value.kind is ErrorKind.TYPE_MISMATCH
 
 
 # -- translation

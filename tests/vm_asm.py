@@ -123,3 +123,66 @@ def evaluate(op: str, *inputs: Value, imm: Sequence[object] = (), typed: bool = 
         fn = Fn("op", body, params=n, regs="A" * (n + 1))
     vm = Interpreter(assemble(fn))
     return vm.call_function(0, () if typed else inputs, Fuel(100))
+
+
+# -- sample programs shared by the VM tests
+
+SUM_TO = Fn(  # sum of 0 .. n-1: 3 + 5n + 3 instructions
+    "sum",
+    [
+        ("LOADK", 1, 0),
+        ("LOADK", 2, 0),
+        ("LOADK", 4, 1),
+        "loop:",
+        ("LT", 3, 2, 0),
+        ("JMPF", 3, "done"),
+        ("ADD", 1, 1, 2),
+        ("ADD", 2, 2, 4),
+        ("JMP", "loop"),
+        "done:",
+        ("RET", 1),
+    ],
+    params=1,
+    regs="ANNBN",
+)
+
+
+COUNTDOWN = Fn(  # countdown(n) = if n == 0 then "done" else countdown(n - 1)
+    "countdown",
+    [
+        ("LOADK", 1, 0),
+        ("EQ", 2, 0, 1),
+        ("JMPF", 2, "recurse"),
+        ("LOADK", 3, "done"),
+        ("RET", 3),
+        "recurse:",
+        ("LOADK", 1, 1),
+        ("SUB", 3, 0, 1),
+        ("CALL", 3, "countdown", (3,)),
+        ("RET", 3),
+    ],
+    params=1,
+    regs="ANBA",
+)
+
+
+EVEN_ODD = [  # mutual recursion: the calls between two functions go through the trampoline
+    Fn(
+        name,
+        [
+            ("LOADK", 1, 0),
+            ("EQ", 2, 0, 1),
+            ("JMPF", 2, "recurse"),
+            ("LOADK", 3, name == "even"),
+            ("RET", 3),
+            "recurse:",
+            ("LOADK", 1, 1),
+            ("SUB", 3, 0, 1),
+            ("CALL", 3, other, (3,)),
+            ("RET", 3),
+        ],
+        params=1,
+        regs="ANBA",
+    )
+    for name, other in [("even", "odd"), ("odd", "even")]
+]

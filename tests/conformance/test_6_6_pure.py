@@ -74,7 +74,11 @@ def test_6_6_update_pure_in_profile_r_is_a_no_op(run):
     """§6.6 [R]: true and the event, nothing changed, even for unknown names."""
     out = run(
         FNS
-        + 'main { update_pure("double", triple); return [update_pure("ghost", triple), call_pure("double", [5])] }',
+        + """
+        main {
+          update_pure("double", triple)
+          return [update_pure("ghost", triple), call_pure("double", [5])]
+        }""",
         profile="r",
     )
     assert out.text == "[true, 10]"

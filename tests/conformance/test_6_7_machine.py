@@ -17,7 +17,12 @@ def test_6_7_teleport_moves_the_execution(run):
     """§6.7 [R]: ExecutionMoved(from, to), true; objects created afterwards live there."""
     out = run(
         B
-        + 'main { let ok = teleport("far"); let b = create B; return [ok, current_machine(), get_machine(b), call(b, 0)] }'
+        + """
+        main {
+          let ok = teleport("far")
+          let b = create B
+          return [ok, current_machine(), get_machine(b), call(b, 0)]
+        }"""
     )
     assert out.text == '[true, "far", just "far", just "far"]'
     assert out.events(ExecutionMoved) == [ExecutionMoved("local", "far")]
@@ -43,7 +48,11 @@ def test_6_7_move_object(run):
     """§6.7 [R]: ObjectMoved(id, from, to), true; unknown answers false without event."""
     out = run(
         B
-        + 'main { let b = create B; return [move_object(b, "m2"), move_object(obj:7, "m2"), get_machine(b)] }'
+        + """
+        main {
+          let b = create B
+          return [move_object(b, "m2"), move_object(obj:7, "m2"), get_machine(b)]
+        }"""
     )
     assert out.text == '[true, false, just "m2"]'
     assert out.events(ObjectMoved) == [ObjectMoved(0, "local", "m2")]
@@ -54,7 +63,12 @@ def test_6_7_fetch_brings_the_object_here(run):
     """§6.7 [A] (intended): the object's machine becomes the executing one; unknown → false."""
     out = run(
         B
-        + 'main { let b = create B; move_object(b, "far"); return [fetch(b), get_machine(b), fetch(obj:5)] }'
+        + """
+        main {
+          let b = create B
+          move_object(b, "far")
+          return [fetch(b), get_machine(b), fetch(obj:5)]
+        }"""
     )
     assert out.text == '[true, just "local", false]'
     assert out.events(ObjectFetched) == [ObjectFetched(0, "local")]

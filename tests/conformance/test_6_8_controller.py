@@ -17,7 +17,11 @@ def test_6_8_get_controller(run):
     """§6.8 [R]: committed metadata only."""
     out = run(
         B
-        + 'main { let a = create B under "x"; return [get_controller(a), get_controller(create B), get_controller(obj:9)] }'
+        + """
+        main {
+          let a = create B under "x"
+          return [get_controller(a), get_controller(create B), get_controller(obj:9)]
+        }"""
     )
     assert out.text == '[just "x", nothing, nothing]'
 
@@ -26,7 +30,13 @@ def test_6_8_transfer_outside_tx(run):
     """§6.8 [R]: immediate; ObjectTransferred with from = none when absent."""
     out = run(
         B
-        + 'main { let a = create B; let ok = transfer(a, "y"); transfer(a, "z"); return [ok, get_controller(a)] }'
+        + """
+        main {
+          let a = create B
+          let ok = transfer(a, "y")
+          transfer(a, "z")
+          return [ok, get_controller(a)]
+        }"""
     )
     assert out.text == '[true, just "z"]'
     assert out.events(ObjectTransferred) == [
@@ -40,7 +50,15 @@ def test_6_8_transfer_in_tx_is_buffered_without_event(run):
     """§6.8 [R]: buffered, no event, getController shows the old value until commit."""
     out = run(
         B
-        + 'main { let a = create B under "x"; let t = begin(); transfer(a, "y"); let seen = get_controller(a); commit(t); return [seen, get_controller(a)] }'
+        + """
+        main {
+          let a = create B under "x"
+          let t = begin()
+          transfer(a, "y")
+          let seen = get_controller(a)
+          commit(t)
+          return [seen, get_controller(a)]
+        }"""
     )
     assert out.text == '[just "x", just "y"]'
     assert out.events(ObjectTransferred) == []

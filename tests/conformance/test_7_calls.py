@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from avm_vm.runtime import Runtime
 from avm_vm.trace import ObjectCalled, StateUpdated
 from avm_vm.values import ObjectRef
@@ -153,3 +155,10 @@ def test_7_post_order_and_sibling_order(run):
         "[7] called obj:2 with [obj:0, obj:1] -> 0",
     ]
     assert len(out.events(StateUpdated)) == 2
+
+
+@pytest.mark.slow
+def test_4_5_million_round_pingpong_with_raised_depth_limit(run):
+    """§4.5: 1,000,000 nested calls fit in memory when --max-depth allows them."""
+    out = run(_pingpong(1_000_000), max_depth=1_100_000, record_trace=False)
+    assert out.text.endswith('just ["done", 1000000]')

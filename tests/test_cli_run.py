@@ -1,0 +1,151 @@
+"""`avm run` (avm_vm/cli.py): output, trace options, exit codes, and error reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from avm_vm.bytecode import encode
+from avm_vm.cli import main
+from avmc.compiler import compile_source
+
+PINGPONG = Path(__file__).parents[1] / "examples" / "pingpong.avm"
+
+FAILING = """behavior B {
+  on _ { return 1 }
+}
+main {
+  let b = create B
+  return destroy(obj:9)
+}
+"""
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(main, ["run", *args])
+
+
+@pytest.fixture
+def tape(tmp_path: Path) -> Path:
+    path = tmp_path / "pingpong.tape"
+    path.write_bytes(encode(compile_source(PINGPONG.read_text(), str(PINGPONG))))
+    return path
+
+
+def test_run_tape_prints_only_the_result(tape):
+    result = _invoke(str(tape))
+    assert result.exit_code == 0
+    assert result.stdout == 'just just just just ["done", 3]\n'
+    assert result.stderr == ""
+
+
+def test_run_avm_source_compiles_first():
+    result = _invoke(str(PINGPONG))
+    assert result.exit_code == 0
+    assert result.stdout == 'just just just just ["done", 3]\n'
+
+
+def test_trace_goes_to_stderr_in_text(tape):
+    result = _invoke(str(tape), "--trace")
+    assert result.stdout == 'just just just just ["done", 3]\n'
+    assert (
+        result.stderr.splitlines()[4]
+        == '[4] called obj:1 with ["Pong", 3, 3, obj:1] -> ["done", 3]'
+    )
+
+
+def test_trace_json_and_duct(tape):
+    result = _invoke(str(tape), "--trace", "--trace-format", "json")
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
+    assert len(entries) == 8 and entries[-1]["duct"] == [[0, "ping", 0]]
+    result = _invoke(str(tape), "--trace", "--duct")
+    assert result.stderr.splitlines()[-1].endswith("{main > #0 obj:0 ping}")
+
+
+def test_trace_mermaid_to_a_file(tape, tmp_path):
+    out = tmp_path / "calls.mmd"
+    result = _invoke(str(tape), "--trace-format", "mermaid", "--trace-out", str(out))
+    assert result.exit_code == 0 and result.stderr == ""
+    assert out.read_text().startswith("sequenceDiagram\n")
+
+
+def test_runtime_error_reports_kind_location_source_and_duct(tmp_path):
+    source = tmp_path / "fails.avm"
+    source.write_text(FAILING)
+    result = _invoke(str(source))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"{source}:6:")
+    assert "error: ObjNotFound: object not found: obj:9" in lines[0]
+    assert lines[1].strip() == "return destroy(obj:9)"
+    assert "while running main" in result.stderr
+    assert "duct: main" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_error_in_a_callee_names_object_and_behavior(tmp_path):
+    source = tmp_path / "spin.avm"
+    source.write_text(
+        "behavior Spin { on _ { while true { } } }\nmain { return call(create Spin, 0) }\n"
+    )
+    result = _invoke(str(source), "--fuel", "1000")
+    assert result.exit_code == 1
+    assert "FuelExhausted" in result.stderr
+    assert "while running obj:0 (behavior Spin)" in result.stderr
+    assert "duct: main > #0 obj:0 Spin" in result.stderr
+
+
+def test_compile_error_shows_diagnostics(tmp_path):
+    source = tmp_path / "bad.avm"
+    source.write_text("main { let = }\n")
+    result = _invoke(str(source))
+    assert result.exit_code == 1
+    assert "bad.avm:1:" in result.stderr and "error" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_tape_is_refused_without_traceback(tmp_path):
+    bad = tmp_path / "bad.tape"
+    bad.write_bytes(b"not a tape file at all")
+    result = _invoke(str(bad))
+    assert result.exit_code == 1
+    assert "bad.tape" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_truncated_tape_is_refused(tape):
+    tape.write_bytes(tape.read_bytes()[:40])
+    result = _invoke(str(tape))
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+
+
+def test_program_without_main(tmp_path):
+    source = tmp_path / "lib.avm"
+    source.write_text("fn f(x) { return x }\n")
+    result = _invoke(str(source))
+    assert result.exit_code == 1
+    assert "has no main program" in result.stderr
+
+
+def test_usage_errors_exit_2(tape):
+    assert _invoke().exit_code == 2
+    assert _invoke(str(tape), "--fuel", "zero").exit_code == 2
+    assert _invoke(str(tape), "--trace-format", "xml").exit_code == 2
+    assert _invoke("/no/such/file.tape").exit_code == 2
+
+
+def test_profile_r_and_options(tmp_path):
+    source = tmp_path / "opts.avm"
+    source.write_text(
+        'behavior B { on _ { set_state([1]); fail "x" } }\n'
+        "main { let b = create B; call(b, 0)\n"
+        "  return [now(), current_machine(), unsafe reflect(b)] }\n"
+    )
+    result = _invoke(str(source), "--profile", "r", "--now", "42", "--machine", "m9", "--trace")
+    assert result.exit_code == 0
+    assert result.stdout == '[42, "m9", just [obj:0, "m9", nothing, nothing]]\n'
+    assert "[1] state updated" not in result.stderr  # profile R drops the failed callee's trace
