@@ -1,1 +1,1 @@
-"""avm_vm: the AVM runtime (values, bytecode loader and verifier, VM, store, transactions, trace)."""
+"""avm_vm: the AVM runtime: values, bytecode loader and verifier, VM, store, transactions, trace."""

@@ -4,8 +4,8 @@ Each function becomes ``run(frame, frames, fuel, max_frames)``, which runs ``fra
 ``frame.pc`` with its registers in Python locals ``r0 .. rN`` and returns to the trampoline
 in `avm_vm.vm` when control leaves the function:
 
-- ``None``: CALL pushed a frame, or RET popped this one (its value is in the caller's
-  registers); the trampoline continues with ``frames[-1]``;
+- ``None``: CALL pushed a frame, RET popped this one (its value is in the caller's
+  registers), or careful code left its block; the trampoline goes on with ``frames[-1]``;
 - a `Ret` (the base frame returned) or a `Vis` (an EFFECT; the frame is suspended after it);
 - an `AvmError` raised by an op, to unwind (``frame.pc`` is the failing instruction);
 - `OUT_OF_FUEL`: the next block needs more fuel than is left (``frame.pc`` is its start).
@@ -198,7 +198,7 @@ class _Translator:
         if len(blocks) <= _FANOUT:
             for start, end in blocks:
                 with self.block(f"if pc == {start}:"):
-                    self.basic_block(start, end)
+                    self.translate_block(start, end)
             return
         size = -(-len(blocks) // _FANOUT)
         for first in range(0, len(blocks), size):
@@ -206,7 +206,7 @@ class _Translator:
             with self.block(f"if pc < {group[-1][1]}:"):
                 self.dispatch(group)
 
-    def basic_block(self, start: int, end: int) -> None:
+    def translate_block(self, start: int, end: int) -> None:
         self.end = end
         count = end - start
         with self.block(f"if left < {count}:"):

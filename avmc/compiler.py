@@ -44,8 +44,9 @@ class Compilation:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
-def build(source: str, filename: str, *, optimize_ir: bool = True,
-          emit_bytes: bool = False) -> Compilation:
+def build(
+    source: str, filename: str, *, optimize_ir: bool = True, emit_bytes: bool = False
+) -> Compilation:
     """Compile ``source``; raises DiagnosticError listing every error (and the warnings)."""
     timings: dict[str, float] = {}
     module = _timed(timings, "parse", lambda: parse(source, filename))

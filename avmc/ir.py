@@ -27,7 +27,8 @@ def _positions(wanted: str) -> dict[Op, tuple[tuple[int, bool], ...]]:
     for op, info in OPCODES.items():
         start = 1 if info.writes and "R" in wanted else 0
         table[op] = tuple(
-            (i, letter == "L") for i, letter in enumerate(info.operands)
+            (i, letter == "L")
+            for i, letter in enumerate(info.operands)
             if i >= start and letter in wanted
         )
     return table

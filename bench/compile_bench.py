@@ -11,15 +11,11 @@ stage's figure is the best of R runs.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from genprog import generate  # bench/ is on sys.path when this script runs
 
-from genprog import generate  # noqa: E402
-
-from avmc.compiler import STAGES, build  # noqa: E402
-from avmc.parser import parse  # noqa: E402
+from avmc.compiler import STAGES, build
+from avmc.parser import parse
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ def _behavior(i: int) -> list[str]:
         "  }",
         '  on ["get"] { return [name, count] }',
         '  on ["ping", other] { return call(other, ["get"]) }',
-        "  on _ { fail \"unknown message\" }",
+        '  on _ { fail "unknown message" }',
         "}",
     ]
 

@@ -1,7 +1,8 @@
-"""Micro-benchmarks of the VM's dispatch loop on hand-assembled code, against CPython.
+"""Micro-benchmarks of the VM on hand-assembled code, against the same code in CPython.
 
-Run: ``python bench/vm_micro.py``. Prints seconds per workload and the ratio to the same
-workload written in plain Python; one run, no thresholds.
+Run from the repository root: ``PYTHONPATH=. python bench/vm_micro.py [n]`` (n for fib,
+default 25). Prints the best time of each side over interleaved runs and their ratio; one
+run, no thresholds.
 """
 
 from __future__ import annotations

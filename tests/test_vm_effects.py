@@ -89,11 +89,28 @@ def test_fuel_counts_every_instruction_across_calls(fns: list[Fn]) -> None:
 
 
 def test_failing_instruction_costs_fuel() -> None:
-    code = [("TRY", 1, "h"), ("LOADK", 2, 0), ("DIV", 3, 0, 2), ("RET", 3), "h:", ("RET", 1)]
+    code = [
+        ("TRY", 1, "h"),
+        ("LOADK", 2, 0),
+        ("DIV", 3, 0, 2),  # fails: the rest of its block is not paid for
+        ("LOADK", 3, 1),
+        ("RET", 3),
+        "h:",
+        ("LOADK", 2, "!"),
+        ("CONCAT", 1, 1, 2),
+        ("RET", 1),
+    ]
     vm = Interpreter(assemble(Fn("f", code, params=1)))
-    fuel = Fuel(100)
-    assert vm.run([vm.frame(0, (1,))], fuel) == Ret("division by zero: 1 / 0")
-    assert fuel.used == 4  # TRY, LOADK, DIV (failed), RET
+    steps = 6  # TRY, LOADK, DIV (failed), then the handler's three
+    for limit in range(steps + 3):
+        fuel = Fuel(limit)
+        outcome = vm.run([vm.frame(0, (1,))], fuel)
+        if limit < steps:
+            assert isinstance(outcome, Fault) and fuel.remaining == 0, limit
+            assert outcome.error.kind is ErrorKind.FUEL_EXHAUSTED
+        else:
+            assert outcome == Ret("division by zero: 1 / 0!")
+            assert fuel.used == steps
 
 
 # -- effects

@@ -1,0 +1,170 @@
+"""Runtime benchmarks: calls/s, transactions/s as the store grows, and fib on the VM vs peers.
+
+    python bench/vm_bench.py            # everything (PingPong 1,000,000 takes about a minute)
+    python bench/vm_bench.py --quick    # skip the 1,000,000-round PingPong
+
+Every figure comes from this one run; ratios compare workloads measured side by side.
+Peers: CPython (the same algorithm in plain Python) and Lua 5.4 through `lupa`
+(`pip install -e '.[bench]'`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from avm_vm.runtime import Runtime, RuntimeOptions
+from avmc.compiler import compile_source
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FIB = """
+fn fib(n) { if n < 2 { return n } return fib(n - 1) + fib(n - 2) }
+main { return fib(%d) }
+"""
+
+COUNTER = """
+behavior Counter {
+  field count = 0
+  on ["inc"] { count += 1; return count }
+}
+main {
+  let c = create Counter
+  let i = 0
+  while i < %d { call(c, ["inc"]); i += 1 }
+  return call!(c, ["inc"])
+}
+"""
+
+POPULATE = """
+behavior Counter {
+  field count = 0
+  on ["inc"] { count += 1; return count }
+}
+main {
+  let i = 0
+  while i < %d { create Counter; i += 1 }
+  return i
+}
+"""
+
+TRANSACTIONS = """
+extern behavior Counter
+main {
+  let c = create Counter
+  let i = 0
+  while i < %d {
+    atomic { call(c, ["inc"]) }
+    i += 1
+  }
+  return i
+}
+"""
+
+
+def timed(run) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = run()
+    return time.perf_counter() - start, value
+
+
+def run_source(source: str, **options: int) -> tuple[float, object]:
+    runtime = Runtime(compile_source(source, "bench.avm"), RuntimeOptions(**options))
+    return timed(runtime.run_main)
+
+
+def fib_py(n: int) -> int:
+    return n if n < 2 else fib_py(n - 1) + fib_py(n - 2)
+
+
+def fib_lua(n: int) -> tuple[float, int] | None:
+    try:
+        from lupa import lua54
+    except ImportError:
+        return None
+    lua = lua54.LuaRuntime()
+    fib = lua.eval("function(n) local function f(n) if n < 2 then return n end "
+                   "return f(n - 1) + f(n - 2) end return f(n) end")
+    return timed(lambda: fib(n))
+
+
+def bench_fib(n: int) -> None:
+    vm_time, vm_value = run_source(FIB % n)
+    py_time, py_value = timed(lambda: fib_py(n))
+    assert vm_value == py_value, (vm_value, py_value)
+    print(f"\nrecursive fib({n}) as a pure function")
+    print(f"  VM       {vm_time:8.3f} s")
+    print(f"  CPython  {py_time:8.3f} s   VM / CPython = {vm_time / py_time:6.1f}x")
+    lua = fib_lua(n)
+    if lua is None:
+        print("  Lua 5.4  (lupa not installed)")
+    else:
+        lua_time, lua_value = lua
+        assert lua_value == py_value
+        print(f"  Lua 5.4  {lua_time:8.3f} s   VM / Lua     = {vm_time / lua_time:6.1f}x")
+
+
+def bench_counter(calls: int) -> None:
+    seconds, _ = run_source(COUNTER % calls)
+    print(f"\ncounter object: {calls + 1:,} calls from main in {seconds:.3f} s "
+          f"= {(calls + 1) / seconds:,.0f} calls/s")
+
+
+def bench_transactions(objects: int, transactions: int) -> float:
+    runtime = Runtime(compile_source(POPULATE % objects, "populate.avm"))
+    runtime.run_main()
+    program = compile_source(TRANSACTIONS % transactions, "tx.avm")
+    runtime.load(program)
+    seconds, _ = timed(lambda: runtime.run_main(program))
+    return transactions / seconds
+
+
+def pingpong_child(rounds: int, max_depth: int) -> None:
+    """Run in a fresh process so its peak memory is its own."""
+    source = (ROOT / "examples" / "pingpong.avm").read_text().replace(
+        'return call(p, ["Ping", 0, 3, q])', f'return call(p, ["Ping", 0, {rounds}, q])')
+    program = compile_source(source, "pingpong.avm")
+    runtime = Runtime(program, RuntimeOptions(max_depth=max_depth, record_trace=False))
+    seconds, _ = timed(runtime.run_main)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"{rounds + 1} {seconds} {peak_kib}")
+
+
+def bench_pingpong(rounds: int, max_depth: int) -> None:
+    out = subprocess.run(
+        [sys.executable, __file__, "--pingpong-child", str(rounds), str(max_depth)],
+        check=True, capture_output=True, text=True).stdout.split()
+    calls, seconds, peak_kib = int(out[0]), float(out[1]), int(out[2])
+    print(f"  {rounds:>9,} rounds (nested, max depth {max_depth:,}): {seconds:7.2f} s, "
+          f"{calls / seconds:9,.0f} calls/s, peak RSS {peak_kib / 1024:7.0f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--pingpong-child", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.pingpong_child:
+        pingpong_child(*args.pingpong_child)
+        return
+
+    bench_fib(25)
+    bench_counter(100_000)
+    print("\nPingPong (each hop a call inside the previous call, spec §14.1)")
+    bench_pingpong(100_000, RuntimeOptions().max_depth)
+    if not args.quick:
+        bench_pingpong(1_000_000, 1_100_000)
+    print("\ntransactions (begin, one call, commit) as the store grows")
+    small = bench_transactions(1_000, 5_000)
+    large = bench_transactions(100_000, 5_000)
+    print(f"  store of   1,000 objects: {small:9,.0f} tx/s")
+    print(f"  store of 100,000 objects: {large:9,.0f} tx/s   (ratio {small / large:.2f}: "
+          "1.0 means the cost does not grow with the store)")
+
+
+if __name__ == "__main__":
+    main()
