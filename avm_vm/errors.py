@@ -14,6 +14,7 @@ from avm_vm.values import Value, render
 
 
 class ErrorKind(Enum):
+    # fmt: off
     # Object family (spec §9.2)
     OBJ_NOT_FOUND = ("ObjNotFound", "Obj", "object not found: obj:{id}")
     OBJ_ALREADY_DESTROYED = ("ObjAlreadyDestroyed", "Obj", "object already destroyed: obj:{id}")
@@ -23,22 +24,10 @@ class ErrorKind(Enum):
     OBJ_METADATA_CORRUPTION = ("ObjMetadataCorruption", "Obj", "metadata corruption for obj:{id}")
     BEHAVIOR_NOT_FOUND = ("BehaviorNotFound", "Obj", 'behavior not found: "{name}"')
     # Introspection
-    CONTEXT_UNAVAILABLE = (
-        "IntrospectContextUnavailable",
-        "Introspect",
-        "execution context unavailable",
-    )
+    CONTEXT_UNAVAILABLE = ("IntrospectContextUnavailable", "Introspect", "execution context unavailable")
     # Reflection
-    REFLECT_METADATA_NOT_FOUND = (
-        "ReflectMetadataNotFound",
-        "Reflect",
-        "metadata not found for obj:{id}",
-    )
-    REFLECT_METADATA_INCONSISTENT = (
-        "ReflectMetadataInconsistent",
-        "Reflect",
-        "metadata inconsistent for obj:{id}",
-    )
+    REFLECT_METADATA_NOT_FOUND = ("ReflectMetadataNotFound", "Reflect", "metadata not found for obj:{id}")
+    REFLECT_METADATA_INCONSISTENT = ("ReflectMetadataInconsistent", "Reflect", "metadata inconsistent for obj:{id}")
     REFLECT_STORE_CORRUPTION = ("ReflectStoreCorruption", "Reflect", "store corruption detected")
     SCRY_PREDICATE_FAILED = ("ReflectScryPredicateFailed", "Reflect", "scry predicate failed")
     REFLECTION_DENIED = ("ReflectReflectionDenied", "Reflect", "reflection denied")
@@ -46,65 +35,33 @@ class ErrorKind(Enum):
     REIFY_CONTEXT_FAILED = ("ReifyContextFailed", "Reify", "failed to reify execution context")
     REIFY_NO_TRANSACTION = ("ReifyNoTransaction", "Reify", "no active transaction to reify")
     REIFY_TX_STATE_DENIED = ("ReifyTxStateAccessDenied", "Reify", "transaction state access denied")
-    REIFY_CONSTRAINTS_UNAVAILABLE = (
-        "ReifyConstraintStoreUnavailable",
-        "Reify",
-        "constraint store unavailable",
-    )
+    REIFY_CONSTRAINTS_UNAVAILABLE = ("ReifyConstraintStoreUnavailable", "Reify", "constraint store unavailable")
     # Transactions
     TX_CONFLICT = ("TxConflict", "Tx", "transaction conflict: tx:{tx}")
     TX_NOT_FOUND = ("TxNotFound", "Tx", "transaction not found: tx:{tx}")
     TX_ALREADY_COMMITTED = ("TxAlreadyCommitted", "Tx", "transaction already committed: tx:{tx}")
     TX_ALREADY_ABORTED = ("TxAlreadyAborted", "Tx", "transaction already aborted: tx:{tx}")
     TX_NO_ACTIVE = ("TxNoActiveTx", "Tx", "no active transaction")
-    TX_INVALID_DURING_TX = (
-        "TxInvalidDuringTx",
-        "Tx",
-        "operation invalid during active transaction",
-    )
+    TX_INVALID_DURING_TX = ("TxInvalidDuringTx", "Tx", "operation invalid during active transaction")
     # Pure functions
     PURE_NOT_FOUND = ("PureNotFound", "Pure", "function not found: {name}")
-    PURE_ALREADY_REGISTERED = (
-        "PureAlreadyRegistered",
-        "Pure",
-        "function already registered: {name}",
-    )
+    PURE_ALREADY_REGISTERED = ("PureAlreadyRegistered", "Pure", "function already registered: {name}")
     PURE_VERSION_CONFLICT = ("PureVersionConflict", "Pure", "version conflict for function: {name}")
     # Machines
-    MACHINE_UNREACHABLE = (
-        "MachineUnreachable",
-        "Machine",
-        "machine unreachable: machine:{machine}",
-    )
+    MACHINE_UNREACHABLE = ("MachineUnreachable", "Machine", "machine unreachable: machine:{machine}")
     MACHINE_INVALID_TRANSFER = ("MachineInvalidTransfer", "Machine", "invalid machine transfer")
-    MACHINE_TELEPORT_DURING_TX = (
-        "MachineTeleportDuringTx",
-        "Machine",
-        "teleport forbidden during active transaction",
-    )
+    MACHINE_TELEPORT_DURING_TX = ("MachineTeleportDuringTx", "Machine", "teleport forbidden during active transaction")
     # Controllers
     CTRL_UNREACHABLE = ("CtrlUnreachable", "Controller", "controller unreachable: ctrl:{ctrl}")
-    CTRL_UNAUTHORIZED_TRANSFER = (
-        "CtrlUnauthorizedTransfer",
-        "Controller",
-        "unauthorized transfer of obj:{id}",
-    )
-    CTRL_CROSS_CONTROLLER_TX = (
-        "CtrlCrossControllerTx",
-        "Controller",
-        "cross-controller transaction for obj:{id}",
-    )
+    CTRL_UNAUTHORIZED_TRANSFER = ("CtrlUnauthorizedTransfer", "Controller", "unauthorized transfer of obj:{id}")
+    CTRL_CROSS_CONTROLLER_TX = ("CtrlCrossControllerTx", "Controller", "cross-controller transaction for obj:{id}")
     CTRL_NOT_AVAILABLE = ("CtrlNotAvailable", "Controller", "object not available: obj:{id}")
     CTRL_NOT_CONSISTENT = ("CtrlNotConsistent", "Controller", "object not consistent: obj:{id}")
     CTRL_FREEZE_FAILED = ("CtrlFreezeFailed", "Controller", "freeze failed for obj:{id}")
     CTRL_NO_CONTROLLER = ("CtrlNoController", "Controller", "object has no controller: obj:{id}")
     # Finite-domain constraints and nondeterminism
     FD_NOT_IMPLEMENTED = ("FdNotImplemented", "Fd", "FD constraint solver not implemented: {name}")
-    NONDET_NOT_IMPLEMENTED = (
-        "NondetNotImplemented",
-        "Nondet",
-        "nondeterminism not implemented: {name}",
-    )
+    NONDET_NOT_IMPLEMENTED = ("NondetNotImplemented", "Nondet", "nondeterminism not implemented: {name}")
     # The VM's own errors (not in the spec: the language's checked operations)
     ARITHMETIC = ("ArithmeticError", "Vm", "{detail}")
     TYPE_MISMATCH = ("TypeMismatch", "Vm", "{detail}")
@@ -114,6 +71,8 @@ class ErrorKind(Enum):
     FAILED = ("Failed", "Vm", "{detail}")
     FUEL_EXHAUSTED = ("FuelExhausted", "Vm", "out of fuel after {steps} steps")
     DEPTH_EXCEEDED = ("DepthExceeded", "Vm", "call depth limit of {limit} exceeded")
+
+    # fmt: on
 
     @property
     def qualified_name(self) -> str:

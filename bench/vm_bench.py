@@ -87,8 +87,10 @@ def fib_lua(n: int) -> tuple[float, int] | None:
     except ImportError:
         return None
     lua = lua54.LuaRuntime()
-    fib = lua.eval("function(n) local function f(n) if n < 2 then return n end "
-                   "return f(n - 1) + f(n - 2) end return f(n) end")
+    fib = lua.eval(
+        "function(n) local function f(n) if n < 2 then return n end "
+        "return f(n - 1) + f(n - 2) end return f(n) end"
+    )
     return timed(lambda: fib(n))
 
 
@@ -110,8 +112,10 @@ def bench_fib(n: int) -> None:
 
 def bench_counter(calls: int) -> None:
     seconds, _ = run_source(COUNTER % calls)
-    print(f"\ncounter object: {calls + 1:,} calls from main in {seconds:.3f} s "
-          f"= {(calls + 1) / seconds:,.0f} calls/s")
+    print(
+        f"\ncounter object: {calls + 1:,} calls from main in {seconds:.3f} s "
+        f"= {(calls + 1) / seconds:,.0f} calls/s"
+    )
 
 
 def bench_transactions(objects: int, transactions: int) -> float:
@@ -125,8 +129,11 @@ def bench_transactions(objects: int, transactions: int) -> float:
 
 def pingpong_child(rounds: int, max_depth: int) -> None:
     """Run in a fresh process so its peak memory is its own."""
-    source = (ROOT / "examples" / "pingpong.avm").read_text().replace(
-        'return call(p, ["Ping", 0, 3, q])', f'return call(p, ["Ping", 0, {rounds}, q])')
+    source = (
+        (ROOT / "examples" / "pingpong.avm")
+        .read_text()
+        .replace('return call(p, ["Ping", 0, 3, q])', f'return call(p, ["Ping", 0, {rounds}, q])')
+    )
     program = compile_source(source, "pingpong.avm")
     runtime = Runtime(program, RuntimeOptions(max_depth=max_depth, record_trace=False))
     seconds, _ = timed(runtime.run_main)
@@ -137,10 +144,15 @@ def pingpong_child(rounds: int, max_depth: int) -> None:
 def bench_pingpong(rounds: int, max_depth: int) -> None:
     out = subprocess.run(
         [sys.executable, __file__, "--pingpong-child", str(rounds), str(max_depth)],
-        check=True, capture_output=True, text=True).stdout.split()
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     calls, seconds, peak_kib = int(out[0]), float(out[1]), int(out[2])
-    print(f"  {rounds:>9,} rounds (nested, max depth {max_depth:,}): {seconds:7.2f} s, "
-          f"{calls / seconds:9,.0f} calls/s, peak RSS {peak_kib / 1024:7.0f} MiB")
+    print(
+        f"  {rounds:>9,} rounds (nested, max depth {max_depth:,}): {seconds:7.2f} s, "
+        f"{calls / seconds:9,.0f} calls/s, peak RSS {peak_kib / 1024:7.0f} MiB"
+    )
 
 
 def main() -> None:
@@ -162,8 +174,10 @@ def main() -> None:
     small = bench_transactions(1_000, 5_000)
     large = bench_transactions(100_000, 5_000)
     print(f"  store of   1,000 objects: {small:9,.0f} tx/s")
-    print(f"  store of 100,000 objects: {large:9,.0f} tx/s   (ratio {small / large:.2f}: "
-          "1.0 means the cost does not grow with the store)")
+    print(
+        f"  store of 100,000 objects: {large:9,.0f} tx/s   (ratio {small / large:.2f}: "
+        "1.0 means the cost does not grow with the store)"
+    )
 
 
 if __name__ == "__main__":
