@@ -66,7 +66,6 @@ class ErrorKind(Enum):
     ARITHMETIC = ("ArithmeticError", "Vm", "{detail}")
     TYPE_MISMATCH = ("TypeMismatch", "Vm", "{detail}")
     INDEX_OUT_OF_RANGE = ("IndexOutOfRange", "Vm", "{detail}")
-    NO_MATCH = ("NoMatch", "Vm", "{detail}")
     UNWRAP_NOTHING = ("UnwrapNothing", "Vm", "{detail}")
     FAILED = ("Failed", "Vm", "{detail}")
     FUEL_EXHAUSTED = ("FuelExhausted", "Vm", "out of fuel after {steps} steps")

@@ -105,10 +105,11 @@ def disasm_command(tape: Path) -> None:
     except DiagnosticError as exc:
         click.echo(exc.render(), err=True)
         sys.exit(1)
-    source_path = Path(program.source_name)
-    if not source_path.is_absolute():
-        source_path = tape.parent / source_path
-    click.echo(disassemble(program, _read_text(source_path)), nl=False)
+    # The source name is as the compiler was given it: try it from here, then beside the tape.
+    named = Path(program.source_name)
+    candidates = [named, tape.parent / named, tape.parent / named.name]
+    source = next((text for path in candidates if (text := _read_text(path)) is not None), None)
+    click.echo(disassemble(program, source), nl=False)
 
 
 @main.command("cfg")

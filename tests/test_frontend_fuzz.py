@@ -1,8 +1,9 @@
-"""Fuzzing the front end: any input either compiles through the checks or is a DiagnosticError.
+"""Fuzzing the compiler: any input either compiles to bytecode or is a DiagnosticError.
 
 Random bytes exercise read_source; token soups drawn from the grammar's own vocabulary reach
-deep into the parser and, when they happen to parse, the checker. Rendering the diagnostics
-must work too. Any other exception (a traceback for the user) fails the test.
+deep into the parser and, when they happen to parse, the checker and the later stages.
+Rendering the diagnostics must work too. Any other exception (a traceback for the user)
+fails the test.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from avm_vm.diagnostics import DiagnosticError
-from avmc.checks import check
-from avmc.parser import lark_parser, parse
+from avmc.compiler import build
+from avmc.parser import lark_parser
 from avmc.source import display_text, read_source
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -57,10 +58,11 @@ SEPARATORS = st.sampled_from([" ", "\n", ""])
 
 
 def front_end(data: bytes) -> None:
-    """read_source -> parse -> check -> render, as avmc does."""
+    """The whole compiler, as avmc runs it: read, parse, check, lower, optimise, assemble,
+    encode; then render what it reported."""
     try:
         source = read_source(data, "fuzz.avm")
-        diagnostics = check(parse(source, "fuzz.avm"))
+        diagnostics = build(source, "fuzz.avm", emit_bytes=True).warnings
     except DiagnosticError as exc:
         diagnostics = exc.diagnostics
         assert diagnostics

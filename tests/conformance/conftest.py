@@ -29,6 +29,7 @@ from avm_vm.vm import Fault, Interpreter
 
 HERE = Path(__file__).parent
 COVERAGE_FILE = HERE / "test_coverage.py"
+EXAMPLES = HERE.parents[1] / "examples"
 
 
 def compile_source(source: str, filename: str = "test.avm") -> Program:
@@ -72,10 +73,10 @@ class Coverage:
 
     * instructions: numbers of the instructions whose handler ran (a `Vis` was handled);
     * errors: kinds an instruction raised (seen at the handler table, so one a `try` caught
-      counts too), and kinds that failed an activation — a callee's failure, a pure
-      function's failure inside callPure or a scry predicate, main's `RunError` (seen as
-      the `Fault` its interpreter answered). A VM error a `try` caught inside its own
-      activation is not seen;
+      counts too); kinds that failed an activation, seen as the `Fault` its interpreter
+      answered: a callee's failure (which its caller only sees as ``nothing``), a pure
+      function's failure inside callPure or a scry predicate; and main's `RunError`. A VM
+      error that a `try` caught inside its own activation is not seen;
     * events: the event classes in the traces after each run.
     """
 
@@ -172,6 +173,21 @@ def run(run_on: Callable[..., Outcome]) -> Callable[..., Outcome]:
 def compile() -> Callable[..., Program]:
     """``compile(source)``: the compiled Program."""
     return compile_source
+
+
+@pytest.fixture
+def example() -> Callable[[str], str]:
+    """``example(name)``: the source of examples/NAME.avm."""
+    return lambda name: (EXAMPLES / f"{name}.avm").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def pingpong(example: Callable[[str], str]) -> Callable[[int], str]:
+    """``pingpong(max)``: the §14.1 example (examples/pingpong.avm) with its ``max``."""
+    source = example("pingpong")
+    start = '["Ping", 0, 3, q]'
+    assert start in source
+    return lambda rounds: source.replace(start, f'["Ping", 0, {rounds}, q]')
 
 
 # ---------------------------------------------------------------------- the coverage test

@@ -1,4 +1,4 @@
-"""Introspection layer (spec §6.2) and read-your-writes (docs/semantics.md)."""
+"""Introspection layer (spec §6.2)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,6 @@ from avm_vm.trace import StateUpdated
 
 CTX = """
 behavior Who { on _ { return [self, input, sender, current_machine()] } }
-behavior Counter {
-  field n = 0
-  on ["inc"] { n += 1; return n }
-  on ["get"] { return n }
-}
 """
 
 
@@ -38,23 +33,3 @@ def test_6_2_set_state_needs_a_list(run):
     """Handlers check their argument kinds: TypeMismatch naming the instruction."""
     out = run("main { return set_state(5) }")
     assert out.error == "TypeMismatch: set_state: expected a list, found a nat"
-
-
-def test_8_9_read_your_writes_inside_a_tx(run):
-    """docs/semantics.md: inside a tx, getState sees the latest pending setState, so two
-    increments make 2 (both sources make 1, spec §8.9)."""
-    source = (
-        CTX
-        + """
-    main {
-      let c = create Counter
-      let t = begin()
-      call(c, ["inc"])
-      let seen = call!(c, ["get"])
-      call(c, ["inc"])
-      commit(t)
-      return [seen, call!(c, ["get"])]
-    }"""
-    )
-    assert run(source).text == "[1, 2]"
-    assert run(source, profile="r").text == "[0, 1]"  # the reference loses an increment

@@ -4,50 +4,6 @@ from __future__ import annotations
 
 from avm_vm.trace import TransactionAborted
 
-QUEENS = """
-main {
-  let n = N
-  let qs = []
-  while len(qs) < n {
-    let domain = []
-    let v = 1
-    while v <= n { domain = append(domain, v); v += 1 }
-    qs = append(qs, new_var(domain))
-  }
-  post(["alldiff", qs])
-  let a = 0
-  while a < n {
-    let b = a + 1
-    while b < n {
-      post(["neq_offset", qs[a], qs[b], b - a])  // the two diagonals
-      post(["neq_offset", qs[b], qs[a], b - a])
-      b += 1
-    }
-    a += 1
-  }
-  // Depth-first search, backtracking by abort (spec §6.9): each node fixes its prefix of
-  // queens inside a transaction, reads the next queen's propagated domain, and aborts.
-  let stack = [[]]
-  while len(stack) > 0 {
-    let prefix = stack[len(stack) - 1]
-    stack = stack[:len(stack) - 1]
-    let t = begin()
-    let ok = true
-    let k = 0
-    for v in prefix { if ok { ok = narrow(qs[k], [v]) } k += 1 }
-    if ok and len(prefix) == n { abort(t); return prefix }
-    if ok {
-      let vars = (unsafe reify_constraints())[0]
-      let domain = vars[qs[len(prefix)]][1]
-      let j = len(domain)
-      while j > 0 { j -= 1; stack = append(stack, append(prefix, domain[j])) }
-    }
-    abort(t)
-  }
-  return nothing
-}
-"""
-
 
 def test_6_9_new_var_narrow_label(run):
     """§6.9: newVar answers the var's number; narrow intersects; label picks the first
@@ -101,13 +57,6 @@ def test_6_9_variables_made_in_an_aborted_tx_vanish(run):
       return unsafe reify_constraints()
     }""")
     assert out.text == "[[[0, [1, 2, 3]]], []]"
-
-
-def test_14_5_n_queens_first_solutions(run):
-    """§14.5: the first solutions in lexicographic order; none for N = 3."""
-    assert run(QUEENS.replace("= N", "= 4")).text == "[2, 4, 1, 3]"
-    assert run(QUEENS.replace("= N", "= 6")).text == "[2, 4, 6, 1, 3, 5]"
-    assert run(QUEENS.replace("= N", "= 3")).text == "nothing"
 
 
 def test_6_9_bad_constraint_is_a_type_mismatch(run):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from avm_vm.runtime import Runtime
 from avm_vm.trace import TransactionAborted
+from avm_vm.values import NO_OBJECT_ID, Value
 
 CELL = """
 behavior Cell {
   field value = 0
   on ["set", v] { value = v; return v }
+  on ["inc"] { value += 1; return value }
   on ["get"] { return value }
+  on ["raw"] { return get_state() }
   on ["move", m] { return move_object(self, m) }
 }
 """
@@ -167,3 +170,145 @@ def test_7_failed_callee_undoes_its_abort_of_the_callers_tx(run):
     # The txLog keeps the call to the saboteur itself (recorded before it ran, §7.1).
     assert out.text == '[nothing, [just "far", just [tx:0, 2, 1, 0, 2]], just "local"]'
     assert out.runtime.store.state(0) == ()
+
+
+def test_8_6_commit_order_creates_transfers_states_destroys(run):
+    """§8.6 [R] step 3: creates first (a pending creation's state applies), then transfers,
+    then states, then destroys (so a destroyed object's pending state and transfer do not
+    bring it back; [A] applies states last and would)."""
+    out = run(
+        CELL
+        + """
+    main {
+      let kept = create Cell
+      let gone = create Cell
+      let t = begin()
+      let fresh = create Cell under "c"
+      call(fresh, ["set", 1])
+      transfer(kept, "x")
+      call(gone, ["set", 5])
+      transfer(gone, "y")
+      destroy(gone)
+      let answer = commit(t)
+      return [answer, unsafe reflect(fresh), get_controller(kept), call!(fresh, ["get"])]
+    }"""
+    )
+    assert out.text == '[true, just [obj:2, "local", just "c", just "c"], just "x", 1]'
+    store = out.runtime.store
+    assert 1 not in store and 1 not in store.states
+    assert store.state(2) == (1,)
+
+
+def test_8_6_transfer_of_an_object_gone_out_of_band_is_skipped(compile, run_on):
+    """§8.6 step 3.2: transfers skip objects without metadata; a transfer does not put the
+    object in the read set (§8.2), so the commit succeeds and nothing is reinstalled."""
+    runtime = Runtime(
+        compile(CELL + 'main { let c = create Cell; begin(); transfer(c, "x"); fail "open" }')
+    )
+    assert run_on(runtime).error == "Failed: open"
+    runtime.store.remove(0)
+    commit = compile("main { return commit(tx:0) }")
+    runtime.load(commit)
+    assert run_on(runtime, commit).text == "true"
+    assert 0 not in runtime.store and len(runtime.store) == 0
+
+
+def test_8_9_read_your_writes_inside_a_tx(run):
+    """§8.9 as amended (docs/semantics.md "Read-your-writes"): inside a tx, getState sees the
+    latest pending setState, so two increments make 2; the reference (--profile r) reads the
+    committed store and loses one."""
+    source = (
+        CELL
+        + """
+    main {
+      let c = create Cell
+      let t = begin()
+      call(c, ["inc"])
+      let seen = call!(c, ["get"])
+      call(c, ["inc"])
+      commit(t)
+      return [seen, call!(c, ["get"])]
+    }"""
+    )
+    assert run(source).text == "[1, 2]"
+    assert run(source, profile="r").text == "[0, 1]"
+
+
+def test_8_9_object_created_in_a_tx_has_no_state_entry_until_commit(run):
+    """§8.9: a pending creation reads []; with read-your-writes it then sees its own pending
+    write (the reference keeps reading []); the store gets the entry at commit."""
+    source = (
+        CELL
+        + """
+    main {
+      let t = begin()
+      let c = create Cell
+      let before = call!(c, ["raw"])
+      call(c, ["set", 4])
+      let after = call!(c, ["raw"])
+      commit(t)
+      return [before, after, call!(c, ["raw"])]
+    }"""
+    )
+    assert run(source).text == "[[], [4], [4]]"
+    assert run(source, profile="r").text == "[[], [], [4]]"
+
+
+def test_8_9_remote_calls_escape_the_transaction(compile, run_on):
+    """§8.9, §7.5: a remote call runs at once through the transport, leaves no txLog or
+    read-set entry, and an abort does not undo it."""
+    sent: list[tuple[str, int, Value, int]] = []
+
+    class Recorder:
+        def call(self, machine: str, target: int, message: Value, sender: int) -> Value:
+            sent.append((machine, target, message, sender))
+            return "ok"
+
+    program = compile(
+        CELL
+        + """
+    main {
+      let c = create Cell
+      move_object(c, "far")
+      let t = begin()
+      let r = call(c, ["set", 1])
+      let during = unsafe reify_tx_state()
+      abort(t)
+      return [r, during]
+    }"""
+    )
+    out = run_on(Runtime(program, transport=Recorder()))
+    assert out.text == '[just "ok", just [tx:0, 0, 0, 0, 0]]'
+    assert sent == [("far", 0, ("set", 1), NO_OBJECT_ID)]
+    assert out.lines[3:] == ['[3] called obj:0 with ["set", 1] -> "ok"', "[4] tx aborted: tx:0"]
+
+
+def test_8_9_ids_allocated_in_an_aborted_tx_are_not_reused(run):
+    """§8.9, §2.5: the object and tx counters are never rolled back."""
+    out = run(
+        CELL
+        + """
+    main {
+      let t = begin()
+      let a = create Cell
+      abort(t)
+      let u = begin()
+      return [a, create Cell, t, u]
+    }"""
+    )
+    assert out.text == "[obj:0, obj:1, tx:0, tx:1]"
+
+
+def test_8_7_abort_keeps_pure_registry_changes(run):
+    """§8.7: an abort does not roll back registerPure/updatePure (not transactional)."""
+    out = run("""
+    fn one(x) { return 1 }
+    fn two(x) { return 2 }
+    main {
+      let t = begin()
+      unsafe register_pure("fresh", one)
+      update_pure("one", two)
+      abort(t)
+      return [call_pure("fresh", [0]), call_pure("one", [0])]
+    }""")
+    assert out.text == "[1, 2]"
