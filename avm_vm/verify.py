@@ -110,6 +110,19 @@ def _is_name(x: object) -> bool:
     return type(x) is str and _encodable(x)
 
 
+def _unique_name(
+    name: object, what: str, index: int, seen: set[str], fail: Callable[[str], NoReturn]
+) -> str:
+    """``name`` quoted for messages, after checking it is a valid name not seen before."""
+    if not _is_name(name):
+        fail(f"{what} {index} has no valid name")
+    q = quote_name(name)  # type: ignore[arg-type]
+    if name in seen:
+        fail(f"duplicate {what} name {q}")
+    seen.add(name)  # type: ignore[arg-type]
+    return q
+
+
 def _operand_problem(instr: object, limits: dict[str, tuple[int, str, str]]) -> str | None:
     """Why ``instr`` is not an op with its table's operands, each within its limit, or None."""
     if type(instr) is not tuple or not instr or type(instr[0]) is not Op:
@@ -162,13 +175,7 @@ class _Verifier:
         def fail(reason: str) -> NoReturn:
             self.fail(reason, f"function {index}", lambda o: o.functions[index])
 
-        name = function.name
-        if not _is_name(name):
-            fail(f"function {index} has no valid name")
-        q = quote_name(name)
-        if name in seen:
-            fail(f"duplicate function name {q}")
-        seen.add(name)
+        q = _unique_name(function.name, "function", index, seen, fail)
         if type(function.kind) is not FunctionKind:
             fail(f"function {q} has an unknown kind {function.kind!r}")
         types = function.reg_types
@@ -271,13 +278,7 @@ class _Verifier:
             def fail(reason: str, b: int = b) -> NoReturn:
                 self.fail(reason, f"behavior {b}", lambda o: o.behaviors[b])
 
-            name = behavior.name
-            if not _is_name(name):
-                fail(f"behavior {b} has no valid name")
-            q = quote_name(name)
-            if name in seen:
-                fail(f"duplicate behavior name {q}")
-            seen.add(name)
+            q = _unique_name(behavior.name, "behavior", b, seen, fail)
             if not _is_nat(behavior.function, len(functions) - 1):
                 fail(f"behavior {q} refers to function {behavior.function!r}, outside the "
                      f"function table ({len(functions)} functions)")  # fmt: skip
