@@ -83,6 +83,13 @@ def main() -> None:
     default=None,
     help="Fix now() to this many milliseconds (default: the wall clock).",
 )
+@click.option(
+    "--jit",
+    type=click.Choice(["off", "auto", "on"]),
+    default=RuntimeOptions.jit,
+    show_default=True,
+    help="Native code: off, auto (hot functions), on (everything it can, before running).",
+)
 def run_command(
     file: Path,
     fuel: int,
@@ -95,10 +102,17 @@ def run_command(
     machine: str,
     seed: int,
     now: int | None,
+    jit: str,
 ) -> None:
     """Run the main program of FILE and print its result."""
     options = RuntimeOptions(
-        fuel=fuel, max_depth=max_depth, machine=machine, seed=seed, now=now, profile=profile
+        fuel=fuel,
+        max_depth=max_depth,
+        machine=machine,
+        seed=seed,
+        now=now,
+        profile=profile,
+        jit=jit,
     )
     try:
         program = _load(file)

@@ -42,12 +42,12 @@ class Registry:
         self.behaviors: dict[str, BehaviorEntry] = {}
         self.pures: dict[str, PureEntry] = {}
 
-    def load(self, program: Program) -> Interpreter:
+    def load(self, program: Program, jit: str = "off") -> Interpreter:
         """Register the program's behaviors and pure functions; answers its interpreter."""
         clashes = [b.name for b in program.behaviors if b.name in self.behaviors]
         if clashes:
             raise RegistryError(f"behavior already registered: {clashes[0]}")
-        interpreter = Interpreter(program)
+        interpreter = Interpreter(program, jit)
         for behavior in program.behaviors:
             entry = BehaviorEntry(interpreter, behavior.function, behavior_hash(program, behavior))
             self.behaviors[behavior.name] = entry

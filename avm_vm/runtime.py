@@ -44,6 +44,7 @@ class RuntimeOptions:
     profile: str = "ours"
     node_prefix: int = 0  # 16-bit id prefix (spec §2.5)
     record_trace: bool = True
+    jit: str = "auto"  # off | auto | on (see avm_vm.jit)
 
 
 class Transport(Protocol):
@@ -142,7 +143,7 @@ class Runtime:
             self.load(program)
 
     def load(self, program: Program) -> Interpreter:
-        interpreter = self.registry.load(program)
+        interpreter = self.registry.load(program, self.options.jit)
         self.interpreters.append(interpreter)
         return interpreter
 

@@ -82,8 +82,9 @@ class Proc:
 class Interpreter:
     """Runs the functions of one program; holds no state of any run, so runs may nest."""
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, jit: str = "off") -> None:
         self.program = program
+        self.jit = jit  # off | auto | on (avm_vm.jit)
         self.procs: list[Proc] = []
         self.procs.extend(Proc(i, f, program, self.procs) for i, f in enumerate(program.functions))
 
