@@ -462,6 +462,20 @@ class _Reader:
 # ---------------------------------------------------------------------------------- hashing
 
 
+def callee_order(program: Program, function_index: int) -> list[int]:
+    """The function and every function it transitively CALLs, in order of discovery (a
+    breadth-first walk): positions in this list do not depend on the table's layout."""
+    order = [function_index]
+    seen = {function_index}
+    for index in order:  # grows as callees are found
+        for instr in program.functions[index].code:
+            for letter, operand in zip(OPCODES[instr[0]].operands, instr[1:], strict=True):
+                if letter == "F" and operand not in seen:
+                    seen.add(operand)
+                    order.append(operand)
+    return order
+
+
 def code_hash(program: Program, function_index: int) -> bytes:
     """sha256 of a function's code and of every function it transitively CALLs.
 
@@ -469,14 +483,8 @@ def code_hash(program: Program, function_index: int) -> bytes:
     hash ignores table layout and line numbers but sees any change to names, kinds,
     parameter and register counts, register types or code. ``program`` must be verified.
     """
-    order = [function_index]
-    position = {function_index: 0}
-    for index in order:  # grows as callees are found: a breadth-first walk
-        for instr in program.functions[index].code:
-            for letter, operand in zip(OPCODES[instr[0]].operands, instr[1:], strict=True):
-                if letter == "F" and operand not in position:
-                    position[operand] = len(order)
-                    order.append(operand)
+    order = callee_order(program, function_index)
+    position = {index: number for number, index in enumerate(order)}
 
     def constant(out: bytearray, k: int) -> None:
         _value(out, program.constants[k])

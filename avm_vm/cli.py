@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from avm_vm.diagnostics import Diagnostic, DiagnosticError, Severity, Span
+from avm_vm.node.cli import COMMANDS as NODE_COMMANDS
 from avm_vm.program import Program
 from avm_vm.runtime import RunError, Runtime, RuntimeOptions
 from avm_vm.trace import duct_text, render_json_lines, render_mermaid, render_text
@@ -201,3 +202,7 @@ def _read_text(path: Path) -> str | None:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError, ValueError):
         return None
+
+
+for _command in NODE_COMMANDS:  # avm node, call, create, status
+    main.add_command(_command)

@@ -7,6 +7,11 @@ not Python stack (spec §4.5). The loop drives the top activation's VM: a `Vis` 
 handler table (a list indexed by instruction number), a `Ret` or `Fault` of a callee
 completes its call in the caller (spec §7.1 step 9, with DESIGN.md §12's undo).
 
+A top-level run is resumable (`start`, `resume`, `avm_vm.runs`): on a node, an instruction
+that needs another machine parks the run instead of blocking, and runs started meanwhile
+nest on top of it (docs/semantics.md, "Nodes: parked runs"). `run_main` and `run_function`
+drive one run to its end, as `avm run` does.
+
 Profiles: ``ours`` (DESIGN.md §12, documented in docs/semantics.md) and ``r``, which
 reproduces the reference where we deliberately differ: failed callees keep their effects
 and lose their trace, no read-your-writes, and the stub answers of spec §6.0.
@@ -20,12 +25,34 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.handlers import SUSPEND, handler_table
+from avm_vm.handlers import PARK, SUSPEND, handler_table
+from avm_vm.handlers.machine import complete_fetch, complete_move
+from avm_vm.handlers.objects import complete_remote_call
 from avm_vm.handlers.solver import ConstraintStore
 from avm_vm.program import Program
 from avm_vm.registry import BehaviorEntry, Registry
+from avm_vm.runs import (
+    Done,
+    Failed,
+    FetchIn,
+    MoveOut,
+    Outcome,
+    Parked,
+    RemoteCall,
+    RemoteFailure,
+    Request,
+    Run,
+    Teleport,
+)
 from avm_vm.store import IdGenerator, Journal, Store
-from avm_vm.trace import DuctLink, Event, ObjectCalled, Trace, TransactionAborted
+from avm_vm.trace import (
+    DuctLink,
+    Event,
+    ExecutionMoved,
+    ObjectCalled,
+    Trace,
+    TransactionAborted,
+)
 from avm_vm.transactions import Transaction
 from avm_vm.values import NO_OBJECT_ID, NOTHING, Just, Value
 from avm_vm.vm import Fault, Frame, Fuel, Interpreter, Ret, Vis
@@ -51,6 +78,19 @@ class Transport(Protocol):
     """Carries a call to an object on another machine (spec §7.5); raises `AvmError`."""
 
     def call(self, machine: str, target: int, message: Value, sender: int) -> Value: ...
+
+
+class Network(Protocol):
+    """A node's view of the other machines. With one, instructions that need another
+    machine park the run (`avm_vm.runs`) instead of using a `Transport`."""
+
+    def locate(self, object_id: int) -> str | None:
+        """The machine of an object not in the local store (the location directory)."""
+        ...
+
+    def is_peer(self, machine: str) -> bool:
+        """Whether ``machine`` is another node this one can reach."""
+        ...
 
 
 class Activation:
@@ -119,6 +159,7 @@ class Runtime:
         programs: Program | tuple[Program, ...] = (),
         options: RuntimeOptions | None = None,
         transport: Transport | None = None,
+        network: Network | None = None,
     ) -> None:
         self.options = options = options or RuntimeOptions()
         if options.profile not in PROFILES:
@@ -132,12 +173,18 @@ class Runtime:
         self.ids = IdGenerator(options.node_prefix)
         self.rng = random.Random(options.seed)
         self.transport = transport
+        self.network = network
         self.handlers = handler_table(options.profile)
         self.tx: Transaction | None = None
-        self.stack: list[Activation] = []
+        self.run: Run | None = None  # the executing run
+        self.parked: list[Run] = []  # runs waiting on another machine, oldest first
+        self.runs = 0  # runs started, which numbers them
+        self.request: Request | None = None  # set by a handler that answers PARK
+        self.stack: list[Activation] = []  # the executing run's activations
         self.act: Activation  # the top of `stack` while running
         self.fuel = Fuel(options.fuel)
-        self.call_ids = 0
+        # Call ids carry the node prefix like object ids, so ducts stay unique across nodes.
+        self.call_ids = options.node_prefix << 48
         self.interpreters: list[Interpreter] = []
         for program in (programs,) if isinstance(programs, Program) else programs:
             self.load(program)
@@ -164,32 +211,143 @@ class Runtime:
         State (store, ids, clock, an open transaction) persists across runs; each run gets
         a fresh fuel budget. Raises `RunError` when the program fails.
         """
-        self.fuel = Fuel(self.options.fuel)
+        outcome = self.start(interpreter, function, args)
+        if type(outcome) is Done:
+            return outcome.value
+        if type(outcome) is Failed:
+            raise outcome.failure
+        raise RuntimeError("a run parked: a runtime with a network is driven by start/resume")
+
+    def start(
+        self, interpreter: Interpreter, function: int, args: tuple[Value, ...] = ()
+    ) -> Outcome:
+        """Start a top-level run of a function: self is the sentinel, no sender (spec §5.2)."""
         frame = interpreter.frame(function, args)
         main = Activation(
             interpreter, frame, NO_OBJECT_ID, NOTHING, None, self.options.machine, "main", None
         )
-        self.stack = [main]
-        self.act = main
+        self._begin(main, undoable=False)
+        return self._drive(None)
+
+    def start_call(
+        self, target: int, message: Value, sender: int, call_id: int, parent: DuctLink | None
+    ) -> Outcome:
+        """Serve a call from another machine (spec §11.2): the callee is the run's base
+        activation, undone if it fails (like any failed callee, DESIGN.md §12). Raises
+        `AvmError` (ObjNotFound, BehaviorNotFound) when there is nothing to run."""
+        record = self.store.get(target)
+        if record is None:
+            raise AvmError(ErrorKind.OBJ_NOT_FOUND, id=target)
+        entry = self.registry.behaviors.get(record.behavior)
+        if entry is None:
+            raise AvmError(ErrorKind.BEHAVIOR_NOT_FOUND, name=record.behavior)
+        frame = entry.interpreter.frame(entry.function, (message,))
+        duct = DuctLink(target, record.behavior, call_id, parent)
+        act = Activation(
+            entry.interpreter, frame, target, message, sender, record.machine, record.behavior, duct
+        )
+        self._begin(act, undoable=True)
+        return self._drive(None)
+
+    def arrive(self, act: Activation, dst: int, came_from: str) -> Outcome:
+        """Continue an activation that teleported here from ``came_from``: its teleport
+        answers true, and it runs as a served call would (spec §6.7)."""
+        act.frames[-1].regs[dst] = True
+        self._begin(act, undoable=True)
+        self.emit(ExecutionMoved(came_from, act.machine))
+        return self._drive(None)
+
+    def resume(self, run: Run, answer: Value | AvmError | RemoteFailure) -> Outcome:
+        """Continue the most recently parked run with the answer to what it waited for: a
+        value, an `AvmError` (the parked instruction fails), or a `RemoteFailure` (a
+        teleported activation failed). Runs resume last parked, first resumed."""
+        if self.run is not None or not self.parked or self.parked[-1] is not run:
+            raise RuntimeError("only the most recently parked run can resume, between runs")
+        self.parked.pop()
+        request, run.request = run.request, None
+        self._enter(run)
+        self.tx, self.journal.world, self.journal.active = run.tx, run.world, run.journal_active
+        run.tx = run.world = None
+        act = self.act
+        fuel, max_frames = self.fuel, self.options.max_frames
+        result: Ret | Vis | Fault | None = None
+        if type(request) is Teleport:
+            result = self._teleport_done(answer)
+        elif isinstance(answer, AvmError):
+            result = act.interpreter.throw(act.frames, answer, fuel, max_frames)
+        elif type(answer) is RemoteFailure:
+            raise AssertionError("only a teleported activation fails remotely")
+        else:
+            if type(request) is RemoteCall:
+                answer = complete_remote_call(self, request, answer)
+            elif type(request) is MoveOut:
+                answer = complete_move(self, request, answer)
+            elif type(request) is FetchIn:
+                answer = complete_fetch(self, request, answer)
+            act.frames[-1].regs[run.dst] = answer
+        return self._drive(result)
+
+    def _teleport_done(self, answer: Value | AvmError | RemoteFailure) -> Ret | Vis | Fault:
+        """The teleported top activation finished elsewhere: the loop completes it as if it
+        had returned or failed here. A refused teleport fails the instruction instead."""
+        act = self.act
+        if isinstance(answer, AvmError):
+            return act.interpreter.throw(act.frames, answer, self.fuel, self.options.max_frames)
+        if type(answer) is RemoteFailure:
+            frame = act.frames[-1]
+            lines = frame.function.function.lines
+            line, col = lines[frame.pc - 1] if 0 < frame.pc <= len(lines) else (0, 0)
+            return Fault(answer.error, frame.function.name, frame.pc - 1, line, col)
+        return Ret(answer)
+
+    def _begin(self, act: Activation, undoable: bool) -> None:
+        if self.run is not None:
+            raise RuntimeError("a run is executing; runs start between runs")
+        self.runs += 1
+        run = Run(self.runs, [act], Fuel(self.options.fuel), len(self.journal.entries), undoable)
+        self._enter(run)
+        act.mark = run.base
+        act.trace_mark = len(self.trace.entries)
+        self.journal.active = undoable and self.ours
+
+    def _enter(self, run: Run) -> None:
+        self.run = run
+        self.stack = run.stack
+        self.act = run.stack[-1]
+        self.fuel = run.fuel
+        self.trace.run = run.number
+
+    def _drive(self, result: Ret | Vis | Fault | None) -> Outcome:
+        """Run the executing run until it ends or parks."""
+        run = self.run
+        assert run is not None
         # A deep call chain keeps every activation alive, and CPython's default young-
         # generation threshold makes the collector rescan them constantly: collecting less
-        # often nearly halves the cost of a call. The setting is restored after the run.
+        # often nearly halves the cost of a call. The setting is restored afterwards.
         thresholds = gc.get_threshold()
         gc.set_threshold(max(thresholds[0], 10_000), *thresholds[1:])
         try:
-            return self._loop()
+            value = self._loop(result)
+        except _Abandon as stop:
+            return Failed(run, self._abandon(stop.error, stop.fault))
         except AvmError as error:  # fatal: fuel or depth
-            raise self._abandon(error, None) from None
+            return Failed(run, self._abandon(error, None))
         finally:
             gc.set_threshold(*thresholds)
+        if value is PARK:
+            return Parked(run, run.request)  # type: ignore[arg-type]
+        self._end()
+        return Done(run, value)
 
-    def _loop(self) -> Value:
+    def _loop(self, result: Ret | Vis | Fault | None) -> Value:
+        """Drive the top activation; ``result`` is where to pick up (None: run it)."""
         stack = self.stack
         handlers = self.handlers
         fuel = self.fuel
         max_frames = self.options.max_frames
         act = self.act
-        result = act.interpreter.run(act.frames, fuel, max_frames)
+        if result is None:
+            result = act.interpreter.run(act.frames, fuel, max_frames)
         while True:
             kind = type(result)
             if kind is Vis:
@@ -203,6 +361,9 @@ class Runtime:
                 if answer is SUSPEND:  # a local call pushed the callee's activation
                     act = self.act
                     act.dst = result.dst
+                elif answer is PARK:  # waiting on another machine
+                    self._park(result.dst)
+                    return PARK
                 else:
                     act.frames[-1].regs[result.dst] = answer
             elif kind is Ret:
@@ -211,9 +372,34 @@ class Runtime:
                 act = self._finish(result.value)
             else:
                 if len(stack) == 1 or result.error.fatal:
-                    raise self._abandon(result.error, result)
+                    raise _Abandon(result.error, result)
                 act = self._finish(None)
             result = act.interpreter.run(act.frames, fuel, max_frames)
+
+    def _park(self, dst: int) -> None:
+        """Set the executing run aside: its transaction and undo state leave with it."""
+        run = self.run
+        assert run is not None and self.request is not None
+        run.request, self.request = self.request, None
+        run.dst = dst
+        journal = self.journal
+        run.tx, run.world, run.journal_active = self.tx, journal.world, journal.active
+        self.tx = None
+        journal.world = None
+        journal.active = False
+        self.parked.append(run)
+        self.run = None
+        self.stack = []
+
+    def _end(self) -> None:
+        """The executing run is over: forget its undo entries (the runs below keep theirs)."""
+        run = self.run
+        assert run is not None
+        del self.journal.entries[run.base :]
+        self.journal.active = False
+        run.stack = []
+        self.run = None
+        self.stack = []
 
     # ----------------------------------------------------------------- calls
 
@@ -251,16 +437,21 @@ class Runtime:
                 self.trace.revert_from(callee.trace_mark)
             else:
                 self.trace.drop_from(callee.trace_mark)
-        if len(self.stack) == 1:  # back at top level: nothing left that could be undone
-            self.journal.active = False
-            self.journal.entries.clear()
+        if len(self.stack) == 1:  # back at the base activation
+            run = self.run
+            if not run.undoable:  # top level: nothing left that could be undone
+                self.journal.active = False
+                del self.journal.entries[run.base :]
         self.emit_at(ObjectCalled(callee.self_id, callee.input, value), callee.duct)
         caller.frames[-1].regs[callee.dst] = NOTHING if value is None else Just(value)
         return caller
 
     def _abandon(self, error: AvmError, fault: Fault | None) -> RunError:
-        """Stop the run. A fatal error also aborts the open transaction (it cannot finish)."""
+        """Stop the run. A served call's effects are undone (ours), as any failed callee's;
+        a fatal error also aborts the open transaction (it cannot finish)."""
         act = self.act
+        run = self.run
+        assert run is not None
         if fault is None:
             frame = act.frames[-1]
             lines = frame.function.function.lines
@@ -278,13 +469,23 @@ class Runtime:
             act.interpreter.program.source_name,
             () if act.duct is None else act.duct.chain(),
         )
-        self.stack = []
-        self.journal.active = False
-        self.journal.entries.clear()
+        if run.undoable and self.ours:
+            self.journal.unwind(run.base)
+            self.trace.revert_from(run.stack[0].trace_mark)
+        self._end()
         if error.fatal and self.tx is not None:
             tx = self.rollback()
             self.trace.emit(TransactionAborted(tx.id), None, None)
         return failure
+
+    def abort_open_tx(self) -> int | None:
+        """Abort a transaction a finished run left open (a node does, between runs, so it
+        cannot leak into the next client's run); answers its id."""
+        if self.run is not None or self.tx is None:
+            return None
+        tx = self.rollback()
+        self.trace.emit(TransactionAborted(tx.id), None, None)
+        return tx.id
 
     # ----------------------------------------------------------------- helpers for handlers
 
@@ -308,3 +509,11 @@ class Runtime:
         self.set_tx(None)
         self.journal.restore_world(tx.world)
         return tx
+
+
+class _Abandon(Exception):
+    """The run's base activation failed: carries the error to `_drive`."""
+
+    def __init__(self, error: AvmError, fault: Fault | None = None) -> None:
+        self.error = error
+        self.fault = fault

@@ -114,6 +114,28 @@ class ObjectRecord(NamedTuple):
     current: str | None  # current controller
 
 
+class _TrackedDict(dict):
+    """A dict that notes every key written or deleted, however (undo included)."""
+
+    __slots__ = ("changed",)
+
+    def __init__(self, items: dict) -> None:
+        super().__init__(items)
+        self.changed: set = set(items)
+
+    def __setitem__(self, key: object, value: object) -> None:
+        self.changed.add(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: object) -> None:
+        self.changed.add(key)
+        super().__delitem__(key)
+
+    def pop(self, key: object, *default: object) -> object:
+        self.changed.add(key)
+        return super().pop(key, *default)
+
+
 class Store:
     """Objects and their states (spec §3.3), every change journaled."""
 
@@ -123,6 +145,23 @@ class Store:
         self.journal = journal
         self.objects: dict[int, ObjectRecord] = {}
         self.states: dict[int, tuple[Value, ...]] = {}
+
+    def track_changes(self) -> None:
+        """From now on, note which objects appear, change or vanish (`drain_changes`).
+
+        A node announces its objects to its peers (spec §11.3); tracking the dict itself
+        also catches a failed callee's undo, which bypasses the store's methods.
+        """
+        if type(self.objects) is not _TrackedDict:
+            self.objects = _TrackedDict(self.objects)
+
+    def drain_changes(self) -> set[int]:
+        """The ids whose record changed since the last drain (empty unless tracking)."""
+        objects = self.objects
+        if type(objects) is not _TrackedDict:
+            return set()
+        changed, objects.changed = objects.changed, set()
+        return changed
 
     def get(self, object_id: int) -> ObjectRecord | None:
         return self.objects.get(object_id)
@@ -142,6 +181,12 @@ class Store:
         """Destroy an object: its record and its state (profile R removes all three maps)."""
         self.journal.remove(self.objects, object_id, world=True)
         self.journal.remove(self.states, object_id, world=True)
+
+    def forget(self, object_id: int) -> None:
+        """Drop an object that moved to another node: not journaled, since no undo can bring
+        it back without duplicating it there."""
+        self.objects.pop(object_id, None)
+        self.states.pop(object_id, None)
 
     def replace(self, object_id: int, record: ObjectRecord) -> None:
         """Change an existing object's metadata (move, transfer, fetch)."""

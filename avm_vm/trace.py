@@ -175,16 +175,22 @@ class DuctLink:
 
 
 class TraceEntry:
-    __slots__ = ("controller", "duct_link", "event", "reverted", "timestamp")
+    __slots__ = ("controller", "duct_link", "event", "reverted", "run", "timestamp")
 
     def __init__(
-        self, timestamp: int, event: Event, controller: str | None, duct_link: DuctLink | None
+        self,
+        timestamp: int,
+        event: Event,
+        controller: str | None,
+        duct_link: DuctLink | None,
+        run: int = 0,
     ) -> None:
         self.timestamp = timestamp
         self.event = event
         self.controller = controller
         self.duct_link = duct_link
         self.reverted = False
+        self.run = run  # the top-level run that logged it (a node interleaves parked runs)
 
     @property
     def duct(self) -> tuple[tuple[int, str, int], ...]:
@@ -195,31 +201,40 @@ class TraceEntry:
 
 
 class Trace:
-    """The entries of a run and the event counter that stamps them (spec §10.1, §10.2)."""
+    """The entries of a run and the event counter that stamps them (spec §10.1, §10.2).
 
-    __slots__ = ("clock", "entries", "recording")
+    Entries carry the number of the run that logged them (`run`, set by the runtime): on a
+    node, runs served while another is parked log between its entries, and undoing a failed
+    call must touch only its own run's entries.
+    """
+
+    __slots__ = ("clock", "entries", "recording", "run")
 
     def __init__(self, recording: bool = True) -> None:
         self.entries: list[TraceEntry] = []
         self.clock = 0  # the next timestamp; never rolled back
         self.recording = recording  # False: count events but keep no entries (benchmarks)
+        self.run = 0  # the number of the run now logging
 
     def emit(self, event: Event, controller: str | None, duct_link: DuctLink | None) -> None:
         if self.recording:
-            self.entries.append(TraceEntry(self.clock, event, controller, duct_link))
+            self.entries.append(TraceEntry(self.clock, event, controller, duct_link, self.run))
         self.clock += 1
 
     def mark(self) -> int:
         return len(self.entries)
 
     def revert_from(self, mark: int) -> None:
-        """Flag the entries since ``mark`` as made by a call that failed and was undone."""
+        """Flag the running run's entries since ``mark`` as made by a call that was undone."""
+        run = self.run
         for entry in self.entries[mark:]:
-            entry.reverted = True
+            if entry.run == run:
+                entry.reverted = True
 
     def drop_from(self, mark: int) -> None:
-        """Forget the entries since ``mark`` (profile R drops a failed callee's trace)."""
-        del self.entries[mark:]
+        """Forget the running run's entries since ``mark`` (profile R drops a failed callee's)."""
+        run = self.run
+        self.entries[mark:] = [entry for entry in self.entries[mark:] if entry.run != run]
 
 
 # ------------------------------------------------------------------------------ text

@@ -11,21 +11,32 @@ Each function is translated once, on its first run, into a specialised Python fu
 program (`verify.verify`, which `bytecode.decode` runs): operands are in range, calls match
 their callee, code never runs off its end, and a register of a declared type always holds a
 value of that type, which lets typed operands skip their kind checks.
+
+With the JIT (``jit`` "auto" or "on", `avm_vm.jit`), a function's runner may be native code
+(`avm_vm.jit.native`); when it stops before an instruction it does not run, it answers
+`DEOPT` and the trampoline runs that instruction's block carefully from the top frame's pc.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
 from avm_vm.opcodes import INITIAL_VALUE
 from avm_vm.program import Function, Program
 from avm_vm.values import Value
-from avm_vm.vm_frames import Fault, Frame, Fuel, Ret, Vis
+from avm_vm.vm_frames import DEOPT, Fault, Frame, Fuel, Ret, Vis
 from avm_vm.vm_translate import OUT_OF_FUEL, block_starts, source_of, translate
 
-__all__ = ["Fault", "Frame", "Fuel", "Interpreter", "Proc", "Ret", "Vis"]
+if TYPE_CHECKING:
+    from avm_vm.jit.native import NativeRunner
+    from avm_vm.jit.tiering import ProgramJit
+
+__all__ = ["DEOPT", "JIT_MODES", "Fault", "Frame", "Fuel", "Interpreter", "Proc", "Ret", "Vis"]
+
+JIT_MODES = ("off", "auto", "on")
 
 Runner = Callable[[Frame, list[Frame], Fuel, int], object]
 
@@ -37,7 +48,10 @@ class Proc:
         "careful_blocks",
         "fast",
         "function",
+        "hot_after",
         "index",
+        "jit",
+        "native",
         "procs",
         "program",
         "rest",
@@ -54,6 +68,9 @@ class Proc:
         self.starts = block_starts(function)
         self.fast: Runner = self._translate_fast  # replaced by the translation on first use
         self.careful_blocks: dict[int, Runner] = {}
+        self.jit: ProgramJit | None = None  # the program's JIT state, unless jit is off
+        self.hot_after = 0  # > 0: the translation counts towards tiering up (vm_translate)
+        self.native: NativeRunner | None = None  # set once the function runs natively
 
     @property
     def name(self) -> str:
@@ -75,6 +92,11 @@ class Proc:
         self.fast = translate(self)
         return self.fast(*args)
 
+    def tier_up(self) -> None:
+        """Called by the counting translation once this function is hot (see vm_translate)."""
+        assert self.jit is not None
+        self.jit.tier_up(self)
+
     def __repr__(self) -> str:
         return f"Proc({self.index}, {self.name!r})"
 
@@ -83,10 +105,18 @@ class Interpreter:
     """Runs the functions of one program; holds no state of any run, so runs may nest."""
 
     def __init__(self, program: Program, jit: str = "off") -> None:
+        if jit not in JIT_MODES:
+            raise ValueError(f"jit must be one of {', '.join(JIT_MODES)}, not {jit!r}")
         self.program = program
         self.jit = jit  # off | auto | on (avm_vm.jit)
         self.procs: list[Proc] = []
         self.procs.extend(Proc(i, f, program, self.procs) for i, f in enumerate(program.functions))
+        self.jit_state: ProgramJit | None = None  # plans and compiled modules, unless off
+        if jit != "off":
+            from avm_vm.jit.tiering import ProgramJit  # only a JIT run pays for its import
+
+            self.jit_state = ProgramJit(program, self.procs)
+            self.jit_state.start(jit)
 
     def frame(self, function_index: int, args: Sequence[Value]) -> Frame:
         """A new base frame for function ``function_index`` called with ``args``."""
@@ -112,6 +142,11 @@ class Interpreter:
             outcome = runner(frame, frames, fuel, max_frames)
             if outcome is None:  # a CALL or a RET: go on with the new top frame
                 continue
+            if outcome is DEOPT:  # native code left the top frame before its pc: run it here
+                frame = frames[-1]
+                outcome = frame.function.careful(frame.pc)(frame, frames, fuel, max_frames)
+                if outcome is None:
+                    continue
             if type(outcome) is Ret or type(outcome) is Vis:
                 return outcome
             if outcome is OUT_OF_FUEL:

@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from avm_vm.vm import Proc
 
 
+# What a native runner (avm_vm.jit.native) answers when it stopped before an instruction it
+# does not run: the top frame's pc is that instruction, which the trampoline runs next.
+DEOPT = object()
+
+
 class Fuel:
     """A step budget shared by a whole run: one unit per executed instruction."""
 

@@ -20,6 +20,14 @@ block did not run, so fuel stays exact. A block the fuel left cannot pay for sen
 *careful* code: each block has a careful translation, made when first needed, in which every
 instruction is a block of its own and leaving the block returns ``None`` to the trampoline.
 
+Two options serve the JIT (`avm_vm.jit`). Tiering (``Proc.hot_after`` > 0): the entry block
+and the loop headers (targets of backward jumps) each take one from a counter that starts at
+``hot_after``; when it runs out, the block leaves the frame at its start and returns
+``SELF.tier_up()``, which installs the function's next runner. Re-entry (``reenter``, for a
+function that also has native code): reaching one of the given block starts, other than the
+one the call began at, leaves the frame there and returns ``None``, so the trampoline hands
+it back to native code (a loop that left native code once goes back at its next iteration).
+
 Only ints taken from the verified program reach the source text; constants, functions and
 helpers are globals of the generated function.
 """
@@ -118,10 +126,21 @@ def block_starts(function: Function) -> list[int]:
     return sorted(start for start in starts if start < len(code))
 
 
-def translate(proc: Proc, careful: int | None = None) -> Callable[..., object]:
+def loop_headers(function: Function) -> frozenset[int]:
+    """The targets of backward jumps: where every loop of ``function`` starts again."""
+    return frozenset(
+        operands[-1]
+        for pc, (op, *operands) in enumerate(function.code)
+        if op in (Op.JMP, Op.JMPT, Op.JMPF) and operands[-1] <= pc
+    )
+
+
+def translate(
+    proc: Proc, careful: int | None = None, reenter: frozenset[int] = frozenset()
+) -> Callable[..., object]:
     """The Python function running ``proc``; with ``careful``, only the block starting
-    there, one instruction at a time (see the module docstring)."""
-    source, namespace = _Translator(proc, careful).source()
+    there, one instruction at a time; ``reenter``: see the module docstring."""
+    source, namespace = _Translator(proc, careful, reenter).source()
     where = "" if careful is None else f" careful at {careful}"
     code = compile(source, f"<avm {proc.name!r}{where}>", "exec")
     exec(code, namespace)  # the source holds only ints from the verified program
@@ -130,11 +149,11 @@ def translate(proc: Proc, careful: int | None = None) -> Callable[..., object]:
 
 def source_of(proc: Proc, careful: int | None = None) -> str:
     """The generated source, for reading and debugging."""
-    return _Translator(proc, careful).source()[0]
+    return _Translator(proc, careful, frozenset()).source()[0]
 
 
 class _Translator:
-    def __init__(self, proc: Proc, careful: int | None) -> None:
+    def __init__(self, proc: Proc, careful: int | None, reenter: frozenset[int]) -> None:
         self.proc = proc
         self.function = proc.function
         self.program = proc.program
@@ -150,6 +169,11 @@ class _Translator:
         self.depth = 0
         self.end = 0  # end of the block being translated
         self.namespace: dict[str, object] = {**_HELPERS, "SELF": proc}
+        self.reenter = reenter
+        self.counted: frozenset[int] = frozenset()  # blocks that count towards tiering
+        if careful is None and proc.hot_after > 0:
+            self.counted = loop_headers(self.function) | {0}
+            self.namespace["HEAT"] = proc.hot_after
 
     # -- output
 
@@ -165,9 +189,13 @@ class _Translator:
 
     def source(self) -> tuple[str, dict[str, object]]:
         with self.block("def run(frame, frames, fuel, max_frames):"):
+            if self.counted:
+                self.emit("global HEAT")
             if self.types:
                 self.emit(f"{self.all_regs()}, = frame.regs")
             self.emit("left = fuel.remaining", "pc = frame.pc")
+            if self.reenter:
+                self.emit("entered = pc")
             with self.block("try:"):
                 with self.block("while True:"):
                     self.dispatch(self.blocks)
@@ -209,6 +237,13 @@ class _Translator:
     def translate_block(self, start: int, end: int) -> None:
         self.end = end
         count = end - start
+        if start in self.counted:
+            self.emit("HEAT -= 1")
+            with self.block("if not HEAT:"):
+                self.leave(start, "SELF.tier_up()")
+        if start in self.reenter:
+            with self.block(f"if entered != {start}:"):
+                self.leave(start, "None")
         with self.block(f"if left < {count}:"):
             self.emit("raise OutOfFuel")
         self.emit(f"left -= {count}")
@@ -228,6 +263,12 @@ class _Translator:
 
     def spill(self) -> None:
         self.emit(f"frame.regs = [{self.all_regs()}]")
+
+    def leave(self, start: int, outcome: str) -> None:
+        """Leave the frame at the start of a block (nothing of it run yet), answering
+        ``outcome`` to the trampoline."""
+        self.spill()
+        self.emit(f"frame.pc = {start}", "fuel.remaining = left", f"return {outcome}")
 
     def const(self, k: int) -> str:
         value = self.program.constants[k]

@@ -13,6 +13,7 @@ import click
 
 from avm_vm.bytecode import encode, load
 from avm_vm.diagnostics import DiagnosticError
+from avm_vm.program import Program
 from avmc.cfg import render_dot, render_mermaid
 from avmc.compiler import Compilation, build_path
 from avmc.disasm import disassemble
@@ -57,17 +58,26 @@ def main() -> None:
 )
 @click.option(
     "--emit",
-    type=click.Choice(["tape", "ir"]),
+    type=click.Choice(["tape", "ir", "llvm"]),
     default="tape",
     show_default=True,
-    help="tape: the bytecode file; ir: the optimised Tape IR as text.",
+    help="tape: the bytecode file; ir: the optimised Tape IR as text; llvm: the LLVM IR the "
+    "JIT compiles for each function.",
 )
 @click.option("--no-opt", is_flag=True, help="Skip the optimisation passes.")
-def compile_command(source: Path, output: Path | None, emit: str, no_opt: bool) -> None:
+@click.option("--function", "function_name", help="With --emit llvm: only this function.")
+def compile_command(
+    source: Path, output: Path | None, emit: str, no_opt: bool, function_name: str | None
+) -> None:
     """Compile SOURCE."""
+    if function_name is not None and emit != "llvm":
+        raise click.UsageError("--function only applies to --emit llvm")
     result = _compile_or_exit(source, optimize=not no_opt)
-    if emit == "ir":
-        text = format_program(result.ir)
+    if emit in ("ir", "llvm"):
+        if emit == "ir":
+            text = format_program(result.ir)
+        else:
+            text = _llvm_text(result.program, function_name)
         if output is None:
             click.echo(text, nl=False)
         else:
@@ -77,6 +87,26 @@ def compile_command(source: Path, output: Path | None, emit: str, no_opt: bool) 
     data = encode(result.program)
     _write_atomically(target, data)
     click.echo(f"wrote {target} ({len(data)} bytes)", err=True)
+
+
+def _llvm_text(program: Program, function_name: str | None) -> str:
+    """The LLVM IR of each function (or only ``function_name``), or why it has none."""
+    from avm_vm.jit.engine import llvm_ir_text  # loads LLVM: only for this output
+
+    names = [function.name for function in program.functions]
+    if function_name is not None and function_name not in names:
+        raise click.BadParameter(
+            f"no function {function_name!r} (have: {', '.join(names)})", param_hint="--function"
+        )
+    parts = []
+    for index, name in enumerate(names):
+        if function_name not in (None, name):
+            continue
+        try:
+            parts.append(f"; function {name}\n{llvm_ir_text(program, index)}")
+        except ValueError as exc:  # no plan: nothing native to show
+            parts.append(f"; {exc}; the VM runs it\n")
+    return "\n".join(parts)
 
 
 def _write_atomically(target: Path, data: bytes) -> None:

@@ -18,12 +18,12 @@ from avm_vm.handlers import (
     reflect,
     tx,
 )
-from avm_vm.handlers.common import SUSPEND, Handler
+from avm_vm.handlers.common import PARK, SUSPEND, Handler
 from avm_vm.instructions import INSTRUCTIONS
 
 _MODULES = (objects, introspect, reflect, tx, pure, machine, controller, constraints, events)
 
-__all__ = ["SUSPEND", "Handler", "handler_table"]
+__all__ = ["PARK", "SUSPEND", "Handler", "handler_table"]
 
 
 def handler_table(profile: str = "ours") -> list[Handler]:

@@ -31,6 +31,18 @@ class _Suspend:
 SUSPEND = _Suspend()
 
 
+class _Park:
+    """Answered by a handler that set `Runtime.request`: the run waits on another machine."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PARK"
+
+
+PARK = _Park()
+
+
 def _expected(instruction: str, what: str, value: Value) -> AvmError:
     return vm_error(
         ErrorKind.TYPE_MISMATCH, f"{instruction}: expected {what}, found {describe(value)}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.handlers.common import name, object_id, optional_name
+from avm_vm.handlers.common import PARK, name, object_id, optional_name
+from avm_vm.runs import RemoteCall
 from avm_vm.store import ObjectRecord
 from avm_vm.trace import DuctLink, MessageReceived, ObjectCalled, ObjectCreated, ObjectDestroyed
 from avm_vm.transactions import PendingCreate
@@ -45,20 +46,28 @@ def destroy_obj(rt: Runtime, args: tuple[Value, ...]) -> Value:
 
 
 def call(rt: Runtime, args: tuple[Value, ...]) -> Value:
-    """§7.1: route, look up, record in the tx, resolve, then push the callee's activation."""
+    """§7.1: route, look up, record in the tx, resolve, then push the callee's activation.
+
+    Routing by the store's record first (§7.1 step 1); an object the store and the pending
+    creations do not hold goes to the machine the node's location directory names (fixing
+    the reference, which never consults it, §11.3).
+    """
     target = object_id(args[0], "call")
     message = args[1]
     act = rt.act
     record = rt.store.objects.get(target)
     if record is not None and record.machine != act.machine:
-        return _remote(rt, target, record, message)
+        return _remote(rt, target, record.machine, record.behavior, message)
     tx = rt.tx
     if record is not None:
         behavior, machine = record.behavior, record.machine
     elif tx is not None and target in tx.creates:
         behavior, machine = tx.creates[target].behavior, act.machine
     else:
-        raise AvmError(ErrorKind.OBJ_NOT_FOUND, id=target)
+        where = None if rt.network is None else rt.network.locate(target)
+        if where is None or where == act.machine:
+            raise AvmError(ErrorKind.OBJ_NOT_FOUND, id=target)
+        return _remote(rt, target, where, f"@{where}", message)
     if tx is not None:
         tx.called(rt.journal, target, message)
     entry = rt.registry.behaviors.get(behavior)
@@ -67,13 +76,25 @@ def call(rt: Runtime, args: tuple[Value, ...]) -> Value:
     return rt.enter(entry, target, message, machine, behavior)
 
 
-def _remote(rt: Runtime, target: int, record: ObjectRecord, message: Value) -> Value:
-    """§7.5: hand the call to the transport; not transactional, no local lookup."""
+def _remote(rt: Runtime, target: int, machine: str, behavior: str, message: Value) -> Value:
+    """§7.5: not transactional, no local lookup. A node parks the run until the answer
+    arrives (`complete_remote_call`); otherwise the transport answers at once."""
+    caller = rt.act
+    if rt.network is not None:
+        duct = DuctLink(target, behavior, rt.next_call_id(), caller.duct)
+        rt.request = RemoteCall(machine, target, message, caller.self_id, duct)
+        return PARK
     if rt.transport is None:
-        raise AvmError(ErrorKind.MACHINE_UNREACHABLE, machine=record.machine)
-    value = rt.transport.call(record.machine, target, message, rt.act.self_id)
-    duct = DuctLink(target, record.behavior, rt.next_call_id(), rt.act.duct)
+        raise AvmError(ErrorKind.MACHINE_UNREACHABLE, machine=machine)
+    value = rt.transport.call(machine, target, message, caller.self_id)
+    duct = DuctLink(target, behavior, rt.next_call_id(), caller.duct)
     rt.emit_at(ObjectCalled(target, message, value), duct)
+    return Just(value)
+
+
+def complete_remote_call(rt: Runtime, request: RemoteCall, value: Value) -> Value:
+    """The remote callee answered ``value``: log the call (§7.5 step 3), answer ``just``."""
+    rt.emit_at(ObjectCalled(request.target, request.message, value), request.duct)
     return Just(value)
 
 

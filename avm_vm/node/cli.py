@@ -1,0 +1,310 @@
+"""`avm node`, `avm call`, `avm create`, `avm status`: thin click commands over the node.
+
+Exit codes as for `avm run`: 0 success, 1 an error (a clear message on stderr), 2 a usage
+error. `avm node` prints exactly one line on stdout once it listens, and logs to stderr.
+The node's modules (asyncio and all) are imported only when one of these commands runs, so
+`avm run` starts as fast as before.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from avm_vm.registry import RegistryError
+from avm_vm.runtime import RuntimeOptions
+from avm_vm.values import render
+
+
+def _address(text: str, what: str = "address") -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"{what} must be HOST:PORT, not {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _name(text: str, option: str) -> str:
+    """A machine name the protocol accepts (it goes into handshakes and logs)."""
+    from avm_vm.node.messages import NAME
+
+    try:
+        NAME.check(text)
+    except ValueError as error:
+        raise click.BadParameter(f"{option}: the name {error}") from None
+    return text
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _secret(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    from avm_vm.node.auth import SecretFileError, read_secret_file
+
+    try:
+        return read_secret_file(path)
+    except SecretFileError as error:
+        _fail(str(error))
+
+
+def _fail(text: str) -> None:
+    click.echo(f"error: {text}", err=True)
+    sys.exit(1)
+
+
+_SECRET = click.option(
+    "--secret-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The shared secret: only nodes and clients holding it may connect.",
+)
+
+
+# --------------------------------------------------------------------------- avm node
+
+
+@click.command("node")
+@click.option("--name", required=True, help="This node's machine name.")
+@click.option("--listen", "listen", required=True, help="HOST:PORT to listen on (port 0: any).")
+@click.option("--peer", "peers", multiple=True, help="Another node, NAME=HOST:PORT (repeatable).")
+@click.option(
+    "--load",
+    "files",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A .tape file whose behaviors this node runs (repeatable).",
+)
+@_SECRET
+@click.option(
+    "--prefix",
+    type=click.IntRange(0, 0xFFFF),
+    default=None,
+    help="16-bit id prefix (default: the listening port).",
+)
+@click.option(
+    "--call-timeout",
+    type=click.FloatRange(min=0.001),
+    default=5.0,
+    show_default=True,
+    help="Seconds a request to a peer may take before it fails.",
+)
+@click.option(
+    "--fuel",
+    type=click.IntRange(min=1),
+    default=RuntimeOptions.fuel,
+    show_default=True,
+    help="VM steps each run may take.",
+)
+@click.option(
+    "--jit",
+    type=click.Choice(["off", "auto", "on"]),
+    default=RuntimeOptions.jit,
+    show_default=True,
+)
+@click.option(
+    "--trace-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append the trace here as JSON lines.",
+)
+def node_command(
+    name: str,
+    listen: str,
+    peers: tuple[str, ...],
+    files: tuple[Path, ...],
+    secret_file: Path | None,
+    prefix: int | None,
+    call_timeout: float,
+    fuel: int,
+    jit: str,
+    trace_out: Path | None,
+) -> None:
+    """Run a node: host objects of the loaded behaviors, serve peers and clients."""
+    host, port = _address(listen, "--listen")
+    _name(name, "--name")
+    peer_table: dict[str, tuple[str, int]] = {}
+    for item in peers:
+        peer, sep, where = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"--peer must be NAME=HOST:PORT, not {item!r}")
+        peer_table[_name(peer, "--peer")] = _address(where, "--peer")
+    secret = _secret(secret_file)
+    if secret is None and not _is_loopback(host):
+        _fail(f"listening on {host} needs --secret-file (without one, only loopback is allowed)")
+    programs = [_load(path) for path in files]
+    import asyncio
+
+    from avm_vm.node.node import NodeConfig
+
+    config = NodeConfig(
+        name=name,
+        host=host,
+        port=port,
+        peers=peer_table,
+        secret=secret,
+        prefix=prefix,
+        call_timeout=call_timeout,
+        fuel=fuel,
+        jit=jit,
+        trace_out=trace_out,
+    )
+    try:
+        asyncio.run(_serve(config, programs))
+    except OSError as error:
+        _fail(f"cannot listen on {listen}: {error.strerror or error}")
+    except RegistryError as error:  # two loaded files define the same behavior
+        _fail(str(error))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # a run still computing in the VM thread must not hold the exit
+
+
+async def _serve(config: Any, programs: list) -> None:
+    import asyncio
+    import signal
+
+    from avm_vm.node.node import Node
+
+    node = Node(config, programs)
+    await node.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    click.echo(f"avm node {config.name} listening on {node.address}")
+    sys.stdout.flush()
+    await stop.wait()
+    click.echo(f"node {config.name}: stopping", err=True)
+    await node.stop()
+
+
+def _load(path: Path) -> Any:
+    from avm_vm.cli import _Exit
+    from avm_vm.cli import _load as load_program
+
+    try:
+        return load_program(path)
+    except _Exit as problem:
+        click.echo(str(problem), err=True)
+        sys.exit(1)
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def _client_options(command: Any) -> Any:
+    command = click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.001),
+        default=10.0,
+        show_default=True,
+        help="Seconds to wait for the node.",
+    )(command)
+    return _SECRET(command)
+
+
+def _ask(node: str, secret_file: Path | None, timeout: float, ask: Any) -> Any:
+    """Connect to ``node``, run ``ask(client)``, and turn failures into exit status 1."""
+    import asyncio
+
+    from avm_vm.node.client import Client, ClientError
+
+    host, port = _address(node, "NODE")
+    secret = _secret(secret_file)
+
+    async def go() -> Any:
+        client = await Client.connect(host, port, secret, timeout)
+        try:
+            return await ask(client)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(go())
+    except ClientError as error:
+        _fail(str(error))
+
+
+def _object(text: str) -> int:
+    digits = text.removeprefix("obj:")
+    if not digits.isdigit() or int(digits) >= 1 << 64:
+        raise click.BadParameter(f"OBJECT must be obj:N or N, not {text!r}")
+    return int(digits)
+
+
+@click.command("call")
+@click.argument("node")
+@click.argument("target", metavar="OBJECT")
+@click.argument("value")
+@_client_options
+def call_command(
+    node: str, target: str, value: str, secret_file: Path | None, timeout: float
+) -> None:
+    """Call OBJECT with VALUE (canonical text) on NODE (HOST:PORT); print the answer."""
+    from avm_vm.value_text import ValueTextError, parse_value
+
+    object_id = _object(target)
+    try:
+        message = parse_value(value)
+    except ValueTextError as error:
+        raise click.BadParameter(f"VALUE {error}") from None
+    answer = _ask(node, secret_file, timeout, lambda c: c.call(object_id, message, timeout))
+    click.echo(render(answer))
+
+
+@click.command("create")
+@click.argument("node")
+@click.argument("behavior")
+@click.option("--controller", default=None, help="The new object's controller.")
+@_client_options
+def create_command(
+    node: str, behavior: str, controller: str | None, secret_file: Path | None, timeout: float
+) -> None:
+    """Create an object of BEHAVIOR on NODE (HOST:PORT); print its reference."""
+    object_id = _ask(node, secret_file, timeout, lambda c: c.create(behavior, controller, timeout))
+    click.echo(f"obj:{object_id}")
+
+
+@click.command("status")
+@click.argument("node")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@_client_options
+def status_command(node: str, as_json: bool, secret_file: Path | None, timeout: float) -> None:
+    """Show NODE's objects, peers and counters."""
+    status = _ask(node, secret_file, timeout, lambda c: c.status(timeout))
+    click.echo(json.dumps(status, sort_keys=True) if as_json else _status_text(status))
+
+
+def _status_text(status: dict[str, Any]) -> str:
+    lines = [
+        f"node {status.get('name')} on {status.get('listen')} (prefix {status.get('prefix')}), "
+        f"up {status.get('uptime_s', 0):.1f} s",
+        f"objects: {status.get('object_count', 0)}",
+    ]
+    for object_id, behavior, machine in status.get("objects", []):
+        lines.append(f"  obj:{object_id}  {behavior}  {machine}")
+    lines.append(f"peers: {len(status.get('peers', []))}")
+    for peer in status.get("peers", []):
+        state = "connected" if peer.get("connected") else "not connected"
+        lines.append(f"  {peer.get('name')}  {state}  {peer.get('address')}")
+    lines.append("counters:")
+    for key, count in sorted(status.get("counters", {}).items()):
+        lines.append(f"  {key.replace('_', ' ')}: {count}")
+    for key in ("directory", "parked_runs", "queued", "pending_requests"):
+        lines.append(f"  {key.replace('_', ' ')}: {status.get(key)}")
+    return "\n".join(lines)
+
+
+COMMANDS = (node_command, call_command, create_command, status_command)

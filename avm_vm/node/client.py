@@ -1,0 +1,107 @@
+"""Talking to a running node from outside: one connection, one request, one answer.
+
+`avm call`, `avm create` and `avm status` use these; so can tests and scripts. Every
+failure is a `ClientError` whose message is fit for a user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+from typing import Any
+
+from avm_vm.node.auth import HandshakeError, handshake
+from avm_vm.node.messages import Message, message
+from avm_vm.node.wire import WireError, read_message, write_message
+from avm_vm.values import ObjectRef, Value
+
+CLIENT_NAME = "client"
+_REQUEST_ID = 1
+
+
+class ClientError(Exception):
+    """The request could not be made or the node refused it; the message says why."""
+
+
+class Client:
+    """An open connection to a node, for any number of requests in turn."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.next_id = _REQUEST_ID
+
+    @classmethod
+    async def connect(
+        cls, host: str, port: int, secret: bytes | None = None, timeout: float = 10.0
+    ) -> Client:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except (TimeoutError, OSError) as error:
+            raise ClientError(f"cannot connect to {host}:{port}: {error or 'timed out'}") from None
+        try:
+            await handshake(
+                reader,
+                writer,
+                name=CLIENT_NAME,
+                role="client",
+                secret=secret,
+                prefix=0,
+                timeout=timeout,
+                initiator=True,
+            )
+        except HandshakeError as error:
+            raise ClientError(f"{host}:{port} refused the connection: {error}") from None
+        return cls(reader, writer)
+
+    async def close(self) -> None:
+        self.writer.close()
+        with suppress(OSError, asyncio.TimeoutError):
+            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+
+    async def request(self, kind: str, timeout: float, **fields: object) -> Message:
+        """Send one request and wait for the answer carrying its id."""
+        request_id = self.next_id
+        self.next_id += 1
+        try:
+            await write_message(self.writer, message(kind, request_id=request_id, **fields))
+            async with asyncio.timeout(timeout):
+                while True:
+                    answer = await read_message(self.reader)
+                    if answer is None:
+                        raise ClientError("the node closed the connection")
+                    if answer["type"] == "error":
+                        raise ClientError(f"the node reported: {answer['message']}")
+                    if answer.get("request_id") == request_id:
+                        return answer
+        except TimeoutError:
+            raise ClientError(f"no answer within {timeout:g} s") from None
+        except WireError as error:
+            raise ClientError(f"bad answer from the node: {error}") from None
+        except OSError as error:
+            raise ClientError(f"connection lost: {error}") from None
+
+    async def call(self, target: int, value: Value, timeout: float = 10.0) -> Value:
+        """``call(target, value)`` as a main would: ``just v``, or ``nothing``."""
+        return _value(await self.request("client_call", timeout, target=target, input=value))
+
+    async def create(
+        self, behavior: str, controller: str | None = None, timeout: float = 10.0
+    ) -> int:
+        answer = _value(
+            await self.request("client_create", timeout, behavior=behavior, controller=controller)
+        )
+        if type(answer) is not ObjectRef:
+            raise ClientError(f"the node answered {answer!r}, not an object")
+        return answer.id
+
+    async def status(self, timeout: float = 10.0) -> dict[str, Any]:
+        return (await self.request("status", timeout))["status"]
+
+
+def _value(answer: Message) -> Value:
+    if answer["type"] != "call_response":
+        raise ClientError(f"the node answered with {answer['type']}")
+    if not answer["ok"]:
+        raise ClientError(f"{answer['error_kind']}: {answer['error']}")
+    return answer["value"]

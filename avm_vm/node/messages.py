@@ -1,0 +1,304 @@
+"""The message kinds of the node protocol: one table of kinds, fields and field types.
+
+A message is a ``dict`` with a snake_case ``type`` tag and exactly the fields its kind lists.
+``decode_message`` checks a parsed frame against the table and turns ``Val`` fields into
+values, so a message that gets past it is well formed; ``encode_message`` checks an outgoing
+message the same way and turns values into their JSON form (spec §2.6). Adding a kind is one
+row in ``KINDS`` (and a section in docs/wire.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from avm_vm.node.codec import WireError, snippet, value_from_json, value_to_json
+from avm_vm.values import NAT_MAX
+
+Message = dict[str, Any]
+
+
+class FieldType:
+    """How one field is checked and converted, in each direction."""
+
+    description: str
+
+    def decode(self, obj: object) -> object:
+        """The Python form of the field's JSON ``obj`` (raises ``ValueError`` if it is bad)."""
+        self.check(obj)
+        return obj
+
+    def encode(self, value: object) -> object:
+        """The JSON form of the field's Python ``value`` (raises ``ValueError`` if it is bad)."""
+        self.check(value)
+        return value
+
+    def check(self, obj: object) -> None:
+        """Raise ``ValueError`` unless ``obj`` is valid (where both forms are the same)."""
+        raise NotImplementedError
+
+    def fail(self, obj: object) -> NoReturn:
+        raise ValueError(f"must be {self.description}, got {snippet(obj)}")
+
+
+class Int(FieldType):
+    def __init__(self, high: int) -> None:
+        self.high = high
+        self.description = f"an integer in 0..{high}"
+
+    def check(self, obj: object) -> None:
+        if type(obj) is not int or not 0 <= obj <= self.high:
+            self.fail(obj)
+
+
+class Flag(FieldType):
+    description = "true or false"
+
+    def check(self, obj: object) -> None:
+        if type(obj) is not bool:
+            self.fail(obj)
+
+
+class Text(FieldType):
+    """A string, optionally matching a pattern (names and hex digests are constrained)."""
+
+    def __init__(self, pattern: str | None = None, description: str = "a string") -> None:
+        self.pattern = re.compile(pattern) if pattern else None
+        self.description = description
+
+    def check(self, obj: object) -> None:
+        if type(obj) is not str or (self.pattern and not self.pattern.fullmatch(obj)):
+            self.fail(obj)
+
+
+class JsonObject(FieldType):
+    """A free-form JSON object whose meaning belongs to the node (object records, status)."""
+
+    description = "a JSON object"
+
+    def check(self, obj: object) -> None:
+        if type(obj) is not dict:
+            self.fail(obj)
+
+
+class Val(FieldType):
+    """An AVM value: JSON form on the wire, a value in Python."""
+
+    description = "an AVM value"
+
+    def decode(self, obj: object) -> object:
+        try:
+            return value_from_json(obj)
+        except WireError as error:
+            raise ValueError(str(error)) from None
+
+    def encode(self, value: object) -> object:
+        try:
+            return value_to_json(value)  # type: ignore[arg-type]
+        except WireError as error:
+            raise ValueError(str(error)) from None
+
+
+class Duct(FieldType):
+    """The causal chain of a call: ``[[machine, object, call_id], ...]``, outermost first."""
+
+    description = "a list of [machine, object id, call id] triples"
+
+    def decode(self, obj: object) -> object:
+        self.check(obj)
+        return [tuple(link) for link in obj]  # type: ignore[union-attr]
+
+    def check(self, obj: object) -> None:
+        if type(obj) not in (list, tuple):
+            self.fail(obj)
+        for link in obj:  # type: ignore[union-attr]
+            if (
+                type(link) not in (list, tuple)
+                or len(link) != 3
+                or type(link[0]) is not str
+                or type(link[1]) is not int
+                or type(link[2]) is not int
+                or not 0 <= link[1] <= NAT_MAX
+                or not 0 <= link[2] <= NAT_MAX
+            ):
+                raise ValueError(f"must be {self.description}, one link is {snippet(link)}")
+
+    def encode(self, value: object) -> object:
+        self.check(value)
+        return [list(link) for link in value]  # type: ignore[union-attr]
+
+
+class Optional(FieldType):
+    """``null`` on the wire, ``None`` in Python, or a value of the inner type."""
+
+    def __init__(self, inner: FieldType) -> None:
+        self.inner = inner
+        self.description = f"{inner.description} or null"
+
+    def decode(self, obj: object) -> object:
+        return None if obj is None else self.inner.decode(obj)
+
+    def encode(self, value: object) -> object:
+        return None if value is None else self.inner.encode(value)
+
+
+U64 = Int(NAT_MAX)
+U16 = Int(0xFFFF)
+STR = Text()
+# Machine names end up in logs, status tables and the handshake MAC: keep them plain.
+NAME = Text(
+    r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}",
+    "a name of 1-64 characters from A-Z a-z 0-9 . _ : - (not starting with . _ : -)",
+)
+HEX32 = Text(r"[0-9a-f]{64}", "64 lower-case hex digits (32 bytes)")
+ROLE = Text(r"node|client", '"node" or "client"')
+ERROR_KIND = Optional(Text(r".{1,100}", "a non-empty error kind name"))
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One message kind: its fields in wire order and an optional cross-field rule."""
+
+    fields: Mapping[str, FieldType]
+    rule: Callable[[Message], str | None] | None = None
+
+
+def _response_rule(payload: str) -> Callable[[Message], str | None]:
+    """An answer carries either a payload (``ok``) or an error kind and text, never both."""
+
+    def rule(message: Message) -> str | None:
+        errors = (message["error_kind"], message["error"])
+        if message["ok"]:
+            if message[payload] is None or errors != (None, None):
+                return f"an ok answer has a {payload} and no error_kind or error"
+        elif message[payload] is not None or None in errors:
+            return f"a failed answer has error_kind and error and a null {payload}"
+        return None
+
+    return rule
+
+
+KINDS: dict[str, Kind] = {
+    # Handshake (auth.py). The shape of `hello` never changes across protocol versions.
+    "hello": Kind({"version": U64, "name": NAME, "role": ROLE, "nonce": HEX32, "prefix": U16}),
+    "auth": Kind({"mac": HEX32}),
+    "error": Kind({"message": STR}),
+    # Calls between nodes.
+    "call": Kind(
+        {
+            "request_id": U64,
+            "target": U64,
+            "input": Val(),
+            "sender": U64,
+            "sender_machine": NAME,
+            "duct": Duct(),
+        }
+    ),
+    "call_response": Kind(
+        {
+            "request_id": U64,
+            "ok": Flag(),
+            "value": Optional(Val()),
+            "error_kind": ERROR_KIND,
+            "error": Optional(STR),
+        },
+        _response_rule("value"),
+    ),
+    # The location directory (spec §11.3).
+    "create_notify": Kind({"object_id": U64, "machine_id": NAME}),
+    "destroy_notify": Kind({"object_id": U64}),
+    # Keep-alive.
+    "ping": Kind({"nonce": U64}),
+    "pong": Kind({"nonce": U64}),
+    # The machine layer (spec §6.7).
+    "move_object": Kind({"request_id": U64, "object_id": U64, "object": JsonObject()}),
+    "fetch_object": Kind({"request_id": U64, "object_id": U64, "to_machine": NAME}),
+    "object_response": Kind(
+        {
+            "request_id": U64,
+            "ok": Flag(),
+            "object": Optional(JsonObject()),
+            "error_kind": ERROR_KIND,
+            "error": Optional(STR),
+        },
+        _response_rule("object"),
+    ),
+    "teleport": Kind({"request_id": U64, "activation": JsonObject()}),
+    # Clients (`avm call`, `avm create`, `avm status`).
+    "client_call": Kind({"request_id": U64, "target": U64, "input": Val()}),
+    "client_create": Kind({"request_id": U64, "behavior": STR, "controller": Optional(STR)}),
+    "status": Kind({"request_id": U64}),
+    "status_response": Kind({"request_id": U64, "status": JsonObject()}),
+}
+
+
+def _convert(message: object, direction: str) -> Message:
+    """Check ``message`` against its kind and convert each field (``decode`` or ``encode``)."""
+    if type(message) is not dict:
+        raise WireError(f"a message must be a JSON object, got {type(message).__name__}")
+    tag = message.get("type")
+    if tag is None:
+        raise WireError("message has no type field")
+    kind = KINDS.get(tag) if type(tag) is str else None
+    if kind is None:
+        raise WireError(f"unknown message type {snippet(tag)}")
+    extra = message.keys() - kind.fields.keys() - {"type"}
+    if extra:
+        raise WireError(f"{tag} message has unexpected field {snippet(min(extra))}")
+    out: Message = {"type": tag}
+    for name, field in kind.fields.items():
+        if name not in message:
+            raise WireError(f"{tag} message lacks field {name!r}")
+        try:
+            out[name] = getattr(field, direction)(message[name])
+        except ValueError as error:
+            raise WireError(f"{tag}.{name} {error}") from None
+    problem = kind.rule(out) if kind.rule else None
+    if problem:
+        raise WireError(f"{tag} message is inconsistent: {problem}")
+    return out
+
+
+def decode_message(obj: object) -> Message:
+    """The message a parsed frame holds, fields checked and ``Val`` fields decoded."""
+    return _convert(obj, "decode")
+
+
+def encode_message(message: Message) -> Message:
+    """The JSON form of an outgoing message; ``WireError`` if it breaks the table."""
+    return _convert(message, "encode")
+
+
+def message(kind: str, **fields: object) -> Message:
+    """A message of ``kind``; its field names are checked now, their values when it is sent."""
+    row = KINDS.get(kind)
+    if row is None:
+        raise WireError(f"unknown message type {kind!r}")
+    if fields.keys() != row.fields.keys():
+        missing = sorted(row.fields.keys() - fields.keys())
+        extra = sorted(fields.keys() - row.fields.keys())
+        raise WireError(f"{kind} message: missing fields {missing}, unexpected fields {extra}")
+    return {"type": kind, **fields}
+
+
+class RequestIds:
+    """Request ids unique per node: the node's 16-bit prefix in bits 63..48, a counter below.
+
+    The reference numbers requests from 0 on every node (spec §11.5), so two nodes reuse ids
+    and one answer can complete another node's call; a prefix keeps them apart.
+    """
+
+    def __init__(self, prefix: int) -> None:
+        if not 0 <= prefix <= 0xFFFF:
+            raise ValueError(f"a node prefix is 16 bits (0..65535), got {prefix}")
+        self._next = prefix << 48
+        self._end = (prefix + 1) << 48
+
+    def next(self) -> int:
+        if self._next >= self._end:
+            raise OverflowError("request ids of this prefix are exhausted (2**48 used)")
+        value = self._next
+        self._next += 1
+        return value

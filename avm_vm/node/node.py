@@ -1,0 +1,619 @@
+"""`avm node`: an asyncio server around one VM, with peers, a directory and a run scheduler.
+
+The VM runs in one worker thread (`Engine`, a single-thread executor), one job at a time,
+so the event loop keeps answering frames and pings while it computes. A run that needs
+another machine parks (`avm_vm.runs`); the node sends the request, and the scheduler
+starts other work meanwhile (inbound calls, client requests) as runs nested on top of the
+parked ones. A parked run resumes once its answer is in and every run started after it has
+finished or parked (LIFO; docs/semantics.md, "Nodes: parked runs"). That is what lets
+A→B→A re-entrant calls complete (the reference deadlocks, spec §11.8).
+
+Every request to a peer has a unique id (the node prefix in bits 63..48, spec §11.5 reuses
+ids) and an entry in the pending map, failed on timeout and on disconnect, so nothing waits
+forever. Wire details and the node's behaviour: docs/wire.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from avm_vm.errors import AvmError, ErrorKind
+from avm_vm.node.auth import HandshakeError, handshake
+from avm_vm.node.directory import Directory
+from avm_vm.node.engine import Engine, Step, failure_of
+from avm_vm.node.messages import Message, RequestIds, message
+from avm_vm.node.peers import Connection, log
+from avm_vm.node.requests import (
+    Answer,
+    PendingMap,
+    call_answer,
+    object_answer,
+    request_message,
+    run_answer,
+)
+from avm_vm.node.wire import WireError
+from avm_vm.program import Program
+from avm_vm.runs import (
+    Done,
+    Failed,
+    MoveOut,
+    Parked,
+    RemoteCall,
+    Request,
+    Run,
+)
+from avm_vm.runtime import RuntimeOptions
+
+HANDSHAKE_TIMEOUT = 5.0
+BACKOFF_FIRST, BACKOFF_CAP = 0.1, 2.0  # seconds between dial attempts, doubling
+MAX_PARKED = 10_000  # parked runs before new work waits (bounds memory under a flood)
+
+_PEER_KINDS = frozenset(
+    {
+        "call",
+        "call_response",
+        "create_notify",
+        "destroy_notify",
+        "ping",
+        "pong",
+        "move_object",
+        "fetch_object",
+        "object_response",
+        "teleport",
+        "error",
+    }
+)
+_CLIENT_KINDS = frozenset({"client_call", "client_create", "status", "ping", "error"})
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port (tests)
+    peers: dict[str, tuple[str, int]] = field(default_factory=dict)
+    secret: bytes | None = None
+    prefix: int | None = None  # None: the listening port, as the reference does (§11.7)
+    call_timeout: float = 5.0
+    fuel: int = RuntimeOptions.fuel
+    jit: str = RuntimeOptions.jit
+    record_trace: bool = False
+    trace_out: Path | None = None
+    drain_timeout: float = 5.0  # on stop: how long in-flight runs may take to finish
+
+
+@dataclass
+class Origin:
+    """Who waits for a run's result: a client (``conn``) or a peer (``peer``), by request."""
+
+    request_id: int
+    conn: Connection | None = None
+    peer: str | None = None
+    teleport: bool = False  # a peer's teleported activation (it may be refused)
+
+
+@dataclass
+class Counters:
+    calls_served: int = 0  # peers' calls answered
+    client_requests: int = 0
+    remote_calls: int = 0  # calls this node made to peers
+    remote_failures: int = 0  # requests to peers that failed, timed out or were refused
+    failed_runs: int = 0
+    malformed_frames: int = 0
+
+
+class Node:
+    def __init__(self, config: NodeConfig, programs: list[Program]) -> None:
+        self.config = config
+        self.name = config.name
+        self.programs = programs
+        self.counters = Counters()
+        self.pending = PendingMap(
+            config.call_timeout,
+            lambda machine: machine in self.links,
+            lambda machine: machine in self.links and self.links[machine].alive(),
+        )
+        self.links: dict[str, Connection] = {}  # peer node → the connection used to send
+        self.connections: set[Connection] = set()
+        self.unsent: dict[str, list[tuple[int, Message]]] = {}  # for peers not connected yet
+        self.jobs: deque[tuple[Origin | None, Callable[[Engine], Step]]] = deque()
+        self.answers: dict[Run, object] = {}
+        self.origins: dict[Run, Origin] = {}
+        self.stopping = False
+        self.busy = False  # a job is on the VM
+        self.started = time.monotonic()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="avm-vm")
+        self.tasks: set[asyncio.Task] = set()
+        self.port = config.port
+        self.prefix = 0
+        self.server: asyncio.Server | None = None
+        self.directory: Directory
+        self.engine: Engine
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Listen, build the VM (its id prefix may come from the port), dial the peers."""
+        self.server = await asyncio.start_server(self._accept, self.config.host, self.config.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.prefix = self.port & 0xFFFF if self.config.prefix is None else self.config.prefix
+        self.directory = Directory(self.name, self.prefix)
+        for peer in self.config.peers:
+            self.directory.add_peer(peer)
+        options = RuntimeOptions(
+            fuel=self.config.fuel,
+            machine=self.name,
+            node_prefix=self.prefix,
+            record_trace=self.config.record_trace or self.config.trace_out is not None,
+            jit=self.config.jit,
+        )
+        loop = asyncio.get_running_loop()
+        self.engine = await loop.run_in_executor(
+            self.executor,
+            lambda: Engine(self.programs, options, self.directory, self.config.trace_out),
+        )
+        self.request_ids = RequestIds(self.prefix)
+        self.wake = asyncio.Event()
+        self._spawn(self._schedule())
+        for peer, (host, port) in self.config.peers.items():
+            self._spawn(self._dial(peer, host, port))
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight runs finish (bounded), fail what is left, close."""
+        if self.stopping:
+            return
+        self.stopping = True
+        if self.server is not None:
+            self.server.close()
+        deadline = time.monotonic() + self.config.drain_timeout
+        while (self.jobs or self.origins or self.busy) and time.monotonic() < deadline:
+            self.wake.set()
+            await asyncio.sleep(0.05)
+        for origin in list(self.origins.values()):
+            self._reply_error(origin, "Failed", "the node is shutting down")
+        self.origins.clear()
+        for origin, _ in self.jobs:
+            if origin is not None:
+                self._reply_error(origin, "Failed", "the node is shutting down")
+        self.jobs.clear()
+        self.pending.fail(None, "the node is shutting down")
+        await asyncio.sleep(0)  # let the writers take the last answers
+        for conn in list(self.connections):
+            conn.queue.put_nowait(None)
+        await asyncio.sleep(0.05)
+        for task in list(self.tasks):
+            task.cancel()
+        for conn in list(self.connections):
+            await conn.close()
+        with suppress(Exception):
+            await asyncio.wait_for(self.server.wait_closed(), 1.0)  # type: ignore[union-attr]
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self._reap)
+        return task
+
+    def _reap(self, task: asyncio.Task) -> None:
+        """A finished task: its exception, if any, is logged, never lost or fatal."""
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log(f"internal error: {task.exception()!r}")
+
+    # ------------------------------------------------------------------ connections
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            hello = await handshake(
+                reader,
+                writer,
+                name=self.name,
+                role="node",
+                secret=self.config.secret,
+                prefix=self.prefix,
+                timeout=HANDSHAKE_TIMEOUT,
+                initiator=False,
+            )
+        except HandshakeError as error:
+            self.counters.malformed_frames += 1
+            log(f"refused a connection from {_peer_address(writer)}: {error}")
+            return
+        await self._serve(Connection(reader, writer, hello, dialled=False))
+
+    async def _dial(self, peer: str, host: str, port: int) -> None:
+        """Keep a connection to a configured peer, retrying with exponential backoff."""
+        delay = BACKOFF_FIRST
+        said = ""
+        while not self.stopping:
+            existing = self.links.get(peer)
+            if existing is not None:  # the peer dialled us: keep that one
+                await existing.closed.wait()
+                continue
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, port), HANDSHAKE_TIMEOUT
+                )
+                hello = await handshake(
+                    reader,
+                    writer,
+                    name=self.name,
+                    role="node",
+                    secret=self.config.secret,
+                    prefix=self.prefix,
+                    timeout=HANDSHAKE_TIMEOUT,
+                    initiator=True,
+                )
+            except (TimeoutError, OSError, HandshakeError) as error:
+                text = f"cannot reach peer {peer} at {host}:{port}: {error or 'timed out'}"
+                if text != said:
+                    log(text)
+                    said = text
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_CAP)
+                continue
+            if hello.name != peer:
+                log(f"{host}:{port} is {hello.name}, not the configured peer {peer}")
+                writer.close()
+                await asyncio.sleep(BACKOFF_CAP)
+                continue
+            conn = Connection(reader, writer, hello, dialled=True)
+            await self._serve(conn)
+            if conn.peer_error is not None and conn.received == 1:
+                # Refused right after the hello (a side without the secret only learns it
+                # now): a failed attempt, retried with backoff.
+                text = f"cannot reach peer {peer} at {host}:{port}: {conn.peer_error}"
+                if text != said:
+                    log(text)
+                    said = text
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_CAP)
+                continue
+            said = ""
+            delay = BACKOFF_FIRST
+
+    async def _serve(self, conn: Connection) -> None:
+        if conn.is_node and conn.name == self.name:
+            log(f"refused {conn.describe()}: it has this node's own name")
+            await conn.close()
+            return
+        self.connections.add(conn)
+        if conn.is_node:
+            # The link is up once the peer speaks: a peer that refuses us only after its hello
+            # (it holds a secret we lack) answers this ping with `error`, and never counts.
+            conn.nonce += 1
+            conn.send(message("ping", nonce=conn.nonce))
+        try:
+            await conn.serve(self._dispatch)
+        finally:
+            if conn.broken:
+                self.counters.malformed_frames += 1
+            self.connections.discard(conn)
+            if conn.is_node and self.links.get(conn.name) is conn:
+                del self.links[conn.name]
+                log(f"peer {conn.name} disconnected")
+                self.pending.fail(conn.name, "connection lost")
+
+    def _link(self, conn: Connection) -> None:
+        """Make ``conn`` the route to its node. If both nodes dialled, both keep the
+        connection opened by the node whose name sorts first, so no frame is sent twice."""
+        conn.linked = True
+        current = self.links.get(conn.name)
+        if current is not None and not current.closed.is_set():
+            first_dials = self.name < conn.name
+            if current.dialled == first_dials:
+                self._spawn(conn.close())
+                return
+            self._spawn(current.close())
+        self.links[conn.name] = conn
+        self.directory.add_peer(conn.name, conn.prefix)
+        log(f"peer {conn.name} connected ({conn.address})")
+        for rid, outgoing in self.unsent.pop(conn.name, []):
+            if self.pending.machine_of(rid) is not None:
+                self._send(conn.name, outgoing, rid)
+
+    def _send(self, machine: str, outgoing: Message, rid: int | None = None) -> None:
+        """Send to a peer node. A request (``rid``) to a configured peer that is not
+        connected waits for the connection (its timer runs); otherwise it fails now."""
+        conn = self.links.get(machine)
+        try:
+            if conn is not None and not conn.closed.is_set():
+                conn.send(outgoing)
+                return
+        except WireError as error:
+            if rid is not None:
+                self.pending.resolve(rid, f"cannot send: {error}")
+            else:
+                log(f"cannot send {outgoing['type']} to {machine}: {error}")
+            return
+        if rid is None:
+            return  # answers and notices to a node that left are dropped
+        if machine in self.config.peers and not self.stopping:
+            self.unsent.setdefault(machine, []).append((rid, outgoing))
+        else:
+            self.pending.resolve(rid, "not connected")
+
+    def _broadcast(self, notices: list[Message]) -> None:
+        for conn in list(self.links.values()):
+            for notice in notices:
+                with suppress(WireError):
+                    conn.send(notice)
+
+    # ------------------------------------------------------------------ inbound messages
+
+    def _dispatch(self, conn: Connection, msg: Message) -> None:
+        """Handle one message; handlers that need the VM run as tasks."""
+        kind = msg["type"]
+        if conn.is_node and not conn.linked and kind != "error":
+            self._link(conn)
+        allowed = _PEER_KINDS if conn.is_node else _CLIENT_KINDS
+        if kind not in allowed:
+            conn.send(message("error", message=f"{kind} is not accepted from a {conn.role}"))
+            return
+        handled = getattr(self, f"_on_{kind}")(conn, msg)
+        if handled is not None:  # a coroutine: it waits on the VM, the reader must not
+            self._spawn(handled)
+
+    def _on_error(self, conn: Connection, msg: Message) -> None:
+        conn.peer_error = msg["message"][:200]
+        log(f"{conn.describe()} reported an error: {conn.peer_error}")
+
+    def _on_ping(self, conn: Connection, msg: Message) -> None:
+        conn.send(message("pong", nonce=msg["nonce"]))
+
+    def _on_pong(self, conn: Connection, msg: Message) -> None:
+        pass  # hearing from the peer is the point (Connection.heard)
+
+    def _on_create_notify(self, conn: Connection, msg: Message) -> None:
+        self.directory.learn(msg["object_id"], msg["machine_id"])
+
+    def _on_destroy_notify(self, conn: Connection, msg: Message) -> None:
+        self.directory.forget(msg["object_id"], conn.name)
+
+    def _on_call(self, conn: Connection, msg: Message) -> None:
+        origin = Origin(msg["request_id"], peer=conn.name)
+        target, value, sender, duct = msg["target"], msg["input"], msg["sender"], msg["duct"]
+        self._queue(origin, lambda engine: engine.serve_call(target, value, sender, duct))
+
+    def _on_teleport(self, conn: Connection, msg: Message) -> None:
+        origin = Origin(msg["request_id"], peer=conn.name, teleport=True)
+        shipped = msg["activation"]
+        self._queue(origin, lambda engine: engine.arrive(shipped))
+
+    def _on_client_call(self, conn: Connection, msg: Message) -> None:
+        self.counters.client_requests += 1
+        target, value = msg["target"], msg["input"]
+        self._queue(
+            Origin(msg["request_id"], conn=conn),
+            lambda engine: engine.client_call(target, value),
+        )
+
+    def _on_client_create(self, conn: Connection, msg: Message) -> None:
+        self.counters.client_requests += 1
+        behavior, controller = msg["behavior"], msg["controller"]
+        self._queue(
+            Origin(msg["request_id"], conn=conn),
+            lambda engine: engine.client_create(behavior, controller),
+        )
+
+    def _on_call_response(self, conn: Connection, msg: Message) -> None:
+        self._answered(conn, msg)
+
+    def _on_object_response(self, conn: Connection, msg: Message) -> None:
+        self._answered(conn, msg)
+
+    def _answered(self, conn: Connection, msg: Message) -> None:
+        """An answer counts only from the peer the request went to."""
+        if self.pending.machine_of(msg["request_id"]) == conn.name:
+            self.pending.resolve(msg["request_id"], msg)
+
+    async def _on_status(self, conn: Connection, msg: Message) -> None:
+        status = await self._on_vm(lambda engine: engine.status())
+        status.update(
+            name=self.name,
+            listen=self.address,
+            prefix=self.prefix,
+            uptime_s=round(time.monotonic() - self.started, 3),
+            queued=len(self.jobs),
+            pending_requests=len(self.pending),
+            counters=vars(self.counters).copy(),
+            peers=self._peer_table(),
+        )
+        conn.send(message("status_response", request_id=msg["request_id"], status=status))
+
+    def _peer_table(self) -> list[dict[str, object]]:
+        names = sorted(set(self.config.peers) | set(self.links))
+        table = []
+        for peer in names:
+            conn = self.links.get(peer)
+            configured = self.config.peers.get(peer)
+            if conn is not None:
+                address = conn.address
+            elif configured is not None:
+                address = f"{configured[0]}:{configured[1]}"
+            else:
+                address = "?"
+            table.append({"name": peer, "connected": conn is not None, "address": address})
+        return table
+
+    async def _on_move_object(self, conn: Connection, msg: Message) -> None:
+        """A peer moves an object here: install it if this node has its code."""
+        object_id = msg["object_id"]
+        shipped = msg["object"]
+        step = await self._on_vm(lambda engine: engine.install(object_id, shipped))
+        self._broadcast(step.notices)
+        conn.send(object_answer(msg["request_id"], step.error, step.error_kind))
+
+    async def _on_fetch_object(self, conn: Connection, msg: Message) -> None:
+        """A peer wants an object here: move it there, then tell the peer how it went."""
+        rid, object_id, to = msg["request_id"], msg["object_id"], msg["to_machine"]
+        if to != conn.name:
+            conn.send(object_answer(rid, f"a fetch must bring the object to {conn.name}"))
+            return
+        shipped = await self._on_vm(lambda engine: engine.export(object_id))
+        if shipped is None:
+            error = AvmError(ErrorKind.OBJ_NOT_FOUND, id=object_id)
+            conn.send(object_answer(rid, error.message, error.kind.qualified_name))
+            return
+
+        def moved(answer: Answer) -> None:
+            if isinstance(answer, str) or answer["type"] != "object_response":
+                reason = answer if isinstance(answer, str) else "unexpected answer"
+                conn.send(object_answer(rid, f"machine {to}: {reason}", "MachineUnreachable"))
+            elif not answer["ok"]:
+                conn.send(object_answer(rid, answer["error"], answer["error_kind"]))
+            else:
+                self._spawn(self._forget(conn, rid, object_id, to))
+
+        move_id = self.request_ids.next()
+        self.pending.expect(move_id, to, moved)
+        self._send(
+            to,
+            message("move_object", request_id=move_id, object_id=object_id, object=shipped),
+            move_id,
+        )
+
+    async def _forget(self, conn: Connection, rid: int, object_id: int, to: str) -> None:
+        step = await self._on_vm(lambda engine: engine.forget(object_id, to))
+        self._broadcast(step.notices)
+        conn.send(object_answer(rid, None))
+
+    async def _on_vm(self, job: Callable[[Engine], Any]) -> Any:
+        """Run a job on the VM thread, between runs (the executor runs one job at a time)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, job, self.engine)
+
+    # ------------------------------------------------------------------ runs
+
+    def _queue(self, origin: Origin, job: Callable[[Engine], Step]) -> None:
+        if self.stopping and origin.conn is not None:
+            self._reply_error(origin, "Failed", "the node is shutting down")
+            return
+        self.jobs.append((origin, job))
+        self.wake.set()
+
+    def _next_job(self) -> tuple[Origin | None, Callable[[Engine], Step]] | None:
+        """The top parked run if its answer is in, else new work (nested on top)."""
+        parked = self.engine.runtime.parked  # read between steps only: the VM is idle
+        if parked and parked[-1] in self.answers:
+            run = parked[-1]
+            answer = self.answers.pop(run)
+            return None, lambda engine: engine.resume(run, answer)  # type: ignore[arg-type]
+        if self.jobs and len(parked) < MAX_PARKED:
+            return self.jobs.popleft()
+        return None
+
+    async def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            item = self._next_job()
+            if item is None:
+                await self.wake.wait()
+                self.wake.clear()
+                continue
+            origin, job = item
+            self.busy = True
+            try:
+                step = await loop.run_in_executor(self.executor, job, self.engine)
+                self._after(origin, step)
+            except Exception as error:  # a bug: answer the request, keep scheduling
+                if self.stopping:
+                    return  # the executor is shut down
+                log(f"internal error in the vm: {error!r}")
+                if origin is not None:
+                    self._reply_error(origin, "Failed", f"internal error: {error!r}")
+            finally:
+                self.busy = False
+
+    def _after(self, origin: Origin | None, step: Step) -> None:
+        self._broadcast(step.notices)
+        outcome = step.outcome
+        if outcome is None:
+            if origin is not None:
+                if origin.teleport:
+                    conn = self.links.get(origin.peer or "")
+                    if conn is not None:
+                        conn.send(object_answer(origin.request_id, step.error, step.error_kind))
+                else:
+                    self._reply_error(origin, step.error_kind, step.error or "failed")
+            return
+        run = outcome.run
+        if origin is not None:
+            self.origins[run] = origin
+        if type(outcome) is Parked:
+            self._request(run, outcome.request, step.payload)
+            return
+        origin = self.origins.pop(run)
+        if type(outcome) is Done:
+            self._reply(origin, call_answer(origin.request_id, outcome.value))
+        else:
+            assert type(outcome) is Failed
+            self.counters.failed_runs += 1
+            kind, text = failure_of(outcome)
+            self._reply_error(origin, kind, text)
+
+    def _reply(self, origin: Origin, answer: Message) -> None:
+        """Answer a run's requester; an answer that cannot be framed (too big, too deep)
+        becomes an error answer, so the requester does not wait for nothing."""
+        if origin.peer is not None:
+            self.counters.calls_served += 1
+            conn = self.links.get(origin.peer)
+        else:
+            conn = origin.conn
+        if conn is None:
+            return  # the requester left
+        try:
+            conn.send(answer)
+        except WireError as error:
+            failed = {**answer, "ok": False, "value": None}
+            failed.update(error_kind="Failed", error=f"the answer cannot be sent: {error}")
+            conn.send(failed)
+
+    def _reply_error(self, origin: Origin, kind: str, text: str) -> None:
+        self._reply(
+            origin,
+            message(
+                "call_response",
+                request_id=origin.request_id,
+                ok=False,
+                value=None,
+                error_kind=kind,
+                error=text,
+            ),
+        )
+
+    # ------------------------------------------------------------------ requests to peers
+
+    def _request(self, run: Run, request: Request, payload: dict[str, Any] | None) -> None:
+        """Ship what the parked run waits for; its answer (or failure) resumes it."""
+        rid = self.request_ids.next()
+        if type(request) is RemoteCall:
+            self.counters.remote_calls += 1
+
+        def answered(answer: Answer) -> None:
+            if isinstance(answer, str) or not answer["ok"]:
+                self.counters.remote_failures += 1
+            elif type(request) is MoveOut:
+                self.directory.learn(request.object_id, request.machine)  # before it resumes
+            self.answers[run] = run_answer(request, answer)
+            self.wake.set()
+
+        self.pending.expect(rid, request.machine, answered)
+        self._send(request.machine, request_message(request, rid, payload, self.name), rid)
+
+
+def _peer_address(writer: asyncio.StreamWriter) -> str:
+    address = writer.get_extra_info("peername")
+    return f"{address[0]}:{address[1]}" if address else "?"

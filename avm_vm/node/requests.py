@@ -1,0 +1,155 @@
+"""Requests to peers: the message a parked run's request becomes, the pending map that waits
+for the answers, and what each answer (or its absence) means to the parked instruction.
+
+Every request has its own id and a timer; an entry ends exactly once, by its answer, its
+timeout, or the loss of its peer, so nothing waits for ever (spec §11.8 has no timeouts).
+The timeout is about the peer, not the work: when it runs out while the peer still answers
+its keep-alive pings, the request keeps waiting (a long computation is no failure), and it
+fails as soon as the peer falls silent or its connection goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from avm_vm.errors import AvmError, ErrorKind
+from avm_vm.node.messages import Message, message
+from avm_vm.node.transfer import duct_to_wire
+from avm_vm.runs import FetchIn, MoveOut, RemoteCall, RemoteFailure, Request, Teleport
+
+Answer = Message | str  # the response, or why there is none
+
+
+def request_message(
+    request: Request, request_id: int, payload: dict[str, Any] | None, here: str
+) -> Message:
+    """The message that asks ``request.machine`` for what a parked run waits on."""
+    if type(request) is RemoteCall:
+        return message(
+            "call",
+            request_id=request_id,
+            target=request.target,
+            input=request.message,
+            sender=request.sender,
+            sender_machine=here,
+            duct=duct_to_wire(request.duct, here),
+        )
+    if type(request) is Teleport:
+        return message("teleport", request_id=request_id, activation=payload)
+    if type(request) is MoveOut:
+        return message(
+            "move_object", request_id=request_id, object_id=request.object_id, object=payload
+        )
+    assert type(request) is FetchIn
+    return message(
+        "fetch_object", request_id=request_id, object_id=request.object_id, to_machine=here
+    )
+
+
+def run_answer(request: Request, answer: Answer) -> object:
+    """What the parked instruction gets: a value (a bool for a move or fetch), an
+    `AvmError` (the instruction fails), or a `RemoteFailure` (a teleported activation
+    failed). Every failure keeps the reference's kind, MachineUnreachable (spec §11.5)."""
+    machine = request.machine
+    if isinstance(answer, str):
+        return AvmError(ErrorKind.MACHINE_UNREACHABLE, machine=f"{machine} ({answer})")
+    ok, kind = answer["ok"], answer["type"]
+    remote = AvmError(
+        ErrorKind.MACHINE_UNREACHABLE,
+        machine=f"{machine} — remote error: {answer['error_kind']}: {answer['error']}",
+    )
+    if type(request) is RemoteCall and kind == "call_response":
+        return answer["value"] if ok else remote
+    if type(request) is Teleport:
+        if kind == "call_response":
+            return answer["value"] if ok else RemoteFailure(remote)
+        if not ok:  # refused before it ran: the teleport itself fails
+            return remote
+    if type(request) in (MoveOut, FetchIn) and kind == "object_response":
+        return ok
+    return AvmError(ErrorKind.MACHINE_UNREACHABLE, machine=f"{machine} (unexpected {kind})")
+
+
+def call_answer(request_id: int, value: object) -> Message:
+    return message(
+        "call_response", request_id=request_id, ok=True, value=value, error_kind=None, error=None
+    )
+
+
+def object_answer(request_id: int, error: str | None, kind: str = "Failed") -> Message:
+    """An object_response: ok (the object field then says nothing more) or an error."""
+    ok = error is None
+    return message(
+        "object_response",
+        request_id=request_id,
+        ok=ok,
+        object={} if ok else None,
+        error_kind=None if ok else kind,
+        error=error,
+    )
+
+
+@dataclass
+class _Entry:
+    machine: str
+    on_answer: Callable[[Answer], None]
+    timer: asyncio.TimerHandle
+    started: float
+
+
+class PendingMap:
+    """Requests waiting for their answers, each with a timer."""
+
+    def __init__(
+        self,
+        timeout: float,
+        connected: Callable[[str], bool],
+        alive: Callable[[str], bool],
+    ) -> None:
+        self.timeout = timeout
+        self.connected = connected  # whether a machine has a connection now
+        self.alive = alive  # whether it has answered its keep-alive lately
+        self.entries: dict[int, _Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def expect(self, request_id: int, machine: str, on_answer: Callable[[Answer], None]) -> None:
+        """Register before sending, so no answer can come first (spec §11.5 step 2)."""
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.timeout, self._expire, request_id)
+        self.entries[request_id] = _Entry(machine, on_answer, timer, loop.time())
+
+    def machine_of(self, request_id: int) -> str | None:
+        entry = self.entries.get(request_id)
+        return None if entry is None else entry.machine
+
+    def resolve(self, request_id: int, answer: Answer) -> None:
+        """End a request with its answer or the reason it has none; an unknown id (a late
+        answer after a timeout) is ignored."""
+        entry = self.entries.pop(request_id, None)
+        if entry is not None:
+            entry.timer.cancel()
+            entry.on_answer(answer)
+
+    def fail(self, machine: str | None, reason: str) -> None:
+        """End every request to ``machine`` (None: to anyone) with ``reason``."""
+        for request_id, entry in list(self.entries.items()):
+            if machine is None or entry.machine == machine:
+                self.resolve(request_id, reason)
+
+    def _expire(self, request_id: int) -> None:
+        entry = self.entries.get(request_id)
+        if entry is None:
+            return
+        loop = asyncio.get_running_loop()
+        if not self.connected(entry.machine):
+            self.resolve(request_id, f"not connected within {self.timeout:g} s")
+        elif self.alive(entry.machine):  # still working: look again a little later
+            entry.timer = loop.call_later(min(self.timeout, 0.5), self._expire, request_id)
+        else:
+            waited = loop.time() - entry.started
+            self.resolve(request_id, f"timed out after {waited:.1f} s, the machine is silent")

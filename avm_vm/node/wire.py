@@ -1,0 +1,305 @@
+"""Frames: a 4-byte big-endian length, then that many bytes of UTF-8 JSON (spec §11.4).
+
+``read_message`` returns only messages that ``messages.KINDS`` accepts, with values decoded;
+anything else raises ``WireError`` and the caller closes that connection. The size limit is
+checked before a payload is read, so a peer cannot make us buffer more than ``MAX_FRAME``.
+
+JSON text goes through the standard library's C parser and printer. They recurse, so a value
+nested deeper than the interpreter's recursion limit makes them raise ``RecursionError``; such
+frames take the iterative ``_parse_deep`` / ``_dumps_deep`` below instead, which accept and
+produce exactly the same JSON (a test holds them to it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import struct
+from json.decoder import scanstring
+from json.encoder import encode_basestring
+from typing import NoReturn
+
+from avm_vm.node.codec import MAX_VALUE_DEPTH, WireError, has_lone_surrogate, snippet
+from avm_vm.node.messages import Message, decode_message, encode_message
+
+__all__ = ["MAX_FRAME", "WireError", "encode_frame", "read_frame", "read_message", "write_message"]
+
+MAX_FRAME = 16 * 1024 * 1024
+# Each value level is at most two JSON containers ({"List":[...]}); the margin covers the
+# message and the node's own objects around a value.
+MAX_JSON_DEPTH = 2 * MAX_VALUE_DEPTH + 64
+
+_LENGTH = struct.Struct(">I")
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """Refuse duplicate keys: two ``type`` fields must not mean whichever came last."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
+    return result
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def encode_frame(message: Message) -> bytes:
+    """The frame for ``message``; ``WireError`` if it breaks the message table or is too big."""
+    text = _dumps(encode_message(message))
+    try:
+        payload = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise WireError(f"{message['type']} message holds a lone surrogate in a string") from None
+    if len(payload) > MAX_FRAME:
+        raise WireError(f"{message['type']} message is {len(payload)} bytes, over {MAX_FRAME}")
+    return _LENGTH.pack(len(payload)) + payload
+
+
+async def write_message(writer: asyncio.StreamWriter, message: Message) -> None:
+    """Send ``message`` (``WireError`` before anything is written if it cannot be framed)."""
+    writer.write(encode_frame(message))
+    await writer.drain()
+
+
+async def read_frame(reader: asyncio.StreamReader) -> object | None:
+    """The parsed JSON of the next frame, or None at a clean end of stream.
+
+    Socket errors (``OSError``) propagate unchanged; protocol violations raise ``WireError``.
+    """
+    try:
+        head = await reader.readexactly(_LENGTH.size)
+    except asyncio.IncompleteReadError as error:
+        if not error.partial:
+            return None
+        raise WireError(
+            f"connection closed inside a length prefix ({len(error.partial)} of 4 bytes)"
+        ) from None
+    (length,) = _LENGTH.unpack(head)
+    if length > MAX_FRAME:
+        raise WireError(f"frame of {length} bytes is over the limit of {MAX_FRAME}")
+    try:
+        payload = await reader.readexactly(length)
+    except asyncio.IncompleteReadError as error:
+        raise WireError(
+            f"connection closed inside a frame ({len(error.partial)} of {length} bytes)"
+        ) from None
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise WireError(f"frame is not valid UTF-8 (byte {error.start})") from None
+    obj = _loads(text)
+    if _SURROGATE_ESCAPE.search(payload):
+        _refuse_lone_surrogates(obj)
+    return obj
+
+
+async def read_message(reader: asyncio.StreamReader) -> Message | None:
+    """The next message, checked against ``messages.KINDS``; None at a clean end of stream."""
+    obj = await read_frame(reader)
+    return None if obj is None else decode_message(obj)
+
+
+def _loads(text: str) -> object:
+    try:
+        try:
+            return _DECODER.decode(text)
+        except RecursionError:
+            return _parse_deep(text)
+    except ValueError as error:
+        raise WireError(f"frame is not valid JSON: {error}") from None
+
+
+def _dumps(obj: object) -> str:
+    try:
+        try:
+            return _ENCODER.encode(obj)
+        except RecursionError:
+            return _dumps_deep(obj)
+    except (TypeError, ValueError) as error:
+        raise WireError(f"message cannot be written as JSON: {error}") from None
+
+
+# Lone surrogates only arise from \uD800-\uDFFF escapes (the payload itself is valid UTF-8),
+# so the full scan runs only when the raw bytes hold such an escape.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _refuse_lone_surrogates(obj: object) -> None:
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+        elif type(item) is str and has_lone_surrogate(item):
+            raise WireError(f"frame holds a lone surrogate in the string {snippet(item)}")
+
+
+# --- Iterative JSON, for frames nested too deep for the C parser and printer -----------------
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_NUMBER = re.compile(r"(-?(?:0|[1-9]\d*))(\.\d+)?([eE][-+]?\d+)?")
+_LITERALS = (("true", True), ("false", False), ("null", None))
+_INFINITY = float("inf")
+
+
+class _Open:
+    """A container being parsed: its items (or key/value pairs) and the key awaiting a value."""
+
+    __slots__ = ("is_object", "items", "key")
+
+    def __init__(self, is_object: bool) -> None:
+        self.is_object = is_object
+        self.items: list = []
+        self.key = ""
+
+
+def _parse_deep(text: str) -> object:
+    """``json.loads`` without recursion: same grammar, same hooks, depth ``MAX_JSON_DEPTH``."""
+    stack: list[_Open] = []
+
+    def fail(message: str, at: int) -> ValueError:
+        return ValueError(f"{message} at char {at}")
+
+    def skip(at: int) -> int:
+        return _WHITESPACE.match(text, at).end()  # type: ignore[union-attr]
+
+    def key_at(at: int) -> tuple[str, int]:
+        """The object key starting at ``at`` and the position after its colon."""
+        if text[at : at + 1] != '"':
+            raise fail("expected a string key", at)
+        key, at = scanstring(text, at + 1, True)
+        at = skip(at)
+        if text[at : at + 1] != ":":
+            raise fail("expected ':'", at)
+        return key, skip(at + 1)
+
+    pos = skip(0)
+    while True:
+        # A value starts at `pos`.
+        char = text[pos : pos + 1]
+        value: object
+        if char in ("{", "["):
+            if len(stack) >= MAX_JSON_DEPTH:
+                raise fail(f"nesting deeper than {MAX_JSON_DEPTH} levels", pos)
+            pos = skip(pos + 1)
+            if text[pos : pos + 1] == ("}" if char == "{" else "]"):
+                value, pos = ({} if char == "{" else []), pos + 1
+            else:
+                frame = _Open(char == "{")
+                if frame.is_object:
+                    frame.key, pos = key_at(pos)
+                stack.append(frame)
+                continue
+        elif char == '"':
+            value, pos = scanstring(text, pos + 1, True)
+        elif (number := _NUMBER.match(text, pos)) is not None:
+            whole, fraction, exponent = number.groups()
+            value = float(number.group()) if fraction or exponent else int(whole)
+            pos = number.end()
+        else:
+            for word, literal in _LITERALS:
+                if text.startswith(word, pos):
+                    value, pos = literal, pos + len(word)
+                    break
+            else:
+                if text.startswith(("NaN", "Infinity", "-Infinity"), pos):
+                    raise fail("NaN and Infinity are not JSON numbers", pos)
+                raise fail("expected a value", pos)
+        # Hand the finished value to the containers it closes.
+        while True:
+            pos = skip(pos)
+            if not stack:
+                if pos != len(text):
+                    raise fail("extra data", pos)
+                return value
+            frame = stack[-1]
+            frame.items.append((frame.key, value) if frame.is_object else value)
+            char = text[pos : pos + 1]
+            if char == ",":
+                pos = skip(pos + 1)
+                if frame.is_object:
+                    frame.key, pos = key_at(pos)
+                break
+            if char != ("}" if frame.is_object else "]"):
+                raise fail("expected ',' or '}'" if frame.is_object else "expected ',' or ']'", pos)
+            stack.pop()
+            value = _unique_keys(frame.items) if frame.is_object else frame.items
+            pos += 1
+
+
+class _Literal(str):
+    """Text to emit as is (punctuation), told apart from string values by its type."""
+
+    __slots__ = ()
+
+
+_COMMA, _COLON = _Literal(","), _Literal(":")
+_OPEN_OBJECT, _CLOSE_OBJECT = _Literal("{"), _Literal("}")
+_OPEN_ARRAY, _CLOSE_ARRAY = _Literal("["), _Literal("]")
+
+
+def _scalar(item: object) -> str | None:
+    """The JSON text of a string, null, bool, int or float as ``json`` writes it; else None."""
+    if isinstance(item, str):
+        return encode_basestring(item)
+    if item is None or item is True or item is False:
+        return "null" if item is None else "true" if item else "false"
+    if isinstance(item, int):
+        return int.__repr__(item)
+    if isinstance(item, float):
+        if item != item or item in (_INFINITY, -_INFINITY):
+            raise ValueError(f"Out of range float values are not JSON compliant: {item!r}")
+        return float.__repr__(item)
+    return None
+
+
+def _dumps_deep(obj: object) -> str:
+    """``_ENCODER.encode`` without recursion: identical output, depth ``MAX_JSON_DEPTH``."""
+    out: list[str] = []
+    stack: list[tuple[object, int]] = [(obj, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if type(item) is _Literal:
+            out.append(item)  # type: ignore[arg-type]
+            continue
+        text = _scalar(item)
+        if text is not None:
+            out.append(text)
+            continue
+        if not isinstance(item, list | tuple | dict):
+            raise TypeError(f"Object of type {type(item).__name__} is not JSON serializable")
+        if depth >= MAX_JSON_DEPTH:
+            raise ValueError(f"nesting deeper than {MAX_JSON_DEPTH} levels")
+        parts: list[tuple[object, int]] = []
+        if isinstance(item, dict):
+            for key, value in item.items():
+                # Like `json`: a non-string key is written as its JSON text, quoted.
+                name = key if isinstance(key, str) else _scalar(key)
+                if name is None:
+                    raise TypeError(
+                        f"keys must be str, int, float, bool or None, not {type(key).__name__}"
+                    )
+                quoted = _Literal(encode_basestring(name))
+                parts += [(_COMMA, 0), (quoted, 0), (_COLON, 0), (value, depth + 1)]
+            opening, closing = _OPEN_OBJECT, _CLOSE_OBJECT
+        else:
+            for value in item:
+                parts += [(_COMMA, 0), (value, depth + 1)]
+            opening, closing = _OPEN_ARRAY, _CLOSE_ARRAY
+        stack.append((closing, 0))
+        stack.extend(reversed(parts[1:]))
+        stack.append((opening, 0))
+    return "".join(out)

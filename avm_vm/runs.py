@@ -1,0 +1,122 @@
+"""Resumable top-level runs: what a run keeps while it waits on another machine, and outcomes.
+
+A node's runtime never blocks on the network. When an instruction needs another machine (a
+remote call, a teleport, a move or a fetch) its handler records a `Request` and answers
+`PARK`; the loop then packs the run's state into its `Run` and `Runtime.start` or
+`Runtime.resume` returns `Parked`. The node sends the request, and later resumes the run
+with the answer or an `AvmError`. Runs nest LIFO (docs/semantics.md, "Nodes: parked runs").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from avm_vm.errors import AvmError
+from avm_vm.trace import DuctLink
+from avm_vm.values import Value
+
+if TYPE_CHECKING:
+    from avm_vm.runtime import Activation, RunError
+    from avm_vm.transactions import Transaction
+    from avm_vm.vm import Fuel
+
+
+@dataclass(frozen=True)
+class RemoteCall:
+    """`call` of an object on ``machine`` (spec §7.5); the answer is the callee's value."""
+
+    machine: str
+    target: int
+    message: Value
+    sender: int
+    duct: DuctLink  # the call's own link: what the ObjectCalled entry reports
+
+
+@dataclass(frozen=True)
+class Teleport:
+    """The top activation moves to ``machine``; the answer is the activation's final value."""
+
+    machine: str
+    activation: Activation
+
+
+@dataclass(frozen=True)
+class MoveOut:
+    """`moveObject` to another node: ``machine`` installs the object; the answer is a bool."""
+
+    machine: str
+    object_id: int
+
+
+@dataclass(frozen=True)
+class FetchIn:
+    """`fetch` of an object that lives on ``machine``; the answer is a bool."""
+
+    machine: str
+    object_id: int
+
+
+Request = RemoteCall | Teleport | MoveOut | FetchIn
+
+
+@dataclass(frozen=True)
+class RemoteFailure:
+    """A teleported activation failed on the other machine: the activation fails here.
+
+    (A plain `AvmError` given to `Runtime.resume` fails the parked instruction itself.)
+    """
+
+    error: AvmError
+
+
+class Run:
+    """One top-level run: its activations, fuel, and what it set aside while parked."""
+
+    __slots__ = (
+        "base",
+        "dst",
+        "fuel",
+        "journal_active",
+        "number",
+        "request",
+        "stack",
+        "tx",
+        "undoable",
+        "world",
+    )
+
+    def __init__(
+        self, number: int, stack: list[Activation], fuel: Fuel, base: int, undoable: bool
+    ) -> None:
+        self.number = number  # tags the trace entries it logs
+        self.stack = stack
+        self.fuel = fuel
+        self.base = base  # journal length at start: entries below belong to parked runs
+        self.undoable = undoable  # a served call: its base activation is undone on failure
+        self.request: Request | None = None  # what the run waits for while parked
+        self.dst = 0  # the register of the parked instruction's answer
+        self.tx: Transaction | None = None  # set aside while parked
+        self.world: list | None = None
+        self.journal_active = False
+
+
+@dataclass(frozen=True)
+class Done:
+    run: Run
+    value: Value
+
+
+@dataclass(frozen=True)
+class Failed:
+    run: Run
+    failure: RunError
+
+
+@dataclass(frozen=True)
+class Parked:
+    run: Run
+    request: Request
+
+
+Outcome = Done | Failed | Parked

@@ -1,0 +1,259 @@
+"""Real `avm node` processes for tests and benchmarks: start, wait until ready, stop, clean up.
+
+A node is a child process listening on 127.0.0.1. By default it binds port 0 and the OS
+picks a free port, which the node reports in its ready line, so two tests can never race
+for a port; a restart reuses the node's port and tries again while the old socket lingers.
+The node's stdout is drained by a thread (the ready line is the first thing it prints);
+its stderr goes to a file that failure messages quote. `Nodes` kills every process it
+started in `close`, whatever the test did.
+
+`Session` is a client connection with its own event loop, for code that makes many calls
+(spawning `avm call` per call would measure process start-up, not the node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from avm_vm.bytecode import encode
+from avm_vm.node.client import Client
+from avm_vm.values import Value
+from avmc.compiler import compile_source
+
+HOST = "127.0.0.1"
+# The `avm` command as a child process, without relying on a script on PATH.
+AVM = (sys.executable, "-c", "from avm_vm.cli import main; main()")
+READY = re.compile(r"avm node (\S+) listening on (\S+):(\d+)")
+START_TIMEOUT = 30.0  # seconds for a node to print its ready line (two loaded cores are slow)
+STOP_TIMEOUT = 15.0  # seconds for a node to exit after a signal
+CLI_TIMEOUT = 30.0  # seconds any one `avm call/create/status` may take
+BIND_ATTEMPTS = 20  # a restart on the old port: tries while the port is still taken
+BIND_RETRY_DELAY = 0.25
+
+
+class NodeStartError(RuntimeError):
+    """A node did not come up; the message holds its exit status and stderr."""
+
+
+def compile_tape(source: str | Path, directory: Path, name: str) -> Path:
+    """``source`` (text, or an `.avm` file) compiled with avmc into ``directory/name.tape``."""
+    if isinstance(source, Path):
+        source, filename = source.read_text(encoding="utf-8"), str(source)
+    else:
+        filename = f"{name}.avm"
+    path = directory / f"{name}.tape"
+    path.write_bytes(encode(compile_source(source, filename)))
+    return path
+
+
+def avm(*args: str, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """Run one `avm` command to completion and capture its output as text."""
+    return subprocess.run(
+        [*AVM, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+class Node:
+    """One running `avm node` process."""
+
+    def __init__(self, name: str, args: list[str], stderr_path: Path) -> None:
+        self.name = name
+        self.args = args  # everything after `--listen HOST:PORT`, so a restart repeats it
+        self.port = 0  # known once the node is ready
+        self.stderr_path = stderr_path
+        self.process: subprocess.Popen[str] | None = None
+        self.lines: queue.Queue[str | None] = queue.Queue()
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def launch(self, port: int) -> None:
+        """Start the process on ``port`` (0: any) and wait for its ready line."""
+        self.lines = queue.Queue()
+        command = [*AVM, "node", "--name", self.name, "--listen", f"{HOST}:{port}", *self.args]
+        with self.stderr_path.open("a", encoding="utf-8") as stderr:
+            stderr.write(f"=== {' '.join(command[3:])}\n")
+            stderr.flush()
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True
+            )
+        threading.Thread(target=self._drain, args=(self.process, self.lines), daemon=True).start()
+        self._wait_ready(port)
+
+    @staticmethod
+    def _drain(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
+        """Read stdout to the end so the node never blocks on a full pipe."""
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    def _wait_ready(self, port: int) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                self.kill()
+                raise NodeStartError(
+                    f"node {self.name} printed no ready line within {START_TIMEOUT:g} s\n"
+                    f"{self.log()}"
+                ) from None
+            if line is None:
+                status = self.wait(STOP_TIMEOUT)
+                raise NodeStartError(
+                    f"node {self.name} exited with status {status} before it was ready\n"
+                    f"{self.log()}"
+                )
+            match = READY.fullmatch(line.strip())
+            if match is None or match.group(1) != self.name:
+                raise NodeStartError(f"node {self.name} printed {line!r}, not its ready line")
+            if port and int(match.group(3)) != port:
+                raise NodeStartError(f"node {self.name} listens on {match.group(3)}, not {port}")
+            self.port = int(match.group(3))
+            return
+
+    def log(self) -> str:
+        """What the node wrote to stderr so far (all its runs)."""
+        try:
+            text = self.stderr_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+        return f"--- stderr of node {self.name} ---\n{text}"
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status, or None while the node still runs at ``timeout``."""
+        if self.process is None:
+            return None
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL: the node gets no chance to say goodbye to its peers."""
+        if self.alive():
+            assert self.process is not None
+            self.process.kill()
+        self.wait(STOP_TIMEOUT)
+
+    def terminate(self) -> int | None:
+        """SIGTERM and the exit status, or None when the node still runs after the bound."""
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+        return self.wait(STOP_TIMEOUT)
+
+
+class Nodes:
+    """The nodes of one test or benchmark; ``close`` kills every one of them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.started: list[Node] = []
+
+    def start(
+        self,
+        name: str,
+        tapes: Iterable[Path],
+        *,
+        peers: Mapping[str, Node] = {},
+        secret_file: Path | None = None,
+        options: Sequence[str] = (),
+    ) -> Node:
+        """Start node ``name`` on a port the OS picks and wait until it is ready."""
+        args: list[str] = []
+        for peer, node in peers.items():
+            args += ["--peer", f"{peer}={node.address}"]
+        for tape in tapes:
+            args += ["--load", str(tape)]
+        if secret_file is not None:
+            args += ["--secret-file", str(secret_file)]
+        args += options
+        node = Node(name, args, self.directory / f"node-{name}.stderr")
+        self.started.append(node)
+        node.launch(0)
+        return node
+
+    def restart(self, node: Node) -> Node:
+        """The node, stopped if it runs, started again with the same name, port and options."""
+        node.kill()
+        for attempt in range(BIND_ATTEMPTS):
+            try:
+                node.launch(node.port)
+                return node
+            except NodeStartError as error:
+                if "in use" not in str(error) or attempt + 1 == BIND_ATTEMPTS:
+                    raise
+                time.sleep(BIND_RETRY_DELAY)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        for node in self.started:
+            with suppress(OSError):
+                node.kill()
+
+
+class Session:
+    """A `Client` connection to a node, driven synchronously on its own event loop."""
+
+    def __init__(self, node: Node, secret: bytes | None = None, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+        self.runner = asyncio.Runner()
+        try:
+            self.client = self.runner.run(Client.connect(HOST, node.port, secret, timeout))
+        except BaseException:
+            self.runner.close()
+            raise
+
+    def call(self, target: int, value: Value) -> Value:
+        return self.runner.run(self.client.call(target, value, self.timeout))
+
+    def create(self, behavior: str) -> int:
+        return self.runner.run(self.client.create(behavior, None, self.timeout))
+
+    def status(self) -> dict[str, Any]:
+        return self.runner.run(self.client.status(self.timeout))
+
+    def close(self) -> None:
+        with suppress(Exception):
+            self.runner.run(self.client.close())
+        self.runner.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def wait_connected(node: Node, peers: Iterable[str], timeout: float = START_TIMEOUT) -> None:
+    """Wait until ``node`` reports a live connection to each of ``peers``."""
+    wanted = set(peers)
+    deadline = time.monotonic() + timeout
+    with Session(node) as session:
+        while True:
+            connected = {p["name"] for p in session.status()["peers"] if p["connected"]}
+            if wanted <= connected:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"node {node.name} connected to {sorted(connected)}, not {sorted(wanted)} "
+                    f"within {timeout:g} s\n{node.log()}"
+                )
+            time.sleep(0.05)

@@ -1,0 +1,155 @@
+"""Parked runs (docs/semantics.md, "Nodes: parked runs"): a run waiting on another machine
+is set aside with its transaction and undo state, runs started meanwhile nest on top of it,
+and it resumes LIFO with the answer. Driven here without a network: the test answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from avm_vm.errors import AvmError, ErrorKind
+from avm_vm.runs import Done, Failed, Parked, RemoteCall, RemoteFailure, Teleport
+from avm_vm.runtime import Runtime, RuntimeOptions
+from avm_vm.trace import ObjectCalled, StateUpdated
+from avm_vm.values import Just, render
+from avmc.compiler import compile_source
+
+FAR = 1 << 48  # an object id another machine made
+
+SOURCE = f"""
+behavior Cell {{
+  on ["get"] {{ return get_state() }}
+  on ["set", v] {{ set_state([v]); return v }}
+  on ["remote"] {{ return call(obj:{FAR}, "hi") }}
+  on ["set_then_remote", v] {{ set_state([v]); let r = call(obj:{FAR}, "hi"); fail "after" }}
+  on ["hop"] {{ teleport("far"); return "hopped" }}
+}}
+main {{
+  let c = create Cell
+  let t = begin()
+  let d = create Cell
+  let r = call(obj:{FAR}, 1)
+  commit(t)
+  return [c, d, r]
+}}
+"""
+
+
+class Network:
+    """Everything with prefix 1 lives on "far"."""
+
+    def locate(self, object_id: int) -> str | None:
+        return "far" if object_id >> 48 == 1 else None
+
+    def is_peer(self, machine: str) -> bool:
+        return machine == "far"
+
+
+def _runtime() -> Runtime:
+    program = compile_source(SOURCE, "park.avm")
+    return Runtime(program, RuntimeOptions(jit="off", machine="here"), network=Network())
+
+
+def _main(rt: Runtime):
+    interpreter = rt.interpreters[0]
+    return rt.start(interpreter, interpreter.program.main)
+
+
+def _cell(rt: Runtime) -> int:
+    """A committed Cell, made by a run that parks on nothing."""
+    outcome = rt.start(rt.interpreters[0], rt.interpreters[0].program.main)
+    assert type(outcome) is Parked
+    done = rt.resume(outcome.run, 0)
+    assert type(done) is Done
+    return done.value[0].id  # type: ignore[index,union-attr]
+
+
+def test_a_remote_call_parks_and_resumes_with_the_answer() -> None:
+    rt = _runtime()
+    outcome = _main(rt)
+    assert type(outcome) is Parked
+    request = outcome.request
+    assert type(request) is RemoteCall
+    assert (request.machine, request.target, request.message) == ("far", FAR, 1)
+    assert rt.run is None and rt.parked == [outcome.run] and rt.tx is None  # tx set aside
+    done = rt.resume(outcome.run, "pong")
+    assert type(done) is Done
+    assert render(done.value) == '[obj:0, obj:1, just "pong"]'
+    called = [e for e in rt.trace.entries if type(e.event) is ObjectCalled]
+    assert [e.event for e in called] == [ObjectCalled(FAR, 1, "pong")]
+    assert called[0].duct[-1][:2] == (FAR, "@far")
+    assert rt.journal.entries == [] and rt.tx is None and 1 in rt.store
+
+
+def test_a_failed_remote_call_fails_the_caller() -> None:
+    rt = _runtime()
+    outcome = _main(rt)
+    failed = rt.resume(outcome.run, AvmError(ErrorKind.MACHINE_UNREACHABLE, machine="far (x)"))
+    assert type(failed) is Failed
+    assert str(failed.failure) == "MachineUnreachable: machine unreachable: machine:far (x)"
+    assert rt.tx is not None  # as in `avm run`, the open transaction survives (§9.3)
+    assert rt.abort_open_tx() is not None and rt.tx is None
+    assert 1 not in rt.store
+
+
+def test_runs_nest_and_resume_last_parked_first() -> None:
+    rt = _runtime()
+    cell = _cell(rt)
+    first = _main(rt)
+    second = rt.start_call(cell, ("remote",), 5, 900, None)
+    assert type(first) is Parked and type(second) is Parked
+    with pytest.raises(RuntimeError, match="most recently parked"):
+        rt.resume(first.run, 1)
+    inner = rt.resume(second.run, 2)
+    assert type(inner) is Done and inner.value == Just(2)
+    outer = rt.resume(first.run, 3)
+    assert type(outer) is Done and outer.value[2] == Just(3)  # type: ignore[index]
+    assert rt.parked == [] and rt.journal.entries == []
+
+
+def test_a_run_nested_on_a_parked_transaction_runs_outside_it() -> None:
+    rt = _runtime()
+    cell = _cell(rt)
+    parked = _main(rt)  # parked inside its transaction, with a pending create
+    served = rt.start_call(cell, ("set", 9), 5, 900, None)
+    assert type(served) is Done and rt.store.state(cell) == (9,)  # committed at once
+    done = rt.resume(parked.run, 0)
+    assert type(done) is Done
+    created = done.value[1].id  # type: ignore[index,union-attr]
+    assert created in rt.store and rt.tx is None
+
+
+def test_undoing_a_parked_callee_leaves_the_nested_runs_work_alone() -> None:
+    rt = _runtime()
+    cell, other = _cell(rt), _cell(rt)
+    outer = rt.start_call(cell, ("set_then_remote", 1), 5, 900, None)
+    assert type(outer) is Parked and rt.store.state(cell) == (1,)
+    nested = rt.start_call(other, ("set", 2), 5, 901, None)
+    assert type(nested) is Done
+    failed = rt.resume(outer.run, "answer")
+    assert type(failed) is Failed  # the served callee failed: its own effects are undone
+    assert rt.store.state(cell) == () and rt.store.state(other) == (2,)
+    updates = [e for e in rt.trace.entries if type(e.event) is StateUpdated]
+    assert [(e.event.id, e.reverted) for e in updates[-2:]] == [(cell, True), (other, False)]
+    assert rt.journal.entries == []
+
+
+def test_teleport_parks_and_the_activation_finishes_elsewhere() -> None:
+    rt = _runtime()
+    cell = _cell(rt)
+    outcome = rt.start_call(cell, ("hop",), 5, 900, None)
+    assert type(outcome) is Parked and type(outcome.request) is Teleport
+    assert outcome.request.activation.self_id == cell
+    done = rt.resume(outcome.run, "hopped")
+    assert type(done) is Done and done.value == "hopped"
+    outcome = rt.start_call(cell, ("hop",), 5, 901, None)
+    failed = rt.resume(outcome.run, RemoteFailure(AvmError(ErrorKind.OBJ_NOT_FOUND, id=3)))
+    assert type(failed) is Failed and failed.failure.error.kind is ErrorKind.OBJ_NOT_FOUND
+    outcome = rt.start_call(cell, ("hop",), 5, 902, None)
+    refused = rt.resume(outcome.run, AvmError(ErrorKind.MACHINE_UNREACHABLE, machine="far"))
+    assert type(refused) is Failed  # the teleport instruction itself failed, here
+
+
+def test_run_function_refuses_a_run_that_parks() -> None:
+    rt = _runtime()
+    with pytest.raises(RuntimeError, match="start/resume"):
+        rt.run_main()
