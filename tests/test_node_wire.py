@@ -15,7 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from avm_vm.node import auth, codec, messages, wire
-from avm_vm.node.auth import HandshakeError, Hello, auth_mac, handshake, is_loopback_peer
+from avm_vm.node.auth import (
+    HANDSHAKE_MAX_FRAME,
+    HandshakeError,
+    Hello,
+    auth_mac,
+    handshake,
+    is_loopback_peer,
+)
 from avm_vm.node.codec import WireError, value_from_json, value_to_json
 from avm_vm.node.messages import KINDS, RequestIds, message
 from avm_vm.node.wire import MAX_FRAME, encode_frame, read_message
@@ -653,6 +660,17 @@ def test_version_mismatch_names_both_versions() -> None:
     assert isinstance(server, HandshakeError)
     assert "this side speaks 1, the peer speaks 2" in str(server)
     assert client == ["hello", "error"]
+
+
+def test_a_big_frame_before_the_handshake_is_refused_unread() -> None:
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(struct.pack(">I", HANDSHAKE_MAX_FRAME + 1))  # and no payload, ever
+        await writer.drain()
+        await reader.read()
+
+    _, server = connect(node("beta", None, initiator=False), flood)
+    assert isinstance(server, HandshakeError)
+    assert f"over the limit of {HANDSHAKE_MAX_FRAME}" in str(server)
 
 
 def test_a_reflected_nonce_is_refused() -> None:

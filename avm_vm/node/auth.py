@@ -36,6 +36,10 @@ from avm_vm.node.messages import Message, decode_message, message
 from avm_vm.node.wire import encode_frame, read_frame
 
 PROTOCOL_VERSION = 1
+# Handshake messages are a few hundred bytes; a peer that has proved nothing yet must not be
+# able to make us buffer and parse megabytes (a 16 MiB frame of nested brackets takes the
+# event loop seconds).
+HANDSHAKE_MAX_FRAME = 4096
 NONCE_BYTES = 32
 _MAC_LABEL = "avm-auth-v1"
 
@@ -208,7 +212,7 @@ async def _send(writer: asyncio.StreamWriter, outgoing: Message) -> None:
 
 async def _expect(reader: asyncio.StreamReader, kind: str) -> Message:
     """The next message, which must be ``kind``; a peer's ``error`` ends the handshake."""
-    obj = await read_frame(reader)
+    obj = await read_frame(reader, HANDSHAKE_MAX_FRAME)
     if obj is None:
         raise _Refused("the peer closed the connection during the handshake", tell_peer=False)
     if type(obj) is dict and obj.get("type") == "hello":

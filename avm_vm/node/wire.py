@@ -71,8 +71,9 @@ async def write_message(writer: asyncio.StreamWriter, message: Message) -> None:
     await writer.drain()
 
 
-async def read_frame(reader: asyncio.StreamReader) -> object | None:
-    """The parsed JSON of the next frame, or None at a clean end of stream.
+async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> object | None:
+    """The parsed JSON of the next frame (at most ``limit`` bytes), or None at a clean end of
+    stream.
 
     Socket errors (``OSError``) propagate unchanged; protocol violations raise ``WireError``.
     """
@@ -85,8 +86,8 @@ async def read_frame(reader: asyncio.StreamReader) -> object | None:
             f"connection closed inside a length prefix ({len(error.partial)} of 4 bytes)"
         ) from None
     (length,) = _LENGTH.unpack(head)
-    if length > MAX_FRAME:
-        raise WireError(f"frame of {length} bytes is over the limit of {MAX_FRAME}")
+    if length > limit:
+        raise WireError(f"frame of {length} bytes is over the limit of {limit}")
     try:
         payload = await reader.readexactly(length)
     except asyncio.IncompleteReadError as error:
