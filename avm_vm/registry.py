@@ -42,10 +42,15 @@ class Registry:
         self.behaviors: dict[str, BehaviorEntry] = {}
         self.pures: dict[str, PureEntry] = {}
 
-    def load(self, program: Program, jit: str = "off") -> Interpreter:
-        """Register the program's behaviors and pure functions; answers its interpreter."""
+    def load(self, program: Program, jit: str = "off", replace: bool = False) -> Interpreter:
+        """Register the program's behaviors and pure functions; answers its interpreter.
+
+        With ``replace`` (an upgrade, `avm load`), a behavior of a registered name gets the
+        new code; otherwise a registered name is refused. Pure functions of a registered
+        name keep their entry either way: `updatePure` is how behaviors change those.
+        """
         clashes = [b.name for b in program.behaviors if b.name in self.behaviors]
-        if clashes:
+        if clashes and not replace:
             raise RegistryError(f"behavior already registered: {clashes[0]}")
         interpreter = Interpreter(program, jit)
         for behavior in program.behaviors:

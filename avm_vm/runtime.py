@@ -26,6 +26,7 @@ from typing import Protocol
 
 from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.handlers import PARK, SUSPEND, handler_table
+from avm_vm.handlers.events import EntropyPool
 from avm_vm.handlers.machine import complete_fetch, complete_move
 from avm_vm.handlers.objects import complete_remote_call
 from avm_vm.handlers.solver import ConstraintStore
@@ -172,6 +173,9 @@ class Runtime:
         self.trace = Trace(options.record_trace)
         self.ids = IdGenerator(options.node_prefix)
         self.rng = random.Random(options.seed)
+        # A node replaces both: entropy from logged events, time from the applied event.
+        self.entropy: EntropyPool | None = None
+        self.event_time: int | None = None
         self.transport = transport
         self.network = network
         self.handlers = handler_table(options.profile)
@@ -189,8 +193,9 @@ class Runtime:
         for program in (programs,) if isinstance(programs, Program) else programs:
             self.load(program)
 
-    def load(self, program: Program) -> Interpreter:
-        interpreter = self.registry.load(program, self.options.jit)
+    def load(self, program: Program, replace: bool = False) -> Interpreter:
+        """Register a program; ``replace``: its behaviors replace those of the same name."""
+        interpreter = self.registry.load(program, self.options.jit, replace)
         self.interpreters.append(interpreter)
         return interpreter
 

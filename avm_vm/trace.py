@@ -100,6 +100,18 @@ class FunctionUpdated(NamedTuple):
         return f"updated function {self.name}"
 
 
+class BehaviorUpgraded(NamedTuple):
+    """A code load replaced a behavior's code (`avm load`); hashes in hex. A node's event,
+    outside spec §10.4's catalogue (`Event`): no instruction emits it."""
+
+    behavior: str
+    old_hash: str
+    new_hash: str
+
+    def text(self) -> str:
+        return f"upgraded behavior {self.behavior}: {self.old_hash[:12]} -> {self.new_hash[:12]}"
+
+
 class TransactionStarted(NamedTuple):
     tx: int
 

@@ -8,7 +8,8 @@ its stderr goes to a file that failure messages quote. `Nodes` kills every proce
 started in `close`, whatever the test did.
 
 `Session` is a client connection with its own event loop, for code that makes many calls
-(spawning `avm call` per call would measure process start-up, not the node).
+(spawning `avm call` per call would measure process start-up, not the node); `call_many`
+pipelines calls on it, so a test can feed a node tens of thousands of events quickly.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from avm_vm.bytecode import encode
-from avm_vm.node.client import Client
+from avm_vm.node.client import Client, ClientError
+from avm_vm.node.messages import message
+from avm_vm.node.wire import WireError, read_message, write_message
 from avm_vm.values import Value
 from avmc.compiler import compile_source
 
@@ -40,6 +43,7 @@ STOP_TIMEOUT = 15.0  # seconds for a node to exit after a signal
 CLI_TIMEOUT = 30.0  # seconds any one `avm call/create/status` may take
 BIND_ATTEMPTS = 20  # a restart on the old port: tries while the port is still taken
 BIND_RETRY_DELAY = 0.25
+PIPELINE_WINDOW = 256  # calls a pipelining client keeps unanswered at once
 
 
 class NodeStartError(RuntimeError):
@@ -175,8 +179,10 @@ class Nodes:
         peers: Mapping[str, Node] = {},
         secret_file: Path | None = None,
         options: Sequence[str] = (),
+        label: str | None = None,
     ) -> Node:
-        """Start node ``name`` on a port the OS picks and wait until it is ready."""
+        """Start node ``name`` on a port the OS picks and wait until it is ready. ``label``
+        names its stderr file when two nodes share a name."""
         args: list[str] = []
         for peer, node in peers.items():
             args += ["--peer", f"{peer}={node.address}"]
@@ -185,7 +191,7 @@ class Nodes:
         if secret_file is not None:
             args += ["--secret-file", str(secret_file)]
         args += options
-        node = Node(name, args, self.directory / f"node-{name}.stderr")
+        node = Node(name, args, self.directory / f"node-{label or name}.stderr")
         self.started.append(node)
         node.launch(0)
         return node
@@ -230,6 +236,28 @@ class Session:
     def status(self) -> dict[str, Any]:
         return self.runner.run(self.client.status(self.timeout))
 
+    def state_hash(self) -> str:
+        """The hash of the node's state (a durable node's objects, code, counters)."""
+        return self.runner.run(self.client.state_hash(self.timeout))[0]
+
+    def events(self) -> int:
+        """How many events the node has applied (a durable node: logged)."""
+        return self.runner.run(self.client.state_hash(self.timeout))[1]
+
+    def snapshot(self) -> tuple[int, str]:
+        """Have a `--data` node write a snapshot: its event index and state hash."""
+        return self.runner.run(self.client.snapshot(self.timeout))
+
+    def peek(self, object_id: int) -> dict[str, Any]:
+        """An object's record and state (JSON values), read without logging an event."""
+        return self.runner.run(self.client.peek(object_id, self.timeout))
+
+    def call_many(
+        self, calls: Sequence[tuple[int, Value]], window: int = PIPELINE_WINDOW
+    ) -> list[Value]:
+        """The answers (``just v``) to ``calls``, sent without waiting for each answer."""
+        return self.runner.run(_pipeline(self.client, calls, window, self.timeout))
+
     def close(self) -> None:
         with suppress(Exception):
             self.runner.run(self.client.close())
@@ -240,6 +268,43 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def _pipeline(
+    client: Client, calls: Sequence[tuple[int, Value]], window: int, timeout: float
+) -> list[Value]:
+    """Up to ``window`` calls in flight; the node answers each by its request id. Any failed
+    call (or a lost connection) raises `ClientError` naming the call."""
+    first = client.next_id
+    client.next_id += len(calls)
+    answers: list[Value | None] = [None] * len(calls)
+    room = asyncio.Semaphore(window)
+
+    async def send() -> None:
+        for index, (target, value) in enumerate(calls):
+            await room.acquire()
+            request = message("client_call", request_id=first + index, target=target, input=value)
+            await write_message(client.writer, request)
+
+    async def receive() -> None:
+        for _ in calls:
+            async with asyncio.timeout(timeout):
+                answer = await read_message(client.reader)
+            if answer is None:
+                raise ClientError("the node closed the connection")
+            index = answer.get("request_id", first - 1) - first
+            if answer["type"] != "call_response" or not 0 <= index < len(calls):
+                raise ClientError(f"unexpected answer {answer!r}")
+            if not answer["ok"]:
+                raise ClientError(f"call {index} failed: {answer['error_kind']}: {answer['error']}")
+            answers[index] = answer["value"]
+            room.release()
+
+    try:
+        await asyncio.gather(send(), receive())
+    except (OSError, TimeoutError, WireError) as error:
+        raise ClientError(f"pipelined calls broke off: {error!r}") from None
+    return answers  # type: ignore[return-value]  # receive filled every slot
 
 
 def wait_connected(node: Node, peers: Iterable[str], timeout: float = START_TIMEOUT) -> None:

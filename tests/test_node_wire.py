@@ -446,6 +446,14 @@ EXAMPLES: dict[str, dict[str, object]] = {
     "client_create": {"request_id": 10, "behavior": "pong", "controller": None},
     "status": {"request_id": 11},
     "status_response": {"request_id": 11, "status": {"objects": [], "uptime": 1.5}},
+    "state_hash": {"request_id": 12},
+    "state_hash_response": {"request_id": 12, "state_hash": NONCE, "events": 7},
+    "snapshot": {"request_id": 13},
+    "snapshot_response": {"request_id": 13, "index": 7, "state_hash": NONCE},
+    "peek": {"request_id": 14, "object_id": 3},
+    "peek_response": {"request_id": 14, "object": None},
+    "load": {"request_id": 15, "tape": "QVZN"},
+    "load_response": {"request_id": 15, "behaviors": {"ping": NONCE}},
 }
 
 

@@ -1,4 +1,4 @@
-"""`avm node`, `avm call`, `avm create`, `avm status`: thin click commands over the node.
+"""`avm node`, the client commands and `avm replay`: thin click commands over the node.
 
 Exit codes as for `avm run`: 0 success, 1 an error (a clear message on stderr), 2 a usage
 error. `avm node` prints exactly one line on stdout once it listens, and logs to stderr.
@@ -83,7 +83,6 @@ _SECRET = click.option(
     "--load",
     "files",
     multiple=True,
-    required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A .tape file whose behaviors this node runs (repeatable).",
 )
@@ -119,6 +118,25 @@ _SECRET = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Append the trace here as JSON lines.",
 )
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data directory: log every event durably and restart from it (docs/durability.md).",
+)
+@click.option(
+    "--snapshot-every",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Events between snapshots (with --data).",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=1_000,
+    show_default=True,
+    help="Events between state hashes logged for `avm replay` (with --data).",
+)
 def node_command(
     name: str,
     listen: str,
@@ -130,8 +148,13 @@ def node_command(
     fuel: int,
     jit: str,
     trace_out: Path | None,
+    data: Path | None,
+    snapshot_every: int,
+    checkpoint_every: int,
 ) -> None:
-    """Run a node: host objects of the loaded behaviors, serve peers and clients."""
+    """Run a node: host objects of the loaded behaviors, serve peers and clients.
+
+    With --data, a restart needs no --load: the programs are in the log."""
     host, port = _address(listen, "--listen")
     _name(name, "--name")
     peer_table: dict[str, tuple[str, int]] = {}
@@ -143,10 +166,16 @@ def node_command(
     secret = _secret(secret_file)
     if secret is None and not _is_loopback(host):
         _fail(f"listening on {host} needs --secret-file (without one, only loopback is allowed)")
+    if not files and data is None:
+        raise click.UsageError("give --load FILE (or --data DIR of a node that loaded some)")
     programs = [_load(path) for path in files]
     import asyncio
 
+    from avm_vm.node.durable import DataError
+    from avm_vm.node.engine import LoadError
+    from avm_vm.node.eventlog import LogError
     from avm_vm.node.node import NodeConfig
+    from avm_vm.node.state import StateError
 
     config = NodeConfig(
         name=name,
@@ -159,12 +188,17 @@ def node_command(
         fuel=fuel,
         jit=jit,
         trace_out=trace_out,
+        data=data,
+        snapshot_every=snapshot_every,
+        checkpoint_every=checkpoint_every,
     )
     try:
         asyncio.run(_serve(config, programs))
     except OSError as error:
-        _fail(f"cannot listen on {listen}: {error.strerror or error}")
-    except RegistryError as error:  # two loaded files define the same behavior
+        _fail(f"cannot listen on {listen} or use {data}: {error.strerror or error}")
+    except (RegistryError, LoadError) as error:  # two loaded files define the same behavior
+        _fail(str(error))
+    except (DataError, LogError, StateError) as error:
         _fail(str(error))
     sys.stdout.flush()
     sys.stderr.flush()
@@ -304,7 +338,101 @@ def _status_text(status: dict[str, Any]) -> str:
         lines.append(f"  {key.replace('_', ' ')}: {count}")
     for key in ("directory", "parked_runs", "queued", "pending_requests"):
         lines.append(f"  {key.replace('_', ' ')}: {status.get(key)}")
+    lines.append(f"events applied: {status.get('events')}")
+    lines.append(f"state hash: {status.get('state_hash') or '(runs are parked)'}")
     return "\n".join(lines)
 
 
-COMMANDS = (node_command, call_command, create_command, status_command)
+@click.command("state-hash")
+@click.argument("node")
+@_client_options
+def state_hash_command(node: str, secret_file: Path | None, timeout: float) -> None:
+    """Print NODE's state hash and how many events it has applied."""
+    digest, events = _ask(node, secret_file, timeout, lambda c: c.state_hash(timeout))
+    click.echo(f"{digest} after {events} events")
+
+
+@click.command("snapshot")
+@click.argument("node")
+@_client_options
+def snapshot_command(node: str, secret_file: Path | None, timeout: float) -> None:
+    """Have NODE write a snapshot of its state now (or once no run is parked)."""
+    index, digest = _ask(node, secret_file, timeout, lambda c: c.snapshot(timeout))
+    click.echo(f"snapshot at event {index}, state hash {digest}")
+
+
+@click.command("peek")
+@click.argument("node")
+@click.argument("target", metavar="OBJECT")
+@click.option("--json", "as_json", is_flag=True, help="Print the object as one JSON object.")
+@_client_options
+def peek_command(
+    node: str, target: str, as_json: bool, secret_file: Path | None, timeout: float
+) -> None:
+    """Show OBJECT's behavior, code hash, metadata and state; NODE logs and changes nothing."""
+    from avm_vm.node.codec import value_from_json
+
+    object_id = _object(target)
+    shipped = _ask(node, secret_file, timeout, lambda c: c.peek(object_id, timeout))
+    if as_json:
+        click.echo(json.dumps(shipped, sort_keys=True))
+        return
+    click.echo(f"obj:{object_id}  {shipped['behavior']}  on {shipped['machine']}")
+    click.echo(f"  code hash: {shipped['code_hash']}")
+    for key in ("creating", "current"):
+        click.echo(f"  {key} controller: {shipped[key] or '(none)'}")
+    state = tuple(value_from_json(v) for v in shipped["state"])
+    click.echo(f"  state: {render(state)}")
+
+
+@click.command("load")
+@click.argument("node")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_client_options
+def load_command(node: str, file: Path, secret_file: Path | None, timeout: float) -> None:
+    """Upgrade NODE's code: FILE's behaviors replace those of the same name (a logged event).
+
+    Existing objects keep their state and run the new code from their next call."""
+    from avm_vm.bytecode import encode
+
+    tape = encode(_load(file))
+    behaviors = _ask(node, secret_file, timeout, lambda c: c.load(tape, timeout))
+    for name, digest in sorted(behaviors.items()):
+        click.echo(f"loaded {name}  code hash {digest}")
+
+
+@click.command("replay")
+@click.argument("data", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--from-snapshot/--from-start",
+    default=True,
+    show_default=True,
+    help="Begin at the latest valid snapshot, or re-execute the whole log.",
+)
+def replay_command(data: Path, from_snapshot: bool) -> None:
+    """Re-execute a node's event log offline and check it reaches the recorded state.
+
+    Exit 0 when everything matches, 1 on a mismatch (the first diverging event is named)."""
+    from avm_vm.node.durable import DataError, describe, replay
+    from avm_vm.node.eventlog import LogError
+    from avm_vm.node.state import StateError
+
+    try:
+        report = replay(data, from_start=not from_snapshot)
+    except (DataError, LogError, StateError, OSError) as error:
+        _fail(str(error))
+    click.echo(describe(report, data))
+    sys.exit(0 if report.divergence is None else 1)
+
+
+COMMANDS = (
+    node_command,
+    call_command,
+    create_command,
+    status_command,
+    state_hash_command,
+    snapshot_command,
+    peek_command,
+    load_command,
+    replay_command,
+)

@@ -1,12 +1,14 @@
 """Talking to a running node from outside: one connection, one request, one answer.
 
-`avm call`, `avm create` and `avm status` use these; so can tests and scripts. Every
+`avm call`, `avm create`, `avm status` and the durable-node commands (`avm state-hash`,
+`avm snapshot`, `avm peek`, `avm load`) use these; so can tests and scripts. Every
 failure is a `ClientError` whose message is fit for a user.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 from contextlib import suppress
 from typing import Any
 
@@ -97,6 +99,28 @@ class Client:
 
     async def status(self, timeout: float = 10.0) -> dict[str, Any]:
         return (await self.request("status", timeout))["status"]
+
+    async def state_hash(self, timeout: float = 10.0) -> tuple[str, int]:
+        """The node's state hash and how many events it has applied."""
+        answer = await self.request("state_hash", timeout)
+        return answer["state_hash"], answer["events"]
+
+    async def snapshot(self, timeout: float = 10.0) -> tuple[int, str]:
+        """Have the node write a snapshot; answers its event index and state hash."""
+        answer = await self.request("snapshot", timeout)
+        return answer["index"], answer["state_hash"]
+
+    async def peek(self, object_id: int, timeout: float = 10.0) -> dict[str, Any]:
+        """An object's behavior, code hash, metadata and state; the node changes nothing."""
+        shipped = (await self.request("peek", timeout, object_id=object_id))["object"]
+        if shipped is None:
+            raise ClientError(f"no object obj:{object_id} on this node")
+        return shipped
+
+    async def load(self, tape: bytes, timeout: float = 10.0) -> dict[str, str]:
+        """Upgrade the node's code; answers the loaded behaviors' code hashes."""
+        encoded = base64.b64encode(tape).decode()
+        return (await self.request("load", timeout, tape=encoded))["behaviors"]
 
 
 def _value(answer: Message) -> Value:

@@ -1,22 +1,36 @@
 """The node's VM side: the runtime and every operation on it, run in the one worker thread.
 
-The event loop (`avm_vm.node.node`) never touches the runtime; it hands the engine one job
-at a time, and each job answers a `Step`: the run's outcome (or why it could not start),
-the request payload a parked run needs shipped, and the create/destroy notifications the
-step's committed changes call for (spec §11.3; a create inside a transaction is announced
-when it commits, an aborted one never).
+The event loop (`avm_vm.node.node`) never touches the runtime; it hands the engine one
+event at a time (`apply`), and each answers a `Step`: the run's outcome (or why it could
+not start), the request payload a parked run needs shipped, and the create/destroy
+notifications the step's committed changes call for (spec §11.3; a create inside a
+transaction is announced when it commits, an aborted one never).
+
+Every input that changes the engine is an event (a JSON object, `avm_vm.node.eventlog`),
+and `apply` is the one function that applies it, live and in replay, so the engine's state
+is a pure function of the events applied (docs/durability.md). Each event carries the
+wall-clock time it was logged at, which is what `now()` answers while it is applied.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avm_vm.bytecode import content_hash, decode
+from avm_vm.diagnostics import DiagnosticError
 from avm_vm.errors import AvmError, ErrorKind
+from avm_vm.handlers.events import EntropyPool
 from avm_vm.node import entry
+from avm_vm.node.codec import value_from_json, value_to_json
 from avm_vm.node.directory import Directory
-from avm_vm.node.messages import Message, message
+from avm_vm.node.eventlog import Event, encode_event
+from avm_vm.node.messages import Message, decode_message, message
+from avm_vm.node.requests import run_answer
 from avm_vm.node.transfer import (
     TransferError,
     duct_from_wire,
@@ -26,10 +40,12 @@ from avm_vm.node.transfer import (
     install_object,
 )
 from avm_vm.program import Program
-from avm_vm.runs import Failed, MoveOut, Outcome, Parked, RemoteFailure, Run, Teleport
+from avm_vm.registry import RegistryError
+from avm_vm.runs import Done, Failed, MoveOut, Outcome, Parked, Teleport
 from avm_vm.runtime import Runtime, RuntimeOptions
-from avm_vm.trace import entry_json
-from avm_vm.values import NOTHING, ObjectRef, Value
+from avm_vm.trace import BehaviorUpgraded, entry_json
+from avm_vm.values import NOTHING, ObjectRef
+from avm_vm.vm import Interpreter
 
 STATUS_OBJECTS = 1000  # objects listed by `avm status` (the count is always exact)
 
@@ -44,58 +60,182 @@ class Step:
     payload: dict[str, Any] | None = None  # a parked run's activation or object to ship
     notices: list[Message] = field(default_factory=list)
 
+    def digest(self) -> bytes:
+        """8 bytes summing up what the step let out, so replay can tell the first event
+        whose effects differ (docs/durability.md)."""
+        outcome = self.outcome
+        if outcome is None:
+            shown: object = ["error", self.error_kind, self.error]
+        elif type(outcome) is Done:
+            shown = ["done", value_to_json(outcome.value)]
+        elif type(outcome) is Failed:
+            shown = ["failed", *failure_of(outcome)]
+        else:
+            shown = ["parked", type(outcome.request).__name__, self.payload]
+        notices = [[n["type"], n["object_id"], n.get("machine_id")] for n in self.notices]
+        return hashlib.sha256(encode_event({"o": shown, "n": notices})).digest()[:8]
+
+
+class LoadError(Exception):
+    """A code load that cannot apply (bad tape, a conflict); nothing was changed."""
+
+
+@dataclass
+class Loaded:
+    """A program a load event brought in: its .tape bytes and its interpreter."""
+
+    tape: bytes
+    interpreter: Interpreter
+
 
 class Engine:
     def __init__(
-        self,
-        programs: list[Program],
-        options: RuntimeOptions,
-        directory: Directory,
-        trace_out: Path | None = None,
+        self, options: RuntimeOptions, directory: Directory, trace_out: Path | None = None
     ) -> None:
-        self.runtime = Runtime(tuple(programs), options, network=directory)
+        self.runtime = Runtime((), options, network=directory)
         self.runtime.store.track_changes()
+        self.runtime.entropy = EntropyPool()
         self.entry = self.runtime.load(entry.ENTRY)
         self.directory = directory
         self.here = options.machine
         self.trace_out = trace_out
+        self.loaded: list[Loaded] = []  # in load order; snapshots refer to them by index
+        self.applied = 0  # events applied: the index of the next one
+        self.boots = 0  # start-ups (entropy events marked boot): request ids use it
+        self.handlers: dict[str, Callable[[Event], Step]] = {
+            "load": self._load,
+            "entropy": self._entropy,
+            "peer": self._peer,
+            "client_call": self._client_call,
+            "client_create": self._client_create,
+            "call": self._serve_call,
+            "teleport": self._arrive,
+            "resume": self._resume,
+            "install": self._install,
+            "forget": self._forget,
+            "learn": self._learn,
+            "unlearn": self._unlearn,
+            "checkpoint": lambda event: Step(),
+        }
+
+    # ----------------------------------------------------------------- events
+
+    def apply(self, event: Event) -> Step:
+        """Apply one event: the only way the engine's state changes (live and replay)."""
+        self.applied += 1
+        self.runtime.event_time = event["t"]
+        return self.handlers[event["k"]](event)
+
+    def check_load(self, tape: bytes, upgrade: bool) -> Program:
+        """The program a load event of ``tape`` would bring in; `LoadError` if it cannot
+        apply, so a bad load is refused before it is logged."""
+        try:
+            program = decode(tape, "<loaded tape>")
+        except DiagnosticError as error:
+            raise LoadError(f"the program does not load: {error.render()}") from None
+        if self.has_program(program):
+            raise LoadError("this program is already loaded")
+        registry = self.runtime.registry
+        for behavior in program.behaviors:
+            old = registry.behavior(behavior.name)
+            if old is None:
+                continue
+            if not upgrade:
+                raise LoadError(f"behavior already registered: {behavior.name}")
+            fields = _fields(old.interpreter.program, behavior.name)
+            if fields != behavior.fields:
+                raise LoadError(
+                    f"behavior {behavior.name} cannot be upgraded: its fields change from "
+                    f"{list(fields)} to {list(behavior.fields)}, and objects keep their state"
+                )
+        return program
+
+    def has_program(self, program: Program) -> bool:
+        digest = content_hash(program)
+        return any(content_hash(item.interpreter.program) == digest for item in self.loaded)
+
+    def _load(self, event: Event) -> Step:
+        tape = base64.b64decode(event["tape"])
+        program = self.check_load(tape, event["upgrade"])
+        rt = self.runtime
+        before = {b.name: rt.registry.code_hash(b.name) for b in program.behaviors}
+        try:
+            interpreter = rt.load(program, replace=event["upgrade"])
+        except RegistryError as error:  # check_load refuses these first
+            raise LoadError(str(error)) from None
+        self.loaded.append(Loaded(tape, interpreter))
+        store = rt.store
+        for name, old in before.items():
+            new = rt.registry.code_hash(name)
+            if old is None or new is None or old == new:
+                continue
+            # Objects run their behavior's current code, so their record shows its hash.
+            for object_id, record in list(store.objects.items()):
+                if record.behavior == name:
+                    store.objects[object_id] = record._replace(code_hash=new)
+            rt.emit_at(BehaviorUpgraded(name, old.hex(), new.hex()), None)
+        if not rt.parked:
+            self._flush_trace()
+        return Step()
+
+    def _entropy(self, event: Event) -> Step:
+        assert self.runtime.entropy is not None
+        self.runtime.entropy.mix(bytes.fromhex(event["bytes"]))
+        self.boots += event["boot"]
+        return Step()
+
+    def _peer(self, event: Event) -> Step:
+        self.directory.add_peer(event["machine"], event["prefix"])
+        return Step()
 
     # ----------------------------------------------------------------- runs
 
-    def client_call(self, target: int, value: Value) -> Step:
+    def _client_call(self, event: Event) -> Step:
         """``return call(target, value)`` as a top-level program."""
-        return self._step(self.runtime.start(self.entry, entry.CALL, (ObjectRef(target), value)))
+        args = (ObjectRef(event["target"]), value_from_json(event["input"]))
+        return self._step(self.runtime.start(self.entry, entry.CALL, args))
 
-    def client_create(self, behavior: str, controller: str | None) -> Step:
+    def _client_create(self, event: Event) -> Step:
         """``return create behavior`` as a top-level program; the behavior must be loaded."""
+        behavior, controller = event["behavior"], event["controller"]
         if self.runtime.registry.behavior(behavior) is None:
             error = AvmError(ErrorKind.BEHAVIOR_NOT_FOUND, name=behavior)
             return Step(error=error.message, error_kind=error.kind.qualified_name)
         args = (behavior, NOTHING if controller is None else controller)
         return self._step(self.runtime.start(self.entry, entry.CREATE, args))
 
-    def serve_call(
-        self, target: int, value: Value, sender: int, duct: list[tuple[str, int, int]]
-    ) -> Step:
+    def _serve_call(self, event: Event) -> Step:
         """A peer's call: the callee runs as the base of a new run (spec §11.2)."""
         rt = self.runtime
+        duct = [tuple(link) for link in event["duct"]]
         call_id = duct[-1][2] if duct else rt.next_call_id()
+        value = value_from_json(event["input"])
         try:
-            outcome = rt.start_call(target, value, sender, call_id, duct_from_wire(duct[:-1]))
+            outcome = rt.start_call(
+                event["target"], value, event["sender"], call_id, duct_from_wire(duct[:-1])
+            )
         except AvmError as error:
             return Step(error=error.message, error_kind=error.kind.qualified_name)
         return self._step(outcome)
 
-    def arrive(self, shipped: dict[str, Any]) -> Step:
+    def _arrive(self, event: Event) -> Step:
         """A teleported activation continues here, unless this node lacks its code."""
         try:
-            act, dst, came_from = import_activation(self.runtime, shipped)
+            act, dst, came_from = import_activation(self.runtime, event["activation"])
         except TransferError as error:
             return Step(error=str(error), error_kind="TransferRefused")
         return self._step(self.runtime.arrive(act, dst, came_from))
 
-    def resume(self, run: Run, answer: Value | AvmError | RemoteFailure) -> Step:
-        return self._step(self.runtime.resume(run, answer))
+    def _resume(self, event: Event) -> Step:
+        """The answer to the top parked run's request (or why there is none) resumes it."""
+        run = self.runtime.parked[-1]
+        request = run.request
+        assert request is not None
+        answer = event["answer"]
+        got = answer["fail"] if "fail" in answer else decode_message(answer)
+        if type(request) is MoveOut and not isinstance(got, str) and got["ok"]:
+            self.directory.learn(request.object_id, request.machine)  # before it resumes
+        return self._step(self.runtime.resume(run, run_answer(request, got)))  # type: ignore[arg-type]
 
     def _step(self, outcome: Outcome) -> Step:
         step = Step(outcome)
@@ -115,22 +255,39 @@ class Engine:
 
     # ----------------------------------------------------------------- objects
 
-    def install(self, object_id: int, shipped: dict[str, Any]) -> Step:
+    def _install(self, event: Event) -> Step:
         """A peer moves an object here."""
         try:
-            install_object(self.runtime, object_id, shipped)
+            install_object(self.runtime, event["object_id"], event["object"])
         except TransferError as error:
             return Step(error=str(error), error_kind="TransferRefused")
         return Step(notices=self._notices())
 
     def export(self, object_id: int) -> dict[str, Any] | None:
+        """The object as shipped to a peer, or None; reads only (no event)."""
         return export_object(self.runtime, object_id)
 
-    def forget(self, object_id: int, machine: str) -> Step:
+    def peek(self, object_id: int) -> dict[str, Any] | None:
+        """`avm peek`: the object's record and state, read-only (no event)."""
+        shipped = export_object(self.runtime, object_id)
+        if shipped is not None:
+            record = self.runtime.store.objects[object_id]
+            shipped.update(id=object_id, machine=record.machine)
+        return shipped
+
+    def _forget(self, event: Event) -> Step:
         """The object now lives on ``machine``: drop it here, and say where it went."""
-        self.directory.learn(object_id, machine)
-        self.runtime.store.forget(object_id)
+        self.directory.learn(event["object_id"], event["machine"])
+        self.runtime.store.forget(event["object_id"])
         return Step(notices=self._notices())
+
+    def _learn(self, event: Event) -> Step:
+        self.directory.learn(event["object_id"], event["machine"])
+        return Step()
+
+    def _unlearn(self, event: Event) -> Step:
+        self.directory.forget(event["object_id"], event["machine"])
+        return Step()
 
     def _notices(self) -> list[Message]:
         """create_notify for objects that appeared here, and for objects that left, where
@@ -181,3 +338,7 @@ def failure_of(outcome: Failed) -> tuple[str, str]:
     """The error kind and text a failed run answers with."""
     error = outcome.failure.error
     return error.kind.qualified_name, error.message
+
+
+def _fields(program: Program, behavior: str) -> tuple[str, ...]:
+    return next(b.fields for b in program.behaviors if b.name == behavior)

@@ -231,6 +231,16 @@ KINDS: dict[str, Kind] = {
     "client_create": Kind({"request_id": U64, "behavior": STR, "controller": Optional(STR)}),
     "status": Kind({"request_id": U64}),
     "status_response": Kind({"request_id": U64, "status": JsonObject()}),
+    # Durable nodes (docs/durability.md): `avm state-hash`, `avm snapshot`, `avm peek`,
+    # `avm load`. A peek and a state hash change nothing; a load is a logged upgrade event.
+    "state_hash": Kind({"request_id": U64}),
+    "state_hash_response": Kind({"request_id": U64, "state_hash": HEX32, "events": U64}),
+    "snapshot": Kind({"request_id": U64}),
+    "snapshot_response": Kind({"request_id": U64, "index": U64, "state_hash": HEX32}),
+    "peek": Kind({"request_id": U64, "object_id": U64}),
+    "peek_response": Kind({"request_id": U64, "object": Optional(JsonObject())}),
+    "load": Kind({"request_id": U64, "tape": STR}),
+    "load_response": Kind({"request_id": U64, "behaviors": JsonObject()}),
 }
 
 
@@ -290,10 +300,14 @@ class RequestIds:
     and one answer can complete another node's call; a prefix keeps them apart.
     """
 
-    def __init__(self, prefix: int) -> None:
+    def __init__(self, prefix: int, start: int = 0) -> None:
+        """``start``: where in the prefix's 48-bit range to begin (a restarted node begins
+        past the ids its earlier runs used)."""
         if not 0 <= prefix <= 0xFFFF:
             raise ValueError(f"a node prefix is 16 bits (0..65535), got {prefix}")
-        self._next = prefix << 48
+        if not 0 <= start < 1 << 48:
+            raise ValueError(f"request ids start within 48 bits, not at {start}")
+        self._next = (prefix << 48) + start
         self._end = (prefix + 1) << 48
 
     def next(self) -> int:

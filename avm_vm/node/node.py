@@ -11,11 +11,18 @@ A→B→A re-entrant calls complete (the reference deadlocks, spec §11.8).
 Every request to a peer has a unique id (the node prefix in bits 63..48, spec §11.5 reuses
 ids) and an entry in the pending map, failed on timeout and on disconnect, so nothing waits
 forever. Wire details and the node's behaviour: docs/wire.md.
+
+Every input that changes the VM is an event handed to `Recorder.record` (avm_vm.node.durable):
+with `--data` it is logged durably before it is applied, and its outputs (answers, requests,
+notices) leave only after both. The VM's state is then a pure function of the log
+(docs/durability.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,11 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avm_vm.bytecode import encode
 from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.node.auth import HandshakeError, handshake
+from avm_vm.node.codec import value_to_json
 from avm_vm.node.directory import Directory
-from avm_vm.node.engine import Engine, Step, failure_of
-from avm_vm.node.messages import Message, RequestIds, message
+from avm_vm.node.durable import RESTARTED, Meta, Recorder, open_data, settle_meta
+from avm_vm.node.engine import Engine, LoadError, Step, failure_of
+from avm_vm.node.eventlog import Event
+from avm_vm.node.messages import Message, RequestIds, encode_message, message
 from avm_vm.node.peers import Connection, log
 from avm_vm.node.requests import (
     Answer,
@@ -37,14 +48,13 @@ from avm_vm.node.requests import (
     call_answer,
     object_answer,
     request_message,
-    run_answer,
 )
+from avm_vm.node.state import StateError, capture, state_hash
 from avm_vm.node.wire import WireError
 from avm_vm.program import Program
 from avm_vm.runs import (
     Done,
     Failed,
-    MoveOut,
     Parked,
     RemoteCall,
     Request,
@@ -71,7 +81,20 @@ _PEER_KINDS = frozenset(
         "error",
     }
 )
-_CLIENT_KINDS = frozenset({"client_call", "client_create", "status", "ping", "error"})
+_CLIENT_KINDS = frozenset(
+    {
+        "client_call",
+        "client_create",
+        "status",
+        "ping",
+        "error",
+        "state_hash",
+        "snapshot",
+        "peek",
+        "load",
+    }
+)
+SNAPSHOT_POLL = 0.02  # seconds between tries of an on-demand snapshot while runs are parked
 
 
 @dataclass(frozen=True)
@@ -88,6 +111,9 @@ class NodeConfig:
     record_trace: bool = False
     trace_out: Path | None = None
     drain_timeout: float = 5.0  # on stop: how long in-flight runs may take to finish
+    data: Path | None = None  # the data directory: log events durably, restart from it
+    snapshot_every: int = 10_000  # events between snapshots (with `data`)
+    checkpoint_every: int = 1_000  # events between logged state hashes (with `data`)
 
 
 @dataclass
@@ -124,8 +150,8 @@ class Node:
         self.links: dict[str, Connection] = {}  # peer node → the connection used to send
         self.connections: set[Connection] = set()
         self.unsent: dict[str, list[tuple[int, Message]]] = {}  # for peers not connected yet
-        self.jobs: deque[tuple[Origin | None, Callable[[Engine], Step]]] = deque()
-        self.answers: dict[Run, object] = {}
+        self.jobs: deque[tuple[Origin | None, Event]] = deque()
+        self.answers: dict[Run, dict[str, Any]] = {}  # a parked run's answer, as logged
         self.origins: dict[Run, Origin] = {}
         self.stopping = False
         self.busy = False  # a job is on the VM
@@ -137,6 +163,7 @@ class Node:
         self.server: asyncio.Server | None = None
         self.directory: Directory
         self.engine: Engine
+        self.recorder: Recorder
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -144,27 +171,62 @@ class Node:
         """Listen, build the VM (its id prefix may come from the port), dial the peers."""
         self.server = await asyncio.start_server(self._accept, self.config.host, self.config.port)
         self.port = self.server.sockets[0].getsockname()[1]
-        self.prefix = self.port & 0xFFFF if self.config.prefix is None else self.config.prefix
-        self.directory = Directory(self.name, self.prefix)
-        for peer in self.config.peers:
-            self.directory.add_peer(peer)
-        options = RuntimeOptions(
-            fuel=self.config.fuel,
-            machine=self.name,
-            node_prefix=self.prefix,
-            record_trace=self.config.record_trace or self.config.trace_out is not None,
-            jit=self.config.jit,
-        )
+        config = self.config
+        self.prefix = self.port & 0xFFFF if config.prefix is None else config.prefix
         loop = asyncio.get_running_loop()
-        self.engine = await loop.run_in_executor(
-            self.executor,
-            lambda: Engine(self.programs, options, self.directory, self.config.trace_out),
-        )
-        self.request_ids = RequestIds(self.prefix)
+        self.recorder = await loop.run_in_executor(self.executor, self._open)
+        self.engine = self.recorder.engine
+        self.directory = self.engine.directory
+        await loop.run_in_executor(self.executor, self._boot)
+        # Request ids never repeat across restarts: each boot numbers from its own range.
+        self.request_ids = RequestIds(self.prefix, (self.engine.boots % (1 << 16)) << 32)
+        for run in self.engine.runtime.parked:  # their requests died with the last process
+            self.answers[run] = RESTARTED
         self.wake = asyncio.Event()
         self._spawn(self._schedule())
         for peer, (host, port) in self.config.peers.items():
             self._spawn(self._dial(peer, host, port))
+
+    def _open(self) -> Recorder:
+        """The VM: restored from the data directory, or fresh (on the VM thread)."""
+        config = self.config
+        trace = config.record_trace or config.trace_out is not None
+        if config.data is None:
+            meta = Meta(self.name, self.prefix, config.fuel)
+            options = meta.options(config.jit, trace)
+            engine = Engine(options, Directory(self.name, self.prefix), config.trace_out)
+            return Recorder(engine)
+        meta = settle_meta(config.data, self.name, config.prefix, self.prefix, config.fuel)
+        self.prefix = meta.prefix
+        directory = Directory(self.name, self.prefix)
+        recorder, replayed = open_data(
+            config.data, meta, config.jit, trace, config.trace_out, directory
+        )
+        recorder.snapshot_every = config.snapshot_every
+        recorder.checkpoint_every = config.checkpoint_every
+        if replayed:
+            log(f"replayed {replayed} events from {config.data}")
+        return recorder
+
+    def _boot(self) -> None:
+        """The start-up events: fresh entropy, the configured peers, the --load programs
+        this node does not run yet. A loaded behavior name is refused (use `avm load`),
+        before anything is logged."""
+        record, engine = self.recorder.record, self.engine
+        new = [program for program in self.programs if not engine.has_program(program)]
+        names = [behavior.name for program in new for behavior in program.behaviors]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise LoadError(f"behavior already registered: {twice[0]}")
+        tapes = [encode(program) for program in new]
+        for tape in tapes:
+            engine.check_load(tape, upgrade=False)
+        record({"k": "entropy", "bytes": os.urandom(32).hex(), "boot": True})
+        for peer in self.config.peers:
+            if peer not in engine.directory.peers:
+                record({"k": "peer", "machine": peer, "prefix": None})
+        for tape in tapes:
+            record({"k": "load", "tape": base64.b64encode(tape).decode(), "upgrade": False})
 
     @property
     def address(self) -> str:
@@ -199,6 +261,12 @@ class Node:
             await conn.close()
         with suppress(Exception):
             await asyncio.wait_for(self.server.wait_closed(), 1.0)  # type: ignore[union-attr]
+        if not self.busy:  # a run still computing keeps the VM thread: leave it be
+            # A clean stop leaves a snapshot, so the next start replays nothing. Every event
+            # is already durable, so skipping this loses nothing.
+            with suppress(StateError):
+                await self._on_vm(lambda engine: self.recorder.snapshot())
+            await self._on_vm(lambda engine: self.recorder.close())
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _spawn(self, coroutine: Any) -> asyncio.Task:
@@ -318,7 +386,9 @@ class Node:
                 return
             self._spawn(current.close())
         self.links[conn.name] = conn
-        self.directory.add_peer(conn.name, conn.prefix)
+        directory = self.directory
+        if conn.name not in directory.peers or directory.prefixes.get(conn.prefix) != conn.name:
+            self._spawn(self._apply({"k": "peer", "machine": conn.name, "prefix": conn.prefix}))
         log(f"peer {conn.name} connected ({conn.address})")
         for rid, outgoing in self.unsent.pop(conn.name, []):
             if self.pending.machine_of(rid) is not None:
@@ -376,37 +446,32 @@ class Node:
     def _on_pong(self, conn: Connection, msg: Message) -> None:
         pass  # hearing from the peer is the point (Connection.heard)
 
-    def _on_create_notify(self, conn: Connection, msg: Message) -> None:
-        self.directory.learn(msg["object_id"], msg["machine_id"])
+    async def _on_create_notify(self, conn: Connection, msg: Message) -> None:
+        await self._apply(
+            {"k": "learn", "object_id": msg["object_id"], "machine": msg["machine_id"]}
+        )
 
-    def _on_destroy_notify(self, conn: Connection, msg: Message) -> None:
-        self.directory.forget(msg["object_id"], conn.name)
+    async def _on_destroy_notify(self, conn: Connection, msg: Message) -> None:
+        await self._apply({"k": "unlearn", "object_id": msg["object_id"], "machine": conn.name})
 
     def _on_call(self, conn: Connection, msg: Message) -> None:
-        origin = Origin(msg["request_id"], peer=conn.name)
-        target, value, sender, duct = msg["target"], msg["input"], msg["sender"], msg["duct"]
-        self._queue(origin, lambda engine: engine.serve_call(target, value, sender, duct))
+        event = {"k": "call", "target": msg["target"], "input": value_to_json(msg["input"])}
+        event.update(sender=msg["sender"], duct=[list(link) for link in msg["duct"]])
+        self._queue(Origin(msg["request_id"], peer=conn.name), event)
 
     def _on_teleport(self, conn: Connection, msg: Message) -> None:
         origin = Origin(msg["request_id"], peer=conn.name, teleport=True)
-        shipped = msg["activation"]
-        self._queue(origin, lambda engine: engine.arrive(shipped))
+        self._queue(origin, {"k": "teleport", "activation": msg["activation"]})
 
     def _on_client_call(self, conn: Connection, msg: Message) -> None:
         self.counters.client_requests += 1
-        target, value = msg["target"], msg["input"]
-        self._queue(
-            Origin(msg["request_id"], conn=conn),
-            lambda engine: engine.client_call(target, value),
-        )
+        event = {"k": "client_call", "target": msg["target"], "input": value_to_json(msg["input"])}
+        self._queue(Origin(msg["request_id"], conn=conn), event)
 
     def _on_client_create(self, conn: Connection, msg: Message) -> None:
         self.counters.client_requests += 1
-        behavior, controller = msg["behavior"], msg["controller"]
-        self._queue(
-            Origin(msg["request_id"], conn=conn),
-            lambda engine: engine.client_create(behavior, controller),
-        )
+        event = {"k": "client_create", "behavior": msg["behavior"], "controller": msg["controller"]}
+        self._queue(Origin(msg["request_id"], conn=conn), event)
 
     def _on_call_response(self, conn: Connection, msg: Message) -> None:
         self._answered(conn, msg)
@@ -430,8 +495,71 @@ class Node:
             pending_requests=len(self.pending),
             counters=vars(self.counters).copy(),
             peers=self._peer_table(),
+            state_hash=await self._on_vm(_state_hash),
+            events=self.engine.applied,
+            data=None if self.config.data is None else str(self.config.data),
         )
         conn.send(message("status_response", request_id=msg["request_id"], status=status))
+
+    async def _on_state_hash(self, conn: Connection, msg: Message) -> None:
+        digest = await self._on_vm(_state_hash)
+        if digest is None:
+            conn.send(message("error", message="runs are parked: the state hash waits for them"))
+            return
+        answer = message(
+            "state_hash_response",
+            request_id=msg["request_id"],
+            state_hash=digest,
+            events=self.engine.applied,
+        )
+        conn.send(answer)
+
+    async def _on_peek(self, conn: Connection, msg: Message) -> None:
+        """Read an object without logging anything or changing anything."""
+        object_id = msg["object_id"]
+        shipped = await self._on_vm(lambda engine: engine.peek(object_id))
+        conn.send(message("peek_response", request_id=msg["request_id"], object=shipped))
+
+    async def _on_snapshot(self, conn: Connection, msg: Message) -> None:
+        """Write a snapshot as soon as no run is parked."""
+        if self.config.data is None:
+            conn.send(message("error", message="this node has no data directory (--data)"))
+            return
+        while not self.stopping:
+            snap = await self._on_vm(lambda engine: self.recorder.snapshot())
+            if snap is not None:
+                answer = message(
+                    "snapshot_response",
+                    request_id=msg["request_id"],
+                    index=snap.index,
+                    state_hash=snap.state_hash,
+                )
+                conn.send(answer)
+                return
+            await asyncio.sleep(SNAPSHOT_POLL)
+
+    async def _on_load(self, conn: Connection, msg: Message) -> None:
+        """`avm load`: an upgrade event, refused (and not logged) if it cannot apply."""
+        try:
+            tape = base64.b64decode(msg["tape"], validate=True)
+        except ValueError:
+            conn.send(message("error", message="load.tape must be base64"))
+            return
+
+        def upgrade(engine: Engine) -> dict[str, str] | str:
+            try:
+                program = engine.check_load(tape, upgrade=True)
+            except LoadError as error:
+                return str(error)
+            self.recorder.record({"k": "load", "tape": msg["tape"], "upgrade": True})
+            registry = engine.runtime.registry
+            return {b.name: registry.code_hash(b.name).hex() for b in program.behaviors}
+
+        loaded = await self._on_vm(upgrade)
+        if isinstance(loaded, str):
+            conn.send(message("error", message=f"load refused: {loaded}"))
+            return
+        conn.send(message("load_response", request_id=msg["request_id"], behaviors=loaded))
 
     def _peer_table(self) -> list[dict[str, object]]:
         names = sorted(set(self.config.peers) | set(self.links))
@@ -450,9 +578,8 @@ class Node:
 
     async def _on_move_object(self, conn: Connection, msg: Message) -> None:
         """A peer moves an object here: install it if this node has its code."""
-        object_id = msg["object_id"]
-        shipped = msg["object"]
-        step = await self._on_vm(lambda engine: engine.install(object_id, shipped))
+        event = {"k": "install", "object_id": msg["object_id"], "object": msg["object"]}
+        step = await self._apply(event)
         self._broadcast(step.notices)
         conn.send(object_answer(msg["request_id"], step.error, step.error_kind))
 
@@ -486,9 +613,13 @@ class Node:
         )
 
     async def _forget(self, conn: Connection, rid: int, object_id: int, to: str) -> None:
-        step = await self._on_vm(lambda engine: engine.forget(object_id, to))
+        step = await self._apply({"k": "forget", "object_id": object_id, "machine": to})
         self._broadcast(step.notices)
         conn.send(object_answer(rid, None))
+
+    async def _apply(self, event: Event) -> Step:
+        """Record and apply an event that starts no run (directory, objects arriving)."""
+        return await self._on_vm(lambda engine: self.recorder.record(event))
 
     async def _on_vm(self, job: Callable[[Engine], Any]) -> Any:
         """Run a job on the VM thread, between runs (the executor runs one job at a time)."""
@@ -497,20 +628,18 @@ class Node:
 
     # ------------------------------------------------------------------ runs
 
-    def _queue(self, origin: Origin, job: Callable[[Engine], Step]) -> None:
+    def _queue(self, origin: Origin, event: Event) -> None:
         if self.stopping and origin.conn is not None:
             self._reply_error(origin, "Failed", "the node is shutting down")
             return
-        self.jobs.append((origin, job))
+        self.jobs.append((origin, event))
         self.wake.set()
 
-    def _next_job(self) -> tuple[Origin | None, Callable[[Engine], Step]] | None:
+    def _next_job(self) -> tuple[Origin | None, Event] | None:
         """The top parked run if its answer is in, else new work (nested on top)."""
         parked = self.engine.runtime.parked  # read between steps only: the VM is idle
         if parked and parked[-1] in self.answers:
-            run = parked[-1]
-            answer = self.answers.pop(run)
-            return None, lambda engine: engine.resume(run, answer)  # type: ignore[arg-type]
+            return None, {"k": "resume", "answer": self.answers.pop(parked[-1])}
         if self.jobs and len(parked) < MAX_PARKED:
             return self.jobs.popleft()
         return None
@@ -523,10 +652,10 @@ class Node:
                 await self.wake.wait()
                 self.wake.clear()
                 continue
-            origin, job = item
+            origin, event = item
             self.busy = True
             try:
-                step = await loop.run_in_executor(self.executor, job, self.engine)
+                step = await loop.run_in_executor(self.executor, self.recorder.record, event)
                 self._after(origin, step)
             except Exception as error:  # a bug: answer the request, keep scheduling
                 if self.stopping:
@@ -605,9 +734,9 @@ class Node:
         def answered(answer: Answer) -> None:
             if isinstance(answer, str) or not answer["ok"]:
                 self.counters.remote_failures += 1
-            elif type(request) is MoveOut:
-                self.directory.learn(request.object_id, request.machine)  # before it resumes
-            self.answers[run] = run_answer(request, answer)
+            self.answers[run] = (
+                {"fail": answer} if isinstance(answer, str) else encode_message(answer)
+            )
             self.wake.set()
 
         self.pending.expect(rid, request.machine, answered)
@@ -617,3 +746,11 @@ class Node:
 def _peer_address(writer: asyncio.StreamWriter) -> str:
     address = writer.get_extra_info("peername")
     return f"{address[0]}:{address[1]}" if address else "?"
+
+
+def _state_hash(engine: Engine) -> str | None:
+    """The state hash, or None while runs are parked (their state is not data)."""
+    try:
+        return state_hash(capture(engine))
+    except StateError:
+        return None

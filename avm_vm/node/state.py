@@ -1,0 +1,143 @@
+"""The engine's whole state as canonical JSON, its hashes, and rebuilding an engine from it.
+
+`capture` is what a snapshot stores and `restore` its inverse; both need a quiescent engine
+(no parked run, no open transaction), since a parked run's frames are not data. Two hashes:
+
+* the **state hash** covers the world behaviors can see (objects, states, registry and
+  program bytes, id and call counters, constraint store, directory, trace clock), so two
+  nodes given the same calls agree on it whatever restarts, clocks and entropy they saw;
+* the **full hash** also covers the node's bookkeeping (events applied, boots, entropy
+  pool, time), which replay must reproduce too.
+
+Both are sha256 of the canonical JSON (sorted keys, no spaces) of their part of the state.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+from avm_vm.bytecode import decode
+from avm_vm.node.codec import value_from_json, value_to_json
+from avm_vm.node.engine import Engine, Loaded
+from avm_vm.node.eventlog import encode_event
+from avm_vm.registry import BehaviorEntry, PureEntry
+from avm_vm.store import ObjectRecord
+
+State = dict[str, Any]
+_BOOKKEEPING = ("applied", "boots", "entropy", "time")
+
+
+class StateError(Exception):
+    """The engine cannot be captured now, or a stored state does not fit."""
+
+
+def capture(engine: Engine) -> State:
+    """The engine's state as JSON-ready data (canonical once encoded)."""
+    rt = engine.runtime
+    if rt.parked or rt.run is not None or rt.tx is not None:
+        raise StateError("the node is not quiescent (a run is parked or a transaction open)")
+    index = {id(item.interpreter): n for n, item in enumerate(engine.loaded)}
+    index[id(engine.entry)] = -1  # the node's built-in entry program
+    store, cons, directory = rt.store, rt.constraints, engine.directory
+    pool = rt.entropy
+    assert pool is not None
+    return {
+        "programs": [base64.b64encode(item.tape).decode() for item in engine.loaded],
+        "behaviors": {
+            name: [index[id(e.interpreter)], e.function, e.code_hash.hex()]
+            for name, e in sorted(rt.registry.behaviors.items())
+        },
+        "pures": {
+            name: [index[id(e.interpreter)], e.function, e.version]
+            for name, e in sorted(rt.registry.pures.items())
+        },
+        "objects": [
+            [i, r.behavior, r.code_hash and r.code_hash.hex(), r.machine, r.creating, r.current]
+            for i, r in sorted(store.objects.items())
+        ],
+        "states": [[i, [value_to_json(v) for v in s]] for i, s in sorted(store.states.items())],
+        "counters": {
+            "object": rt.ids.next_object,
+            "tx": rt.ids.next_tx,
+            "call": rt.call_ids,
+            "runs": rt.runs,
+            "trace": rt.trace.clock,
+            "var": cons.next_var,
+            "constraint": cons.next_constraint,
+        },
+        "domains": [[v, [value_to_json(x) for x in d]] for v, d in sorted(cons.domains.items())],
+        "constraints": [[n, value_to_json(c.raw)] for n, c in sorted(cons.constraints.items())],
+        "directory": {
+            "objects": sorted(directory.objects.items()),
+            "prefixes": sorted(directory.prefixes.items()),
+            "peers": sorted(directory.peers),
+        },
+        "applied": engine.applied,
+        "boots": engine.boots,
+        "entropy": [pool.state.hex(), pool.draws],
+        "time": rt.event_time,
+    }
+
+
+def _digest(part: State) -> str:
+    return hashlib.sha256(encode_event(part)).hexdigest()
+
+
+def state_hash(state: State) -> str:
+    """The world's hash: what two nodes given the same calls agree on."""
+    return _digest({k: v for k, v in state.items() if k not in _BOOKKEEPING})
+
+
+def full_hash(state: State) -> str:
+    """The hash of everything, the node's bookkeeping included (replay checks it)."""
+    return _digest(state)
+
+
+def restore(engine: Engine, state: State) -> None:
+    """Make a freshly built engine (no event applied) hold ``state``."""
+    rt = engine.runtime
+    try:
+        for text in state["programs"]:
+            tape = base64.b64decode(text)
+            engine.loaded.append(Loaded(tape, rt.load(decode(tape, "<snapshot>"), replace=True)))
+        interps = [item.interpreter for item in engine.loaded]
+
+        def interp(n: int) -> Any:
+            return engine.entry if n == -1 else interps[n]
+
+        registry = rt.registry
+        registry.behaviors = {
+            name: BehaviorEntry(interp(n), f, bytes.fromhex(h))
+            for name, (n, f, h) in state["behaviors"].items()
+        }
+        registry.pures = {
+            name: PureEntry(interp(n), f, v) for name, (n, f, v) in state["pures"].items()
+        }
+        store = rt.store
+        for i, behavior, code, machine, creating, current in state["objects"]:
+            code_hash = None if code is None else bytes.fromhex(code)
+            store.objects[i] = ObjectRecord(behavior, code_hash, machine, creating, current)
+        store.drain_changes()  # restored objects are not news to the peers
+        for i, values in state["states"]:
+            store.states[i] = tuple(value_from_json(v) for v in values)
+        counters = state["counters"]
+        rt.ids.next_object, rt.ids.next_tx = counters["object"], counters["tx"]
+        rt.call_ids, rt.runs, rt.trace.clock = counters["call"], counters["runs"], counters["trace"]
+        cons = rt.constraints
+        cons.next_var, cons.next_constraint = counters["var"], counters["constraint"]
+        for v, values in state["domains"]:
+            cons.domains[v] = tuple(value_from_json(x) for x in values)
+        for n, raw in state["constraints"]:
+            cons.constraints[n] = cons.parse(value_from_json(raw))
+        directory = engine.directory
+        directory.objects = {i: m for i, m in state["directory"]["objects"]}
+        directory.prefixes = {p: m for p, m in state["directory"]["prefixes"]}
+        directory.peers = set(state["directory"]["peers"])
+        engine.applied, engine.boots = state["applied"], state["boots"]
+        assert rt.entropy is not None
+        rt.entropy.state, rt.entropy.draws = bytes.fromhex(state["entropy"][0]), state["entropy"][1]
+        rt.event_time = state["time"]
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise StateError(f"the stored state does not fit this node: {error!r}") from None

@@ -1,0 +1,188 @@
+"""Durable nodes (`avm node --data DIR`): the cost of logging, replaying and restarting.
+
+    python bench/durable_bench.py                # 20,000 pipelined calls per logging run
+    python bench/durable_bench.py --calls 5000   # a quick look
+
+Every event is the same client call: ``["add", n]`` on one of 64 tally objects. Figures:
+
+- logging: calls per second a client gets from a node with --data (each event appended and
+  fsynced before it is applied) against the same node without --data; pipelined (256 calls
+  in flight) and one call at a time. The two nodes alternate in rounds, so a busy machine
+  slows both alike.
+- replaying: events per second of `avm replay DIR --from-start` on the log the logging runs
+  wrote (the whole process, start-up included), and of the replay function in this process.
+- restarting: seconds from launching the node to its ready line, on the same log, from its
+  latest snapshot and from the start of the log (a copy of DIR without its snapshots),
+  against a node with no data directory. Median of a few launches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from avm_vm.node.client import ClientError
+from avm_vm.node.durable import describe, replay
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the node-process harness the tests use
+from node_harness import Node, Nodes, Session, avm, compile_tape  # noqa: E402
+
+TALLIES = """
+behavior tally {
+  field total = 0
+  field count = 0
+  on ["add", n] { total += n; count += 1; return [total, count] }
+}
+"""
+OBJECTS = 64
+ROUNDS = 2
+LAUNCHES = 5
+REPLAYED = re.compile(r"replayed (\d+) events")  # what a node says it replayed at start
+
+
+class Feeder:
+    """One node and a client session on it, with tallies to call."""
+
+    def __init__(self, node: Node) -> None:
+        self.session = Session(node, timeout=120.0)
+        self.targets = [self.session.create("tally") for _ in range(OBJECTS)]
+        self.next = 0
+
+    def batch(self, count: int) -> list[tuple[int, tuple[str, int]]]:
+        calls = [
+            (self.targets[n % OBJECTS], ("add", n)) for n in range(self.next, self.next + count)
+        ]
+        self.next += count
+        return calls
+
+    def pipelined(self, count: int) -> float:
+        calls = self.batch(count)
+        start = time.perf_counter()
+        self.session.call_many(calls)
+        return time.perf_counter() - start
+
+    def one_by_one(self, count: int) -> float:
+        calls = self.batch(count)
+        start = time.perf_counter()
+        for target, value in calls:
+            self.session.call(target, value)
+        return time.perf_counter() - start
+
+
+def logging_rates(nodes: Nodes, tape: Path, data: Path, calls: int) -> dict[str, float]:
+    """Calls per second with and without --data, pipelined and one at a time."""
+    durable = nodes.start("bench", [tape], options=["--data", str(data), "--prefix", "7"])
+    plain = nodes.start("bench", [tape], options=["--prefix", "7"], label="plain")
+    feeders = {"with --data": Feeder(durable), "without --data": Feeder(plain)}
+    seconds = {(name, mode): 0.0 for name in feeders for mode in ("pipelined", "one by one")}
+    per_round, sequential = calls // ROUNDS, max(1, calls // (10 * ROUNDS))
+    for feeder in feeders.values():  # warm-up: code paths, JIT, page cache
+        feeder.pipelined(min(2_000, per_round))
+    for _ in range(ROUNDS):
+        for name, feeder in feeders.items():
+            seconds[name, "pipelined"] += feeder.pipelined(per_round)
+            seconds[name, "one by one"] += feeder.one_by_one(sequential)
+    durable_feeder = feeders["with --data"]
+    durable_feeder.session.snapshot()  # the restart figures start from this one
+    for feeder in feeders.values():
+        feeder.session.close()
+    durable.terminate()
+    counts = {"pipelined": per_round * ROUNDS, "one by one": sequential * ROUNDS}
+    return {f"{name}, {mode}": counts[mode] / s for (name, mode), s in seconds.items()}
+
+
+def launch_seconds(
+    nodes: Nodes, tape: Path, data: Path | None, keep_snapshots: bool, label: str
+) -> tuple[float, int]:
+    """Median seconds from launch to ready line over a few launches, each on a fresh copy
+    of ``data`` (a start may write a snapshot of its own); and the events the last launch
+    replayed, as the node reports it."""
+    samples, replayed = [], 0
+    for n in range(LAUNCHES):
+        options = ["--prefix", "7"]
+        if data is not None:
+            copy = nodes.directory / f"{label}-{n}"
+            shutil.copytree(data, copy)
+            if not keep_snapshots:
+                for path in copy.glob("snapshot-*"):
+                    path.unlink()
+            options = ["--data", str(copy)]
+        start = time.perf_counter()
+        node = nodes.start("bench", [tape], options=options, label=f"{label}-{n}")
+        samples.append(time.perf_counter() - start)
+        node.terminate()
+        found = REPLAYED.findall(node.log())
+        replayed = int(found[-1]) if found else 0
+    return statistics.median(samples), replayed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=20_000, help="pipelined calls per node")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        tmp = Path(directory)
+        nodes = Nodes(tmp)
+        try:
+            tape = compile_tape(TALLIES, tmp, "tallies")
+            data = tmp / "data"
+            rates = logging_rates(nodes, tape, data, args.calls)
+
+            start = time.perf_counter()
+            report = replay(data, from_start=True)
+            in_process = time.perf_counter() - start
+            if report.divergence is not None:
+                raise SystemExit(describe(report, data))
+            events = report.replayed
+            start = time.perf_counter()
+            result = avm("replay", str(data), "--from-start", timeout=600.0)
+            command = time.perf_counter() - start
+            if result.returncode != 0:
+                raise SystemExit(f"avm replay failed:\n{result.stdout}{result.stderr}")
+
+            # The same log twice: as written (with its snapshot) and without any snapshot.
+            from_snapshot, after_snapshot = launch_seconds(nodes, tape, data, True, "snap")
+            from_start, whole = launch_seconds(nodes, tape, data, False, "start")
+            no_data, _ = launch_seconds(nodes, tape, None, False, "none")
+        except ClientError as error:
+            raise SystemExit(f"durable benchmark failed: {error}") from None
+        finally:
+            nodes.close()
+
+    print(
+        f"durable nodes: {args.calls:,} pipelined calls per node in {ROUNDS} alternating "
+        f"rounds (+ {args.calls // 10:,} one at a time);\n"
+        f"  each call one event on one of {OBJECTS} tally objects (127.0.0.1, one client)\n"
+    )
+    logging = rates["with --data, pipelined"]
+    print(f"  {'logging (client calls)':<40} {'events/s':>10} {'vs no --data':>13}")
+    for name, rate in rates.items():
+        base = rates[f"without --data, {name.split(', ')[1]}"]
+        print(f"  {name:<40} {rate:10,.0f} {rate / base:12.2f}x")
+    title = f"replaying {events:,} events"
+    print(f"\n  {title:<40} {'events/s':>10} {'vs logging':>13}")
+    for name, seconds in (
+        ("in process (replay())", in_process),
+        ("avm replay --from-start", command),
+    ):
+        rate = events / seconds
+        print(f"  {name:<40} {rate:10,.0f} {rate / logging:12.2f}x")
+    print(f"\n  {'restart (launch to ready line)':<40} {'seconds':>10} {'vs no data':>13}")
+    for name, seconds in (
+        ("no data directory", no_data),
+        (f"from the latest snapshot (+{after_snapshot:,} ev.)", from_snapshot),
+        (f"from the start of the log ({whole:,} ev.)", from_start),
+    ):
+        print(f"  {name:<40} {seconds:10.3f} {seconds / no_data:12.2f}x")
+    print(f"\n  restart from the log start / from the snapshot: {from_start / from_snapshot:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
