@@ -190,7 +190,9 @@ def crash_loop(
         assert [fresh.create("counter") for _ in objects] == objects
         fresh.call_many([(target, ("add", n)) for target, n, _ in counters.acked])
         assert fresh.state_hash() == final
-    print(f"\n{kills} kills, {len(counters.acked)} calls kept; after each restart: {history}")
+    outcomes = ", ".join(f"{k}: {v}" for k, v in counters.outcomes.items())
+    print(f"\n{kills} kills, {len(counters.acked)} calls kept; restarts held {outcomes}")
+    print(f"in order: {history}")
     return counters
 
 
