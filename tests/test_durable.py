@@ -118,6 +118,20 @@ def test_log_appends_and_reads_back(tmp_path: Path) -> None:
     assert data[len(MAGIC) : len(MAGIC) + 8 + len(payload)] == head + payload
 
 
+def test_events_holding_very_deep_values_are_logged(tmp_path: Path) -> None:
+    # A 1000-hop PingPong answer is nested far deeper than the C JSON codec recurses.
+    deep: object = {"Nat": 1}
+    for _ in range(50_000):
+        deep = {"Just": deep}
+    path = tmp_path / LOG_NAME
+    log, _ = EventLog.open(path)
+    event = {"k": "resume", "value": deep}
+    log.append(event)
+    log.close()
+    (back,) = read_events(path)  # compared as bytes: == on it would recurse too deep
+    assert encode_event(back) == encode_event(event)
+
+
 @pytest.mark.parametrize("damage", ["torn", "corrupt"])
 def test_a_bad_tail_is_dropped_with_a_warning(
     tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]

@@ -221,6 +221,7 @@ JSON = st.recursive(
 @given(JSON, st.sampled_from([None, 1]))
 def test_deep_json_paths_agree_with_the_standard_library(obj: object, indent: int | None) -> None:
     assert wire._dumps_deep(obj) == wire._ENCODER.encode(obj)
+    assert wire._dumps_deep(obj, sort_keys=True) == wire._SORTED_ENCODER.encode(obj)
     text = json.dumps(obj, indent=indent, ensure_ascii=indent is None)
     assert wire._parse_deep(text) == wire._DECODER.decode(text)
 

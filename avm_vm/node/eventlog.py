@@ -10,7 +10,6 @@ is cut short or fails its checksum ends the log; it and anything after it are dr
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 import sys
@@ -18,6 +17,8 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from avm_vm.node.wire import dumps_json, loads_json
 
 MAGIC = b"AVMLOG1\n"
 _HEAD = struct.Struct(">II")
@@ -32,7 +33,7 @@ class LogError(Exception):
 
 def encode_event(event: Event) -> bytes:
     """The canonical bytes of an event: sorted keys, no spaces."""
-    return json.dumps(event, sort_keys=True, separators=(",", ":")).encode()
+    return dumps_json(event, sort_keys=True).encode()
 
 
 def _records(data: bytes) -> Iterator[tuple[int, bytes]]:
@@ -63,7 +64,7 @@ def read_events(path: Path, repair: bool = False) -> list[Event]:
     good = len(MAGIC) if data else 0
     for end, payload in _records(data):
         try:
-            events.append(json.loads(payload))
+            events.append(loads_json(payload))
         except ValueError:
             break  # a checksummed record that is not JSON: treat as corruption
         good = end

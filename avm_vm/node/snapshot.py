@@ -12,7 +12,6 @@ whose checksum or shape is wrong is skipped with a warning (`latest`). Only the 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from avm_vm.node.eventlog import encode_event
+from avm_vm.node.wire import loads_json
 
 MAGIC = b"AVMSNAP1 "
 KEEP = 3
@@ -79,7 +79,7 @@ def read(path: Path) -> Snapshot | None:
         head, _, body = data.partition(b"\n")
         if not head.startswith(MAGIC) or hashlib.sha256(body).hexdigest() != head[9:].decode():
             raise ValueError("checksum mismatch")
-        obj = json.loads(body)
+        obj = loads_json(body)
         return Snapshot(obj["index"], obj["state"], obj["state_hash"], obj["full_hash"])
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         print(f"warning: skipping damaged snapshot {path}: {error}", file=sys.stderr)

@@ -51,6 +51,9 @@ def _no_constant(name: str) -> NoReturn:
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_SORTED_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True
+)
 
 
 def encode_frame(message: Message) -> bytes:
@@ -110,22 +113,35 @@ async def read_message(reader: asyncio.StreamReader) -> Message | None:
     return None if obj is None else decode_message(obj)
 
 
+def loads_json(text: str | bytes) -> object:
+    """``json.loads`` at any nesting depth (values can be nested far deeper than the C
+    parser's recursion allows); raises ValueError."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        return _parse_deep(text)
+
+
+def dumps_json(obj: object, sort_keys: bool = False) -> str:
+    """Compact JSON at any nesting depth; raises TypeError or ValueError as ``json`` does."""
+    try:
+        return (_SORTED_ENCODER if sort_keys else _ENCODER).encode(obj)
+    except RecursionError:
+        return _dumps_deep(obj, sort_keys)
+
+
 def _loads(text: str) -> object:
     try:
-        try:
-            return _DECODER.decode(text)
-        except RecursionError:
-            return _parse_deep(text)
+        return loads_json(text)
     except ValueError as error:
         raise WireError(f"frame is not valid JSON: {error}") from None
 
 
 def _dumps(obj: object) -> str:
     try:
-        try:
-            return _ENCODER.encode(obj)
-        except RecursionError:
-            return _dumps_deep(obj)
+        return dumps_json(obj)
     except (TypeError, ValueError) as error:
         raise WireError(f"message cannot be written as JSON: {error}") from None
 
@@ -267,7 +283,7 @@ def _scalar(item: object) -> str | None:
     return None
 
 
-def _dumps_deep(obj: object) -> str:
+def _dumps_deep(obj: object, sort_keys: bool = False) -> str:
     """``_ENCODER.encode`` without recursion: identical output, depth ``MAX_JSON_DEPTH``."""
     out: list[str] = []
     stack: list[tuple[object, int]] = [(obj, 0)]
@@ -286,7 +302,7 @@ def _dumps_deep(obj: object) -> str:
             raise ValueError(f"nesting deeper than {MAX_JSON_DEPTH} levels")
         parts: list[tuple[object, int]] = []
         if isinstance(item, dict):
-            for key, value in item.items():
+            for key, value in sorted(item.items()) if sort_keys else item.items():
                 # Like `json`: a non-string key is written as its JSON text, quoted.
                 name = key if isinstance(key, str) else _scalar(key)
                 if name is None:
