@@ -220,7 +220,7 @@ def test_random_pure_programs_agree(source: str) -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=400, deadline=None, suppress_health_check=SLOW_EXAMPLES)
+@settings(max_examples=200, deadline=None, suppress_health_check=SLOW_EXAMPLES)
 @given(pure_programs())
 def test_many_random_pure_programs_agree(source: str) -> None:
     check_pure_program(source, 200_000)
