@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from avm_vm.cli_options import fuel_option, jit_option
 from avm_vm.diagnostics import Diagnostic, DiagnosticError, Severity, Span
 from avm_vm.node.cli import COMMANDS as NODE_COMMANDS
 from avm_vm.program import Program
@@ -38,13 +39,7 @@ def main() -> None:
 
 @main.command("run")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--fuel",
-    type=click.IntRange(min=1),
-    default=RuntimeOptions.fuel,
-    show_default=True,
-    help="VM steps the whole run may take.",
-)
+@fuel_option("VM steps the whole run may take.")
 @click.option(
     "--max-depth",
     type=click.IntRange(min=1),
@@ -84,13 +79,7 @@ def main() -> None:
     default=None,
     help="Fix now() to this many milliseconds (default: the wall clock).",
 )
-@click.option(
-    "--jit",
-    type=click.Choice(["off", "auto", "on"]),
-    default=RuntimeOptions.jit,
-    show_default=True,
-    help="Native code: off, auto (hot functions), on (everything it can, before running).",
-)
+@jit_option
 def run_command(
     file: Path,
     fuel: int,

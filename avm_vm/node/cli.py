@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
+from avm_vm.cli_options import fuel_option, jit_option
 from avm_vm.registry import RegistryError
-from avm_vm.runtime import RuntimeOptions
 from avm_vm.values import render
 
 
@@ -100,19 +100,8 @@ _SECRET = click.option(
     show_default=True,
     help="Seconds a request to a peer may take before it fails.",
 )
-@click.option(
-    "--fuel",
-    type=click.IntRange(min=1),
-    default=RuntimeOptions.fuel,
-    show_default=True,
-    help="VM steps each run may take.",
-)
-@click.option(
-    "--jit",
-    type=click.Choice(["off", "auto", "on"]),
-    default=RuntimeOptions.jit,
-    show_default=True,
-)
+@fuel_option("VM steps each run may take.")
+@jit_option
 @click.option(
     "--trace-out",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -1,0 +1,30 @@
+"""Options that `avm run` and `avm node` share, so both spell and default them alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from avm_vm.runtime import RuntimeOptions
+from avm_vm.vm import JIT_MODES
+
+
+def fuel_option(help: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--fuel",
+        type=click.IntRange(min=1),
+        default=RuntimeOptions.fuel,
+        show_default=True,
+        help=help,
+    )
+
+
+jit_option = click.option(
+    "--jit",
+    type=click.Choice(JIT_MODES),
+    default=RuntimeOptions.jit,
+    show_default=True,
+    help="Native code: off, auto (hot functions), on (everything it can, before running).",
+)
