@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from vm_bench import COUNTER  # bench/ is on the path when a bench script runs
+
 from avm_vm.jit.analysis import plan_program
 from avm_vm.jit.engine import JitEngine
 from avm_vm.program import Program
@@ -199,20 +201,6 @@ def bench_pure(name: str, luas: dict[str, object]) -> None:
     if "Lua 5.4" in times:
         print(f"  JIT / Lua 5.4   = {jit_time / times['Lua 5.4']:8.2f}x")
     print(f"  JIT / CPython   = {jit_time / py_time:8.3f}x")
-
-
-COUNTER = """
-behavior Counter {
-  field count = 0
-  on ["inc"] { count += 1; return count }
-}
-main {
-  let c = create Counter
-  let i = 0
-  while i < %d { call(c, ["inc"]); i += 1 }
-  return call!(c, ["inc"])
-}
-"""
 
 
 def pingpong_source(rounds: int) -> str:

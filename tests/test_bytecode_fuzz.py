@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_bytecode import COUNTER, FIB, assemble, every_opcode_program
+from value_strategies import values
 
 from avm_vm.bytecode import HEADER_SIZE, TapeError, _encode_body, _varint, _wrap, decode, encode
 from avm_vm.program import Program
@@ -105,20 +106,7 @@ def test_random_body_mutations_behind_a_valid_hash(data: bytes, edits: list) -> 
     decodes_or_fails_cleanly(_wrap(_apply(data[HEADER_SIZE:], edits)))
 
 
-_VALUES = st.recursive(
-    st.integers(0, NAT_MAX)
-    | st.booleans()
-    | st.text()
-    | st.just(NOTHING)
-    | st.builds(ObjectRef, st.integers(0, NAT_MAX))
-    | st.builds(TxRef, st.integers(0, NAT_MAX)),
-    lambda inner: (
-        st.lists(inner, max_size=4).map(tuple)
-        | st.builds(Pair, inner, inner)
-        | st.builds(Just, inner)
-    ),
-    max_leaves=20,
-)
+_VALUES = values(max_leaves=20)
 
 
 @settings(deadline=None)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 import re
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,15 +44,6 @@ behavior tally {
 }
 """
 HASH_LINE = re.compile(r"state hash ([0-9a-f]{64})")
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[Nodes]:
-    group = Nodes(tmp_path)
-    try:
-        yield group
-    finally:
-        group.close()
 
 
 def start_durable(nodes: Nodes, tape: Path, data: Path, *options: str) -> Node:

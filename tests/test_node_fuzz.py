@@ -333,17 +333,6 @@ def assert_healthy(node: Node, target: Target, expected: str, *secret_args: str)
     return json.loads(result.stdout)
 
 
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[Nodes]:
-    cluster = Nodes(tmp_path)
-    try:
-        yield cluster
-    finally:
-        cluster.close()
-        for node in cluster.started:  # shown by pytest when the test failed
-            print(node.log())
-
-
 def start_target(nodes: Nodes, directory: Path, secret: bytes | None = None) -> Target:
     tape = compile_tape(EXAMPLES / "pingpong.avm", directory, "pingpong")
     secret_file = None

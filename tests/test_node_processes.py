@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -133,17 +132,6 @@ def wait_for_log(node: Node, text: str, timeout: float = 30.0) -> None:
     while text not in node.log():
         assert time.monotonic() < deadline, f"{text!r} never logged\n{node.log()}"
         time.sleep(0.05)
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[Nodes]:
-    cluster = Nodes(tmp_path)
-    try:
-        yield cluster
-    finally:
-        cluster.close()
-        for node in cluster.started:  # shown by pytest when the test failed
-            print(node.log())
 
 
 @pytest.fixture

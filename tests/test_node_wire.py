@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from value_strategies import values
 
 from avm_vm.node import auth, codec, messages, wire
 from avm_vm.node.auth import (
@@ -28,21 +29,7 @@ from avm_vm.node.messages import KINDS, RequestIds, message
 from avm_vm.node.wire import MAX_FRAME, encode_frame, read_message
 from avm_vm.values import NAT_MAX, NOTHING, Just, ObjectRef, Pair, TxRef, Value, values_equal
 
-VALUES = st.recursive(
-    st.integers(0, NAT_MAX)
-    | st.sampled_from([0, 1, NAT_MAX, 2**53 + 1])
-    | st.booleans()
-    | st.text()
-    | st.just(NOTHING)
-    | st.builds(ObjectRef, st.integers(0, NAT_MAX))
-    | st.builds(TxRef, st.integers(0, NAT_MAX)),
-    lambda inner: (
-        st.lists(inner, max_size=4).map(tuple)
-        | st.builds(Pair, inner, inner)
-        | st.builds(Just, inner)
-    ),
-    max_leaves=30,
-)
+VALUES = values()
 
 
 def frame_of(payload: bytes) -> bytes:

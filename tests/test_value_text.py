@@ -7,6 +7,7 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from value_strategies import values
 
 from avm_vm.value_text import ValueTextError, parse_value
 from avm_vm.values import (
@@ -23,20 +24,7 @@ from avm_vm.values import (
 
 # `render` does not escape strings, so only strings without `"` or `\` read back as rendered.
 PLAIN_TEXT = st.text(alphabet=st.characters(blacklist_characters='"\\'))
-VALUES = st.recursive(
-    st.integers(0, NAT_MAX)
-    | st.booleans()
-    | PLAIN_TEXT
-    | st.just(NOTHING)
-    | st.builds(ObjectRef, st.integers(0, NAT_MAX))
-    | st.builds(TxRef, st.integers(0, NAT_MAX)),
-    lambda inner: (
-        st.lists(inner, max_size=4).map(tuple)
-        | st.builds(Pair, inner, inner)
-        | st.builds(Just, inner)
-    ),
-    max_leaves=30,
-)
+VALUES = values(PLAIN_TEXT)
 
 
 @settings(deadline=None, max_examples=400)

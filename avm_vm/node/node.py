@@ -34,7 +34,7 @@ from typing import Any
 
 from avm_vm.bytecode import encode
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.node.auth import HandshakeError, handshake
+from avm_vm.node.auth import HandshakeError, Hello, handshake
 from avm_vm.node.codec import value_to_json
 from avm_vm.node.directory import Directory
 from avm_vm.node.durable import RESTARTED, Meta, Recorder, open_data, settle_meta
@@ -283,18 +283,24 @@ class Node:
 
     # ------------------------------------------------------------------ connections
 
+    async def _handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, initiator: bool
+    ) -> Hello:
+        """This node's side of the handshake with a peer node (raises HandshakeError)."""
+        return await handshake(
+            reader,
+            writer,
+            name=self.name,
+            role="node",
+            secret=self.config.secret,
+            prefix=self.prefix,
+            timeout=HANDSHAKE_TIMEOUT,
+            initiator=initiator,
+        )
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            hello = await handshake(
-                reader,
-                writer,
-                name=self.name,
-                role="node",
-                secret=self.config.secret,
-                prefix=self.prefix,
-                timeout=HANDSHAKE_TIMEOUT,
-                initiator=False,
-            )
+            hello = await self._handshake(reader, writer, initiator=False)
         except HandshakeError as error:
             self.counters.malformed_frames += 1
             log(f"refused a connection from {_peer_address(writer)}: {error}")
@@ -314,16 +320,7 @@ class Node:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(host, port), HANDSHAKE_TIMEOUT
                 )
-                hello = await handshake(
-                    reader,
-                    writer,
-                    name=self.name,
-                    role="node",
-                    secret=self.config.secret,
-                    prefix=self.prefix,
-                    timeout=HANDSHAKE_TIMEOUT,
-                    initiator=True,
-                )
+                hello = await self._handshake(reader, writer, initiator=True)
             except (TimeoutError, OSError, HandshakeError) as error:
                 text = f"cannot reach peer {peer} at {host}:{port}: {error or 'timed out'}"
                 if text != said:
