@@ -184,7 +184,8 @@ def node_command(
     try:
         asyncio.run(_serve(config, programs))
     except OSError as error:
-        _fail(f"cannot listen on {listen} or use {data}: {error.strerror or error}")
+        where = f"listen on {listen}" if data is None else f"listen on {listen} or use {data}"
+        _fail(f"cannot {where}: {error.strerror or error}")
     except (RegistryError, LoadError) as error:  # two loaded files define the same behavior
         _fail(str(error))
     except (DataError, LogError, StateError) as error:

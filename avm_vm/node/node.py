@@ -142,11 +142,7 @@ class Node:
         self.name = config.name
         self.programs = programs
         self.counters = Counters()
-        self.pending = PendingMap(
-            config.call_timeout,
-            lambda machine: machine in self.links,
-            lambda machine: machine in self.links and self.links[machine].alive(),
-        )
+        self.pending = PendingMap(config.call_timeout)
         self.links: dict[str, Connection] = {}  # peer node → the connection used to send
         self.connections: set[Connection] = set()
         self.unsent: dict[str, list[tuple[int, Message]]] = {}  # for peers not connected yet
@@ -313,8 +309,10 @@ class Node:
         said = ""
         while not self.stopping:
             existing = self.links.get(peer)
-            if existing is not None:  # the peer dialled us: keep that one
-                await existing.closed.wait()
+            if existing is not None and not existing.ended.is_set():
+                # The peer dialled us: keep that one. `ended` is set only once the node has
+                # forgotten it, so this wait blocks until the link is really gone.
+                await existing.ended.wait()
                 continue
             try:
                 reader, writer = await asyncio.wait_for(
@@ -360,16 +358,17 @@ class Node:
             # (it holds a secret we lack) answers this ping with `error`, and never counts.
             conn.nonce += 1
             conn.send(message("ping", nonce=conn.nonce))
-        try:
-            await conn.serve(self._dispatch)
-        finally:
-            if conn.broken:
-                self.counters.malformed_frames += 1
-            self.connections.discard(conn)
-            if conn.is_node and self.links.get(conn.name) is conn:
-                del self.links[conn.name]
-                log(f"peer {conn.name} disconnected")
-                self.pending.fail(conn.name, "connection lost")
+        await conn.serve(self._dispatch, self._forget_connection)
+
+    def _forget_connection(self, conn: Connection) -> None:
+        """A connection stopped reading: stop routing to it, fail what was sent on it."""
+        if conn.broken:
+            self.counters.malformed_frames += 1
+        self.connections.discard(conn)
+        if conn.is_node and self.links.get(conn.name) is conn:
+            del self.links[conn.name]
+            log(f"peer {conn.name} disconnected")
+        self.pending.fail_via(conn, "connection lost")
 
     def _link(self, conn: Connection) -> None:
         """Make ``conn`` the route to its node. If both nodes dialled, both keep the
@@ -398,6 +397,8 @@ class Node:
         try:
             if conn is not None and not conn.closed.is_set():
                 conn.send(outgoing)
+                if rid is not None:
+                    self.pending.sent(rid, conn)
                 return
         except WireError as error:
             if rid is not None:

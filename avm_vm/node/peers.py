@@ -48,7 +48,8 @@ class Connection:
         address = writer.get_extra_info("peername")
         self.address = f"{address[0]}:{address[1]}" if address else "?"
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.closed = asyncio.Event()
+        self.closed = asyncio.Event()  # close() was called: nothing more is sent
+        self.ended = asyncio.Event()  # reading stopped and the node has forgotten it
         self.heard = time.monotonic()
         self.nonce = 0
         self.broken = False  # closed over a protocol error
@@ -69,10 +70,17 @@ class Connection:
         if not self.closed.is_set():
             self.queue.put_nowait(encode_frame(outgoing))
 
-    async def serve(self, dispatch: Callable[[Connection, Message], None]) -> None:
+    async def serve(
+        self,
+        dispatch: Callable[[Connection, Message], None],
+        on_end: Callable[[Connection], None],
+    ) -> None:
         """Read and dispatch messages until the peer leaves or breaks the protocol; then
         close. A bad frame is logged (one line), answered with ``error`` and ends only this
-        connection; an exception in ``dispatch`` is logged and the connection goes on."""
+        connection; an exception in ``dispatch`` is logged and the connection goes on.
+
+        ``on_end`` runs the moment reading stops, before any await, so the node never
+        routes to (or waits on) a connection that is over; ``ended`` is set right after."""
         writer_task = asyncio.create_task(self._write_loop())
         keepalive = asyncio.create_task(self._keepalive()) if self.is_node else None
         try:
@@ -99,6 +107,11 @@ class Connection:
         finally:
             if keepalive is not None:
                 keepalive.cancel()
+            try:
+                on_end(self)
+            except Exception as error:  # a bug must not leave the connection half-open
+                log(f"error cleaning up after {self.describe()}: {error!r}")
+            self.ended.set()
             self.queue.put_nowait(None)  # the writer flushes what is queued, then stops
             with suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(writer_task, 1.0)

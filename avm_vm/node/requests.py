@@ -17,6 +17,7 @@ from typing import Any
 
 from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.node.messages import Message, message
+from avm_vm.node.peers import Connection
 from avm_vm.node.transfer import duct_to_wire
 from avm_vm.runs import FetchIn, MoveOut, RemoteCall, RemoteFailure, Request, Teleport
 
@@ -98,20 +99,18 @@ class _Entry:
     on_answer: Callable[[Answer], None]
     timer: asyncio.TimerHandle
     started: float
+    via: Connection | None = None  # the connection it was sent on (None: not sent yet)
 
 
 class PendingMap:
-    """Requests waiting for their answers, each with a timer."""
+    """Requests waiting for their answers, each with a timer.
 
-    def __init__(
-        self,
-        timeout: float,
-        connected: Callable[[str], bool],
-        alive: Callable[[str], bool],
-    ) -> None:
+    A request is tied to the connection it was sent on: when that connection ends (the peer
+    left, or a newer connection replaced it) the answer can no longer come, so the request
+    fails at once, whatever the peer's name is doing on other connections."""
+
+    def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self.connected = connected  # whether a machine has a connection now
-        self.alive = alive  # whether it has answered its keep-alive lately
         self.entries: dict[int, _Entry] = {}
 
     def __len__(self) -> int:
@@ -122,6 +121,12 @@ class PendingMap:
         loop = asyncio.get_running_loop()
         timer = loop.call_later(self.timeout, self._expire, request_id)
         self.entries[request_id] = _Entry(machine, on_answer, timer, loop.time())
+
+    def sent(self, request_id: int, conn: Connection) -> None:
+        """The request went out on ``conn``."""
+        entry = self.entries.get(request_id)
+        if entry is not None:
+            entry.via = conn
 
     def machine_of(self, request_id: int) -> str | None:
         entry = self.entries.get(request_id)
@@ -141,14 +146,21 @@ class PendingMap:
             if machine is None or entry.machine == machine:
                 self.resolve(request_id, reason)
 
+    def fail_via(self, conn: Connection, reason: str) -> None:
+        """End every request sent on ``conn``, which has ended."""
+        for request_id, entry in list(self.entries.items()):
+            if entry.via is conn:
+                self.resolve(request_id, reason)
+
     def _expire(self, request_id: int) -> None:
         entry = self.entries.get(request_id)
         if entry is None:
             return
         loop = asyncio.get_running_loop()
-        if not self.connected(entry.machine):
+        via = entry.via
+        if via is None or via.ended.is_set():
             self.resolve(request_id, f"not connected within {self.timeout:g} s")
-        elif self.alive(entry.machine):  # still working: look again a little later
+        elif via.alive():  # still working: look again a little later
             entry.timer = loop.call_later(min(self.timeout, 0.5), self._expire, request_id)
         else:
             waited = loop.time() - entry.started
