@@ -119,4 +119,12 @@ class Parked:
     request: Request
 
 
-Outcome = Done | Failed | Parked
+@dataclass(frozen=True)
+class Preempted:
+    """The run's fuel slice ran out (`Runtime.slice`); it is still the executing run, and
+    `Runtime.proceed` goes on with it. Nothing else may run in between."""
+
+    run: Run
+
+
+Outcome = Done | Failed | Parked | Preempted

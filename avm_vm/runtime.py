@@ -39,6 +39,7 @@ from avm_vm.runs import (
     MoveOut,
     Outcome,
     Parked,
+    Preempted,
     RemoteCall,
     RemoteFailure,
     Request,
@@ -56,7 +57,7 @@ from avm_vm.trace import (
 )
 from avm_vm.transactions import Transaction
 from avm_vm.values import NO_OBJECT_ID, NOTHING, Just, Value
-from avm_vm.vm import Fault, Frame, Fuel, Interpreter, Ret, Vis
+from avm_vm.vm import PREEMPTED, Fault, Frame, Fuel, Interpreter, Ret, Vis
 
 PROFILES = ("ours", "r")
 
@@ -187,6 +188,9 @@ class Runtime:
         self.stack: list[Activation] = []  # the executing run's activations
         self.act: Activation  # the top of `stack` while running
         self.fuel = Fuel(options.fuel)
+        # Steps a run takes before it is preempted (None: runs are never cut): a server
+        # runs short work inline and hands what is left of a long run to a thread.
+        self.slice: int | None = None
         # Call ids carry the node prefix like object ids, so ducts stay unique across nodes.
         self.call_ids = options.node_prefix << 48
         self.interpreters: list[Interpreter] = []
@@ -292,6 +296,19 @@ class Runtime:
             act.frames[-1].regs[run.dst] = answer
         return self._drive(result)
 
+    def proceed(self, sliced: bool = False) -> Outcome:
+        """Go on with the run its slice stopped (`Preempted`): in slices again when
+        ``sliced``, else to its end or its next stop on another machine."""
+        run = self.run
+        if run is None or run.stack is not self.stack:
+            raise RuntimeError("no preempted run to proceed with")
+        if not sliced:
+            self.fuel.refill()
+            self.fuel.preempt = False
+        elif self.slice is not None:
+            self.fuel.start_slice(self.slice)
+        return self._drive(None)
+
     def _teleport_done(self, answer: Value | AvmError | RemoteFailure) -> Ret | Vis | Fault:
         """The teleported top activation finished elsewhere: the loop completes it as if it
         had returned or failed here. A refused teleport fails the instruction instead."""
@@ -320,6 +337,8 @@ class Runtime:
         self.stack = run.stack
         self.act = run.stack[-1]
         self.fuel = run.fuel
+        if self.slice is not None:
+            run.fuel.start_slice(self.slice)
         self.trace.run = run.number
 
     def _drive(self, result: Ret | Vis | Fault | None) -> Outcome:
@@ -341,6 +360,8 @@ class Runtime:
             gc.set_threshold(*thresholds)
         if value is PARK:
             return Parked(run, run.request)  # type: ignore[arg-type]
+        if value is PREEMPTED:
+            return Preempted(run)
         self._end()
         return Done(run, value)
 
@@ -375,6 +396,8 @@ class Runtime:
                 if len(stack) == 1:
                     return result.value
                 act = self._finish(result.value)
+            elif result is PREEMPTED:
+                return PREEMPTED  # type: ignore[return-value]  # frames stay resumable
             else:
                 if len(stack) == 1 or result.error.fatal:
                     raise _Abandon(result.error, result)

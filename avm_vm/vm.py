@@ -27,16 +27,30 @@ from avm_vm.errors import AvmError, ErrorKind, vm_error
 from avm_vm.opcodes import INITIAL_VALUE
 from avm_vm.program import Function, Program
 from avm_vm.values import Value
-from avm_vm.vm_frames import DEOPT, Fault, Frame, Fuel, Ret, Vis
+from avm_vm.vm_frames import DEOPT, PREEMPTED, Fault, Frame, Fuel, Ret, Vis
 from avm_vm.vm_translate import OUT_OF_FUEL, block_starts, source_of, translate
 
 if TYPE_CHECKING:
     from avm_vm.jit.native import NativeRunner
     from avm_vm.jit.tiering import ProgramJit
 
-__all__ = ["DEOPT", "JIT_MODES", "Fault", "Frame", "Fuel", "Interpreter", "Proc", "Ret", "Vis"]
+__all__ = [
+    "DEOPT",
+    "JIT_MODES",
+    "PREEMPTED",
+    "Fault",
+    "Frame",
+    "Fuel",
+    "Interpreter",
+    "Proc",
+    "Ret",
+    "Vis",
+]
 
 JIT_MODES = ("off", "auto", "on")
+# Steps a sliced run takes past its slice's end inside a pure call (which cannot stop); then
+# it looks again.
+SLICE_OVERRUN = 4096
 
 Runner = Callable[[Frame, list[Frame], Fuel, int], object]
 
@@ -128,7 +142,8 @@ class Interpreter:
         return Frame(proc, 0, [*args, *proc.rest], [], None)
 
     def run(self, frames: list[Frame], fuel: Fuel, max_frames: int = 100_000) -> Ret | Vis | Fault:
-        """Run ``frames[-1]`` until the activation returns, performs an instruction or fails.
+        """Run ``frames[-1]`` until the activation returns, performs an instruction or fails
+        (or, when the fuel is sliced, answers `PREEMPTED` at the end of a slice).
 
         Every executed instruction costs one unit of fuel, a failing one included. On a
         Fault the frames are left as they were when the error happened, the top frame's pc
@@ -150,6 +165,21 @@ class Interpreter:
             if type(outcome) is Ret or type(outcome) is Vis:
                 return outcome
             if outcome is OUT_OF_FUEL:
+                if fuel.reserve:  # a slice ran out, not the run's fuel
+                    frame = frames[-1]
+                    starts = frame.function.starts
+                    block = bisect_right(starts, frame.pc) - 1
+                    if starts[block] == frame.pc:
+                        if fuel.preempt:
+                            return PREEMPTED  # type: ignore[return-value]
+                        fuel.refill(SLICE_OVERRUN)  # in a pure call: go on a little
+                        careful = False
+                    else:  # only careful code stops mid-block: pay to its end, stop there
+                        last = block + 1 == len(starts)
+                        end = len(frame.function.function.code) if last else starts[block + 1]
+                        fuel.refill(end - frame.pc)
+                        careful = True
+                    continue
                 if not careful:
                     careful = True
                     continue
@@ -168,8 +198,13 @@ class Interpreter:
     def call_function(
         self, function_index: int, args: Sequence[Value], fuel: Fuel, max_frames: int = 100_000
     ) -> Value:
-        """Run a pure function to completion; its failure is raised as `AvmError`."""
-        outcome = self.run([self.frame(function_index, args)], fuel, max_frames)
+        """Run a pure function to completion; its failure is raised as `AvmError`. A pure call
+        is not preempted: its caller's slice stretches over it."""
+        preempt, fuel.preempt = fuel.preempt, False
+        try:
+            outcome = self.run([self.frame(function_index, args)], fuel, max_frames)
+        finally:
+            fuel.preempt = preempt
         if type(outcome) is Ret:
             return outcome.value
         if type(outcome) is Fault:

@@ -21,18 +21,43 @@ if TYPE_CHECKING:
 DEOPT = object()
 
 
-class Fuel:
-    """A step budget shared by a whole run: one unit per executed instruction."""
+# What `Interpreter.run` answers when a fuel slice ran out at a block start: the frames are
+# left resumable there, and the run goes on when it is run again.
+PREEMPTED = object()
 
-    __slots__ = ("limit", "remaining")
+
+class Fuel:
+    """A step budget shared by a whole run: one unit per executed instruction.
+
+    A server can hand the VM its fuel in slices (`start_slice`): ``remaining`` then holds
+    the slice and ``reserve`` the rest. When the slice runs out at a block start the VM
+    answers `PREEMPTED` (with ``preempt`` set), so the server can serve others and go on
+    later; slices never change what a run computes or how much fuel it uses."""
+
+    __slots__ = ("limit", "preempt", "remaining", "reserve")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.remaining = limit
+        self.reserve = 0
+        self.preempt = False
 
     @property
     def used(self) -> int:
-        return self.limit - self.remaining
+        return self.limit - self.remaining - self.reserve
+
+    def start_slice(self, size: int) -> None:
+        """From now on, stop the run (`PREEMPTED`) after about ``size`` more steps."""
+        total = self.remaining + self.reserve
+        self.remaining = min(total, size)
+        self.reserve = total - self.remaining
+        self.preempt = True
+
+    def refill(self, most: int | None = None) -> None:
+        """Move ``most`` steps (None: all) of the reserve into the slice."""
+        moved = self.reserve if most is None else min(self.reserve, most)
+        self.remaining += moved
+        self.reserve -= moved
 
 
 @dataclass(slots=True)

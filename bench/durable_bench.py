@@ -1,14 +1,21 @@
 """Durable nodes (`avm node --data DIR`): the cost of logging, replaying and restarting.
 
     python bench/durable_bench.py                # 20,000 pipelined calls per logging run
-    python bench/durable_bench.py --calls 5000   # a quick look
+    python bench/durable_bench.py --calls 5000 --restart-events 10000   # a quick look
 
 Every event is the same client call: ``["add", n]`` on one of 64 tally objects. Figures:
 
-- logging: calls per second a client gets from a node with --data (each event appended and
-  fsynced before it is applied) against the same node without --data; pipelined (256 calls
-  in flight) and one call at a time. The two nodes alternate in rounds, so a busy machine
-  slows both alike.
+- logging: calls per second a client gets from a node with --data against the same node
+  without --data; pipelined (256 calls in flight) and one call at a time. The two nodes
+  alternate in rounds, so a busy machine slows both alike. The line ``durable/plain: R`` is
+  the pipelined ratio: it is near 1 only if the node shares one fsync among many events.
+- recording in process: events per second through `Recorder.record` with no log, with an
+  fsync per event (``sync_each``) and with a flush per 256 events (group commit): what the
+  data layer allows, without the network.
+- restart in process: seconds `open_data` takes on logs of 10,000 and 100,000 events with a
+  snapshot 500 events before the end, with log segments (as written now), with the same
+  events in one ``events.log`` (as before segments: the whole file is read), and with no
+  snapshot (the whole log is replayed). Median of a few opens.
 - replaying: events per second of `avm replay DIR --from-start` on the log the logging runs
   wrote (the whole process, start-up included), and of the replay function in this process.
 - restarting: seconds from launching the node to its ready line, on the same log, from its
@@ -19,6 +26,7 @@ Every event is the same client call: ``["add", n]`` on one of 64 tally objects. 
 from __future__ import annotations
 
 import argparse
+import base64
 import re
 import shutil
 import statistics
@@ -28,7 +36,14 @@ import time
 from pathlib import Path
 
 from avm_vm.node.client import ClientError
-from avm_vm.node.durable import describe, replay
+from avm_vm.node.directory import Directory
+from avm_vm.node.durable import Meta, Recorder, describe, open_data, replay, settle_meta
+from avm_vm.node.engine import Engine
+from avm_vm.node.eventlog import LEGACY_NAME, MAGIC, segments
+from avm_vm.node.state import capture, full_hash
+from avm_vm.runs import Done
+from avm_vm.runtime import RuntimeOptions
+from avm_vm.values import ObjectRef
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the node-process harness the tests use
@@ -45,6 +60,9 @@ OBJECTS = 64
 ROUNDS = 2
 LAUNCHES = 5
 REPLAYED = re.compile(r"replayed (\d+) events")  # what a node says it replayed at start
+BATCH = 256  # events per flush in the group-commit figures (the node's batch size)
+RECENT = 500  # events after the snapshot in the restart figures
+OPENS = 3  # opens per restart figure
 
 
 class Feeder:
@@ -123,9 +141,124 @@ def launch_seconds(
     return statistics.median(samples), replayed
 
 
+# --------------------------------------------------------------------------- in process
+
+
+def recorder_on(data: Path | None, tape: bytes) -> tuple[Recorder, list[int]]:
+    """A recorder (logging into ``data``, or not at all) with the tallies created."""
+    meta = Meta("bench", 7, RuntimeOptions.fuel)
+    if data is None:
+        recorder = Recorder(Engine(meta.options(), Directory(meta.name, meta.prefix)))
+    else:
+        recorder = reopen(data)
+        recorder.sync_each = False
+    recorder.snapshot_every = 1 << 62  # snapshots only where the benchmark takes them
+    recorder.record({"k": "load", "tape": base64.b64encode(tape).decode(), "upgrade": False})
+    targets = []
+    for _ in range(OBJECTS):
+        step = recorder.record({"k": "client_create", "behavior": "tally", "controller": None})
+        assert type(step.outcome) is Done and type(step.outcome.value) is ObjectRef, step
+        targets.append(step.outcome.value.id)
+    recorder.flush()
+    return recorder, targets
+
+
+def reopen(data: Path) -> Recorder:
+    meta = settle_meta(data, "bench", 7, 7, RuntimeOptions.fuel)
+    recorder, _ = open_data(data, meta, RuntimeOptions.jit, False, None, Directory("bench", 7))
+    return recorder
+
+
+def feed(recorder: Recorder, targets: list[int], count: int, batch: int) -> float:
+    """Seconds to record ``count`` calls, flushing every ``batch`` (0: never; the
+    recorder's ``sync_each`` decides) and once at the end."""
+    start = time.perf_counter()
+    for n in range(count):
+        event = {
+            "k": "client_call",
+            "target": targets[n % OBJECTS],
+            "input": {"List": [{"Str": "add"}, {"Nat": n}]},
+        }
+        recorder.record(event)
+        if batch and n % batch == batch - 1:
+            recorder.flush()
+    recorder.flush()
+    return time.perf_counter() - start
+
+
+def recording_rates(tmp: Path, tape: bytes, events: int) -> dict[str, float]:
+    """Events per second through `Recorder.record`: no log, fsync each, group commit."""
+    rates = {}
+    for name, data, sync_each, batch in (
+        ("no log (no --data)", None, False, 0),
+        ("an fsync per event (sync_each)", tmp / "rec-each", True, 0),
+        (f"a flush per {BATCH} events", tmp / "rec-batch", False, BATCH),
+    ):
+        recorder, targets = recorder_on(data, tape)
+        recorder.sync_each = sync_each
+        rates[name] = events / feed(recorder, targets, events, batch)
+        recorder.close()
+    return rates
+
+
+def one_file_copy(data: Path, copy: Path) -> None:
+    """``data`` as a node from before log segments kept it: the same events in one file."""
+    shutil.copytree(data, copy, ignore=shutil.ignore_patterns("events-*"))
+    with (copy / LEGACY_NAME).open("wb") as out:
+        out.write(MAGIC)
+        for _, path in segments(data):
+            out.write(path.read_bytes()[len(MAGIC) :])
+
+
+def open_seconds(data: Path) -> tuple[float, str]:
+    """Median seconds `open_data` takes on ``data``, and the state it reaches."""
+    samples, reached = [], ""
+    for _ in range(OPENS):
+        start = time.perf_counter()
+        recorder = reopen(data)
+        samples.append(time.perf_counter() - start)
+        reached = full_hash(capture(recorder.engine))
+        recorder.close()
+    return statistics.median(samples), reached
+
+
+def restart_seconds(tmp: Path, tape: bytes, events: int) -> dict[str, float]:
+    """Open times on one log of ``events`` calls with a snapshot ``RECENT`` events back:
+    as written, as one file, without the snapshot. All three must reach the same state."""
+    data = tmp / f"restart-{events}"
+    recorder, targets = recorder_on(data, tape)
+    feed(recorder, targets, events - RECENT, BATCH)
+    recorder.snapshot()
+    feed(recorder, targets, RECENT, BATCH)
+    recorder.close()
+    one_file_copy(data, tmp / f"one-file-{events}")
+    shutil.copytree(data, tmp / f"no-snapshot-{events}", ignore=shutil.ignore_patterns("snap*"))
+    figures, states = {}, set()
+    for name, directory in (
+        ("log segments (now)", data),
+        ("one events.log (before segments)", tmp / f"one-file-{events}"),
+        ("no snapshot: the whole log replayed", tmp / f"no-snapshot-{events}"),
+    ):
+        figures[name], reached = open_seconds(directory)
+        states.add(reached)
+    if len(states) != 1:
+        raise SystemExit(f"restarts of the {events:,}-event log reached different states")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000, help="pipelined calls per node")
+    parser.add_argument(
+        "--recorded", type=int, default=10_000, help="events per in-process recording figure"
+    )
+    parser.add_argument(
+        "--restart-events",
+        type=int,
+        nargs="+",
+        default=[10_000, 100_000],
+        help="log lengths of the in-process restart figures",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         tmp = Path(directory)
@@ -151,6 +284,10 @@ def main() -> None:
             from_snapshot, after_snapshot = launch_seconds(nodes, tape, data, True, "snap")
             from_start, whole = launch_seconds(nodes, tape, data, False, "start")
             no_data, _ = launch_seconds(nodes, tape, None, False, "none")
+
+            tape_bytes = tape.read_bytes()
+            recording = recording_rates(tmp, tape_bytes, args.recorded)
+            restarts = {n: restart_seconds(tmp, tape_bytes, n) for n in args.restart_events}
         except ClientError as error:
             raise SystemExit(f"durable benchmark failed: {error}") from None
         finally:
@@ -182,6 +319,22 @@ def main() -> None:
     ):
         print(f"  {name:<40} {seconds:10.3f} {seconds / no_data:12.2f}x")
     print(f"\n  restart from the log start / from the snapshot: {from_start / from_snapshot:.2f}x")
+
+    print(f"\n  {'recording in process':<40} {'events/s':>10} {'vs no log':>13}")
+    for name, rate in recording.items():
+        print(f"  {name:<40} {rate:10,.0f} {rate / recording['no log (no --data)']:12.2f}x")
+
+    lengths = list(restarts)
+    heading = "".join(f"{f'{n:,} ev.':>14}" for n in lengths)
+    print(f"\n  restart in process (open_data, snapshot {RECENT} events back)")
+    print(f"  {'seconds':<40}{heading}{'longest/shortest':>18}")
+    for name in restarts[lengths[0]]:
+        cells = "".join(f"{restarts[n][name]:14.3f}" for n in lengths)
+        growth = restarts[lengths[-1]][name] / restarts[lengths[0]][name]
+        print(f"  {name:<40}{cells}{growth:17.2f}x")
+
+    plain = rates["without --data, pipelined"]
+    print(f"\ndurable/plain: {logging / plain:.2f}")
 
 
 if __name__ == "__main__":

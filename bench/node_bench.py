@@ -1,4 +1,4 @@
-"""Remote calls over loopback between two `avm node` processes, against local calls on one.
+"""`avm node` against the floor: a plain asyncio server with the node's framing and no VM.
 
     python bench/node_bench.py              # 3,000 timed calls per workload
     python bench/node_bench.py --calls 600  # a quick look
@@ -7,29 +7,40 @@ Every call is the same piece of work: a `forwarder` object on node A is called w
 `["via", target, n]` and calls `target` with `["echo", n]`, which answers `n`. Only where
 `target` lives changes:
 
-- in-process: the forwarder and the echo in one runtime, called from `main` (no network);
 - local: client → node A → echo on A (one TCP round trip, client to node);
 - remote: client → node A → echo on node B → A → client (two round trips, the second
   between the nodes, with A's run parked meanwhile).
 
-The client keeps one connection open (`avm_vm.node.client.Client`), so process start-up
-and the handshake are not measured. Local and remote calls alternate in rounds, so a busy
-machine slows both alike; ratios compare figures from this one run.
+The floor is what the network and Python's asyncio allow for the same frames: a server that
+reads each `client_call` frame (4-byte length + JSON), parses it with the standard `json`
+module and answers a `call_response` of the same shape the node sends, without any VM.
+
+Each workload runs one at a time (p50/p99 of single round trips) and pipelined (up to 256
+calls in flight on one connection, calls/s). The client keeps one connection open
+(`avm_vm.node.client.Client`), so process start-up and the handshake are not measured.
+Workloads alternate in rounds, so a busy machine slows all alike; the ratios on the last
+line compare figures from this one run:
+
+    node/floor: local L, remote R, p50 P
+
+L and R are pipelined calls/s over the floor's (higher is better), P is the node's local
+one-at-a-time p50 over the floor's (lower is better).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import asyncio
+import json
+import struct
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from avm_vm.node.client import ClientError
-from avm_vm.runtime import Runtime, RuntimeOptions
+from avm_vm.node.client import Client, ClientError
 from avm_vm.values import Just, ObjectRef, values_equal
-from avmc.compiler import compile_source
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the node-process harness the tests use
@@ -44,21 +55,10 @@ behavior echo {
 }
 """
 
-IN_PROCESS = (
-    BEHAVIORS
-    + """
-main {
-  let f = create forwarder
-  let e = create echo
-  let i = 0
-  while i < %d { call!(f, ["via", e, i]); i += 1 }
-  return i
-}
-"""
-)
-
 WARM_UP = 200
 ROUNDS = 3
+WINDOW = 256  # pipelined calls in flight
+LENGTH = struct.Struct(">I")
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -66,45 +66,168 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def in_process(calls: int) -> float:
-    """Calls per second of the same forwarder → echo call inside one runtime."""
-    program = compile_source(IN_PROCESS % calls, "node_bench.avm")
-    runtime = Runtime(program, RuntimeOptions(record_trace=False))
-    start = time.perf_counter()
-    runtime.run_main()
-    return calls / (time.perf_counter() - start)
+# ----------------------------------------------------------------------------- the floor
 
 
-def timed_calls(session: Session, forwarder: int, target: int, count: int) -> list[float]:
-    """Seconds taken by each of ``count`` calls; every answer is checked."""
+async def _floor_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            size = LENGTH.unpack(await reader.readexactly(4))[0]
+            request = json.loads(await reader.readexactly(size))
+            answer = {
+                "type": "call_response",
+                "request_id": request["request_id"],
+                "ok": True,
+                "value": {"Just": request["input"]["List"][2]},
+                "error_kind": None,
+                "error": None,
+            }
+            payload = json.dumps(answer, separators=(",", ":")).encode()
+            writer.write(LENGTH.pack(len(payload)) + payload)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+
+
+class Floor:
+    """The floor server in a process of its own (as a node is), on a port the OS picks."""
+
+    def __init__(self) -> None:
+        command = [sys.executable, __file__, "--floor-server"]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+async def serve_floor() -> None:
+    server = await asyncio.start_server(_floor_connection, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.sleep(3600)  # the benchmark kills it long before
+
+
+class RawClient:
+    """A client as lean as the floor's: it writes `client_call` frames and reads answers
+    with the standard `json` module, to the floor or (after the handshake) to a node, so
+    the client's own cost is the same on both sides of the ratio."""
+
+    def __init__(self, port: int, node: bool) -> None:
+        self.runner = asyncio.Runner()
+        if node:
+            client = self.runner.run(Client.connect("127.0.0.1", port, None, 10.0))
+            self.reader, self.writer = client.reader, client.writer
+        else:
+            connect = asyncio.open_connection("127.0.0.1", port)
+            self.reader, self.writer = self.runner.run(connect)
+        self.next_id = 1
+
+    def _frame(self, target: int, value: tuple) -> bytes:
+        request = {
+            "type": "client_call",
+            "request_id": self.next_id,
+            "target": target,
+            "input": {"List": [{"Str": value[0]}, {"ObjectRef": value[1].id}, {"Nat": value[2]}]},
+        }
+        self.next_id += 1
+        payload = json.dumps(request, separators=(",", ":")).encode()
+        return LENGTH.pack(len(payload)) + payload
+
+    async def _read(self) -> dict:
+        size = LENGTH.unpack(await self.reader.readexactly(4))[0]
+        return json.loads(await self.reader.readexactly(size))
+
+    def call(self, target: int, value: tuple) -> object:
+        async def one() -> object:
+            self.writer.write(self._frame(target, value))
+            await self.writer.drain()
+            answer = await self._read()
+            if not answer["ok"]:
+                raise ClientError(f"{answer['error_kind']}: {answer['error']}")
+            return Just(answer["value"]["Just"]["Nat"])
+
+        return self.runner.run(one())
+
+    def call_many(self, calls: list[tuple[int, tuple]]) -> None:
+        async def many() -> None:
+            room = asyncio.Semaphore(WINDOW)
+
+            async def send() -> None:
+                for target, value in calls:
+                    await room.acquire()
+                    self.writer.write(self._frame(target, value))
+                    await self.writer.drain()
+
+            async def receive() -> None:
+                for _ in calls:
+                    answer = await self._read()
+                    if not answer["ok"]:
+                        raise ClientError(f"{answer['error_kind']}: {answer['error']}")
+                    room.release()
+
+            await asyncio.gather(send(), receive())
+
+        self.runner.run(many())
+
+    def close(self) -> None:
+        self.writer.close()
+        self.runner.close()
+
+
+# ----------------------------------------------------------------------------- workloads
+
+
+def one_at_a_time(client: RawClient, forwarder: int, target: int, n: int) -> list:
+    """Seconds taken by each of ``n`` calls; every answer is checked."""
     seconds = []
     ref = ObjectRef(target)
-    for n in range(count):
+    for i in range(n):
         start = time.perf_counter()
-        answer = session.call(forwarder, ("via", ref, n))
+        answer = client.call(forwarder, ("via", ref, i))
         seconds.append(time.perf_counter() - start)
-        if not values_equal(answer, Just(n)):
-            raise SystemExit(f"wrong answer {answer!r} for call {n}")
+        if not values_equal(answer, Just(i)):
+            raise SystemExit(f"wrong answer {answer!r} for call {i}")
     return seconds
 
 
-def row(name: str, seconds: list[float] | None, rate: float, base: float) -> str:
-    if seconds is None:
-        latency = f"{'-':>9} {'-':>9}"
-    else:
-        p50, p99 = percentile(seconds, 0.50) * 1e3, percentile(seconds, 0.99) * 1e3
-        latency = f"{p50:9.3f} {p99:9.3f}"
-    return f"  {name:<34} {rate:11,.0f} {latency} {base / rate:12.1f}x"
+def pipelined(client: RawClient, forwarder: int, target: int, n: int) -> float:
+    """Seconds for ``n`` calls with up to `WINDOW` in flight."""
+    ref = ObjectRef(target)
+    calls = [(forwarder, ("via", ref, i)) for i in range(n)]
+    start = time.perf_counter()
+    client.call_many(calls)
+    return time.perf_counter() - start
+
+
+class Figures:
+    def __init__(self) -> None:
+        self.latency: list[float] = []
+        self.seconds = 0.0
+        self.calls = 0
+
+    def rate(self) -> float:
+        return self.calls / self.seconds
+
+    def row(self, name: str) -> str:
+        p50, p99 = percentile(self.latency, 0.5) * 1e3, percentile(self.latency, 0.99) * 1e3
+        return f"  {name:<36} {self.rate():11,.0f} {p50:9.3f} {p99:9.3f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=3000, help="timed calls per workload")
+    parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_server:
+        asyncio.run(serve_floor())
+        return
     per_round = max(1, args.calls // ROUNDS)
-    calls = per_round * ROUNDS
+    figures = {name: Figures() for name in ("floor", "local", "remote")}
 
-    baseline = max(in_process(calls) for _ in range(3))  # best of three, as vm_bench does
+    floor = Floor()
+    floor_client = RawClient(floor.port, node=False)
     with tempfile.TemporaryDirectory() as directory:
         nodes = Nodes(Path(directory))
         try:
@@ -115,34 +238,43 @@ def main() -> None:
             with Session(alpha) as on_alpha, Session(beta) as on_beta:
                 forwarder = on_alpha.create("forwarder")
                 here, there = on_alpha.create("echo"), on_beta.create("echo")
-                timed_calls(on_alpha, forwarder, here, WARM_UP)
-                timed_calls(on_alpha, forwarder, there, WARM_UP)
-                local: list[float] = []
-                remote: list[float] = []
+                raw = RawClient(alpha.port, node=True)
+                clients = {
+                    "floor": (floor_client, 1, 2),
+                    "local": (raw, forwarder, here),
+                    "remote": (raw, forwarder, there),
+                }
+                for client, f, t in clients.values():
+                    one_at_a_time(client, f, t, WARM_UP)
+                    pipelined(client, f, t, WARM_UP)
                 for _ in range(ROUNDS):
-                    local += timed_calls(on_alpha, forwarder, here, per_round)
-                    remote += timed_calls(on_alpha, forwarder, there, per_round)
+                    for name, (client, f, t) in clients.items():
+                        figures[name].latency += one_at_a_time(client, f, t, per_round)
+                        figures[name].seconds += pipelined(client, f, t, per_round * 3)
+                        figures[name].calls += per_round * 3
         except ClientError as error:
             raise SystemExit(f"node benchmark failed: {error}") from None
         finally:
             nodes.close()
+            floor_client.close()
+            floor.close()
 
-    local_rate, remote_rate = len(local) / sum(local), len(remote) / sum(remote)
     print(
         "node calls: a forwarder object on node A calls an echo object with one number\n"
-        f"  {calls:,} timed calls per workload after {WARM_UP} warm-up calls; local and remote\n"
-        f"  alternate in {ROUNDS} rounds over one persistent client connection (127.0.0.1);\n"
-        "  in-process: the same call made by main in one runtime, best of three\n"
+        f"  {per_round * ROUNDS:,} one-at-a-time and {per_round * ROUNDS * 3:,} pipelined calls"
+        f" (window {WINDOW}) per workload,\n"
+        f"  in {ROUNDS} alternating rounds after {WARM_UP} warm-up calls, one client connection"
+        " on 127.0.0.1\n"
     )
-    print(f"  {'workload':<34} {'calls/s':>11} {'p50 ms':>9} {'p99 ms':>9} {'time/in-proc':>13}")
-    print(row("in-process runtime (no network)", None, baseline, baseline))
-    print(row("client → A, echo on A (local)", local, local_rate, baseline))
-    print(row("client → A → B, echo on B (remote)", remote, remote_rate, baseline))
-    print(
-        f"\n  remote / local: {local_rate / remote_rate:.2f}x the time per call, "
-        f"p50 {statistics.median(remote) / statistics.median(local):.2f}x, "
-        f"p99 {percentile(remote, 0.99) / percentile(local, 0.99):.2f}x"
-    )
+    print(f"  {'workload':<36} {'pipelined/s':>11} {'p50 ms':>9} {'p99 ms':>9}")
+    print(figures["floor"].row("floor: asyncio + JSON framing, no VM"))
+    print(figures["local"].row("client → A, echo on A (local)"))
+    print(figures["remote"].row("client → A → B, echo on B (remote)"))
+    base = figures["floor"]
+    local_ratio = figures["local"].rate() / base.rate()
+    remote_ratio = figures["remote"].rate() / base.rate()
+    p50_ratio = percentile(figures["local"].latency, 0.5) / percentile(base.latency, 0.5)
+    print(f"\nnode/floor: local {local_ratio:.2f}, remote {remote_ratio:.2f}, p50 {p50_ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,12 @@ pipelines calls on it, so a test can feed a node tens of thousands of events qui
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -322,3 +325,92 @@ def wait_connected(node: Node, peers: Iterable[str], timeout: float = START_TIME
                     f"within {timeout:g} s\n{node.log()}"
                 )
             time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------ peers listing each other
+
+
+def unused_port() -> int:
+    """A port nothing listens on, below the range the OS hands out for port 0 and outgoing
+    connections, so that no socket takes it before the node it is meant for binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 10_000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port found below {low}")
+
+
+def plan(nodes: Nodes, names: Iterable[str]) -> dict[str, Node]:
+    """Nodes that do not run yet but already have their ports, so that each may list any
+    other as a peer whatever order they start in (nodes listing each other, a ring). Give a
+    node its `args` (see `peer_args`), then start it with `Nodes.restart`."""
+    planned: dict[str, Node] = {}
+    ports: set[int] = set()
+    for name in names:
+        node = Node(name, [], nodes.directory / f"node-{name}.stderr")
+        while node.port == 0 or node.port in ports:  # two nodes of a plan never share one
+            node.port = unused_port()
+        ports.add(node.port)
+        nodes.started.append(node)
+        planned[name] = node
+    return planned
+
+
+def peer_args(peers: Mapping[str, Node]) -> list[str]:
+    """The `--peer NAME=HOST:PORT` options that list ``peers``."""
+    return [arg for name, node in peers.items() for arg in ("--peer", f"{name}={node.address}")]
+
+
+# --------------------------------------------------------------------------- liveness figures
+
+
+def cpu_seconds(node: Node) -> float:
+    """User plus system CPU time the node's process (all its threads) has used so far."""
+    assert node.process is not None
+    stat = Path(f"/proc/{node.process.pid}/stat").read_text(encoding="ascii")
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def cpu_shares(nodes: Sequence[Node], seconds: float) -> dict[str, float]:
+    """The share of one core each node used during the next ``seconds`` of wall time, all
+    over the same window (1.0: a core busy all the time, as a spinning event loop is)."""
+    before = [cpu_seconds(node) for node in nodes]
+    start = time.monotonic()
+    time.sleep(seconds)
+    after = [cpu_seconds(node) for node in nodes]
+    wall = time.monotonic() - start
+    spent = zip(nodes, before, after, strict=True)
+    return {node.name: (end - begin) / wall for node, begin, end in spent}
+
+
+def rss_mb(node: Node) -> float:
+    """The node process's resident memory (VmRSS), in MB."""
+    assert node.process is not None
+    for line in Path(f"/proc/{node.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS line")
+
+
+def timed_status(node: Node, timeout: float = CLI_TIMEOUT) -> tuple[dict[str, Any], float]:
+    """The node's status and the seconds it took, connection and handshake included (as
+    for `avm status`); `ClientError` when no answer comes within ``timeout``."""
+    start = time.monotonic()
+    with Session(node, timeout=timeout) as session:
+        status = session.status()
+    return status, time.monotonic() - start
+
+
+# What a node logs when its own code failed: it catches the exception, logs it and goes on.
+OWN_ERRORS = ("error handling ", "internal error", "error cleaning up")
+
+
+def own_errors(log: str) -> list[str]:
+    """The lines of a node's log (`Node.log`) that report a failure of its own code."""
+    return [line for line in log.splitlines() if line.startswith(OWN_ERRORS)]

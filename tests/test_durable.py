@@ -17,8 +17,8 @@ from avm_vm.bytecode import encode
 from avm_vm.cli import main
 from avm_vm.node import snapshot
 from avm_vm.node.client import Client, ClientError
-from avm_vm.node.durable import LOG_NAME, replay
-from avm_vm.node.eventlog import MAGIC, EventLog, encode_event, read_events
+from avm_vm.node.durable import replay
+from avm_vm.node.eventlog import MAGIC, EventLog, encode_event, read_log, segment_name, segments
 from avm_vm.node.node import Node, NodeConfig
 from avm_vm.program import Program
 from avm_vm.values import Just, Value
@@ -104,14 +104,13 @@ def state_of(data: Path) -> tuple[str, int]:
 
 
 def test_log_appends_and_reads_back(tmp_path: Path) -> None:
-    path = tmp_path / LOG_NAME
-    log, events = EventLog.open(path)
-    assert events == []
+    assert read_log(tmp_path).events == []
+    log = EventLog(tmp_path, 0)
     for n in range(5):
         log.append({"k": "x", "n": n})
     log.close()
-    assert [e["n"] for e in read_events(path)] == [0, 1, 2, 3, 4]
-    data = path.read_bytes()
+    assert [e["n"] for e in read_log(tmp_path).events] == [0, 1, 2, 3, 4]
+    data = (tmp_path / segment_name(0)).read_bytes()
     assert data.startswith(MAGIC)
     payload = encode_event({"k": "x", "n": 0})
     head = len(payload).to_bytes(4, "big") + zlib.crc32(payload).to_bytes(4, "big")
@@ -123,36 +122,36 @@ def test_events_holding_very_deep_values_are_logged(tmp_path: Path) -> None:
     deep: object = {"Nat": 1}
     for _ in range(50_000):
         deep = {"Just": deep}
-    path = tmp_path / LOG_NAME
-    log, _ = EventLog.open(path)
+    log = EventLog(tmp_path, 0)
     event = {"k": "resume", "value": deep}
     log.append(event)
     log.close()
-    (back,) = read_events(path)  # compared as bytes: == on it would recurse too deep
+    (back,) = read_log(tmp_path).events  # compared as bytes: == on it would recurse too deep
     assert encode_event(back) == encode_event(event)
 
 
 @pytest.mark.parametrize("damage", ["torn", "corrupt"])
 def test_a_bad_tail_is_dropped_with_a_warning(
-    tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / LOG_NAME
-    log, _ = EventLog.open(path)
+    log = EventLog(tmp_path, 0)
     for n in range(4):
         log.append({"k": "x", "n": n})
     log.close()
+    path = tmp_path / segment_name(0)
     data = bytearray(path.read_bytes())
     if damage == "torn":
         data = data[:-3]
     else:
         data[-2] ^= 0xFF  # inside the last payload: its checksum fails
     path.write_bytes(bytes(data))
-    log, events = EventLog.open(path)
-    assert [e["n"] for e in events] == [0, 1, 2]
-    assert "dropped a torn or corrupt tail" in capsys.readouterr().err
+    tail = read_log(tmp_path, repair=True)
+    assert [e["n"] for e in tail.events] == [0, 1, 2]
+    assert "dropped a torn or corrupt tail" in caplog.text
+    log = EventLog(tmp_path, tail.end)
     log.append({"k": "x", "n": 9})  # new records follow the last good one
     log.close()
-    assert [e["n"] for e in read_events(path)] == [0, 1, 2, 9]
+    assert [e["n"] for e in read_log(tmp_path).events] == [0, 1, 2, 9]
 
 
 # --------------------------------------------------------------------------- restart
@@ -174,8 +173,24 @@ def test_restart_reaches_the_same_state(tmp_path: Path) -> None:
     assert count == 4  # the counter carried on from its logged state
 
 
+def test_a_data_directory_from_before_segments_restarts(tmp_path: Path) -> None:
+    data = tmp_path / "a"
+    seen = run_node(data, [program(COUNTER)], counter_work, crash=True)
+    [(_, path)] = segments(data)
+    path.rename(data / "events.log")  # the name a node from before segments gave its log
+
+    async def more(node: Node, client: Client) -> Any:
+        return await call(client, seen["obj"], "inc")
+
+    assert run_node(data, [], more) == 4  # the clean stop snapshots and starts a segment
+    names = [p.name for _, p in segments(data)]
+    assert len(names) == 2 and names[0] == "events.log"
+    report = replay(data, from_start=True)
+    assert report.divergence is None and report.replayed == len(read_log(data).events)
+
+
 def test_restart_from_snapshot_and_a_corrupt_snapshot_is_skipped(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = tmp_path / "a"
 
@@ -195,7 +210,7 @@ def test_restart_from_snapshot_and_a_corrupt_snapshot_is_skipped(
         raw[-5] ^= 0x01
         path.write_bytes(bytes(raw))
     assert state_of(data)[0] == digest  # both damaged: the whole log is replayed
-    assert "skipping damaged snapshot" in capsys.readouterr().err
+    assert "skipping damaged snapshot" in caplog.text
 
 
 def test_periodic_snapshots_and_checkpoints(tmp_path: Path) -> None:
@@ -208,7 +223,7 @@ def test_periodic_snapshots_and_checkpoints(tmp_path: Path) -> None:
 
     run_node(data, [program(COUNTER)], work, snapshot_every=5, checkpoint_every=3, crash=True)
     assert len(snapshot.paths(data)) == snapshot.KEEP
-    kinds = [e["k"] for e in read_events(data / LOG_NAME)]
+    kinds = [e["k"] for e in read_log(data).events]
     assert kinds.count("checkpoint") >= 4
     report = replay(data, from_start=True)
     assert report.divergence is None and report.checked_states >= 4 + snapshot.KEEP
@@ -235,15 +250,17 @@ def test_replay_matches_and_reproduces_entropy_and_time(tmp_path: Path) -> None:
 def test_replay_reports_the_first_diverging_event(tmp_path: Path) -> None:
     data = tmp_path / "a"
     run_node(data, [program(COUNTER)], counter_work, crash=True)
-    path = data / LOG_NAME
-    events = read_events(path)
+    [(_, path)] = segments(data)  # the crash left no snapshot, so the log is one segment
+    events = read_log(data).events
     index = min(i for i, e in enumerate(events) if e["k"] == "client_call")  # the first "inc"
     events[index]["input"] = {"List": [{"Str": "get"}]}  # rewrite one call, checksum and all
-    log, _ = EventLog.open(tmp_path / "forged.log")
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    log = EventLog(forged, 0)
     for event in events:
         log.append(event)
     log.close()
-    (tmp_path / "forged.log").replace(path)
+    (forged / segment_name(0)).replace(path)
     result = CliRunner().invoke(main, ["replay", str(data), "--from-start"])
     assert result.exit_code == 1
     assert f"first diverging event: event {index} (client_call)" in result.output

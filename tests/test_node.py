@@ -254,6 +254,66 @@ def test_a_silent_peer_times_out_and_its_late_answer_is_ignored() -> None:
     run(test, [CELL], call_timeout=0.3)
 
 
+def test_a_replaced_link_fails_the_requests_sent_on_it() -> None:
+    """A peer that connects again while a request waits on its old connection: the answer
+    cannot come on a connection that is gone, so the request fails at once, although the
+    peer's name stays alive on the new one (it used to wait for ever, its run parked)."""
+
+    async def speak_as_mute(node: Node) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        await handshake(
+            reader, writer, name="mute", role="node", secret=None, prefix=7, timeout=5,
+            initiator=True,
+        )  # fmt: skip
+        await write_message(writer, message("ping", nonce=1))
+        return reader, writer
+
+    async def test(nodes: list[Node], clients: list[Client]) -> None:
+        node = nodes[0]
+        old_reader, old_writer = await speak_as_mute(node)
+        await _until(lambda: "mute" in node.links)
+        old = node.links["mute"]
+        probe = await clients[0].create("Cell")
+        target = (7 << 48) + 1
+        pending = asyncio.create_task(_call(clients[0], probe, f'["probe", obj:{target}, 1]'))
+        call = None
+        while call is None or call["type"] != "call":
+            call = await read_message(old_reader)  # the request is out, on the old link
+        _, writer = await speak_as_mute(node)
+        await _until(lambda: node.links.get("mute") not in (None, old))
+        answer = await asyncio.wait_for(pending, 5)
+        assert answer == 'just ["error", "machine unreachable: machine:mute (connection lost)"]'
+        assert not node.engine.runtime.parked and len(node.pending) == 0
+        for stale in (old_writer, writer):
+            stale.close()
+
+    # The call timeout is long and the new link keeps "mute" alive: only the fix ends it.
+    run(test, [CELL], call_timeout=60)
+
+
+@pytest.mark.parametrize("prefix", [1, 2], ids=["own prefix", "a peer's prefix"])
+def test_a_peer_with_a_prefix_in_use_is_refused(prefix: int) -> None:
+    """Object and request ids carry their maker's prefix: a node announcing a prefix that
+    this node or another peer already has is turned away with the reason, before it is
+    linked, so no two nodes hand out the same ids."""
+
+    async def test(nodes: list[Node], clients: list[Client]) -> None:
+        node = nodes[0]
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        await handshake(
+            reader, writer, name="twin", role="node", secret=None, prefix=prefix, timeout=5,
+            initiator=True,
+        )  # fmt: skip
+        answer = await asyncio.wait_for(read_message(reader), 5)
+        assert answer is not None and answer["type"] == "error"
+        assert answer["message"].startswith("refused: ") and f"prefix {prefix}" in answer["message"]
+        assert await asyncio.wait_for(read_message(reader), 5) is None  # closed
+        writer.close()
+        assert "twin" not in node.links and node.links.keys() == {"beta"}
+
+    run(test, [CELL], [CELL])  # alpha has prefix 1, its peer beta prefix 2
+
+
 def test_reentrant_calls_keep_parked_transactions_apart() -> None:
     """A run parked inside a transaction: the call served meanwhile runs outside it."""
     source = """
@@ -345,6 +405,29 @@ def test_move_object_and_fetch_across_nodes() -> None:
         )
 
     run(test, [CELL], [CELL], [OTHER])
+
+
+def test_a_node_that_joins_after_a_move_finds_the_object() -> None:
+    """A node that was not there when an object moved routes a call to it by its id's
+    prefix to its creator; the creator tells every peer that connects where its objects
+    that moved away live now, so the call reaches the object."""
+
+    async def test(nodes: list[Node], clients: list[Client]) -> None:
+        x = await clients[0].create("Cell")
+        mover = await clients[0].create("Cell")
+        assert await _call(clients[0], mover, f'["move", obj:{x}, "beta"]') == "just true"
+        peers = {n.name: ("127.0.0.1", n.port) for n in nodes}
+        late = Node(NodeConfig("gamma", peers=peers, prefix=3, jit="off"), [CELL])
+        await late.start()
+        client = await Client.connect("127.0.0.1", late.port)
+        try:
+            await _until(lambda: late.directory.objects.get(x) == "beta")
+            assert await _call(client, x, '["get"]') == 'just ["beta", []]'
+        finally:
+            await client.close()
+            await late.stop()
+
+    run(test, [CELL], [CELL])
 
 
 def test_teleport_continues_on_the_other_node_and_answers_at_the_origin() -> None:

@@ -97,6 +97,20 @@ def test_each_kind_has_the_spec_json_form(value: Value, form: object) -> None:
 
 @settings(deadline=None, max_examples=300)
 @given(VALUES)
+def test_fast_and_careful_value_conversions_agree(value: Value) -> None:
+    """Shallow values take recursive fast paths; they must give exactly what the iterative
+    conversions give (and deep ones must still convert)."""
+    form = codec._value_to_json(value)
+    assert value_to_json(value) == form
+    assert values_equal(value_from_json(form), codec._value_from_json(form))
+    deep: Value = value
+    for _ in range(200):
+        deep = Just(deep)
+    assert values_equal(value_from_json(value_to_json(deep)), deep)
+
+
+@settings(deadline=None, max_examples=300)
+@given(VALUES)
 def test_values_round_trip_through_json_and_frames(value: Value) -> None:
     form = value_to_json(value)
     assert values_equal(value_from_json(json.loads(json.dumps(form))), value)

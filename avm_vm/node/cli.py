@@ -65,6 +65,34 @@ def _fail(text: str) -> None:
     sys.exit(1)
 
 
+# File handles `avm node` keeps for itself besides accepted connections: standard streams,
+# the event loop, listening sockets, the data directory, a trace file, dialled peers (added).
+FD_RESERVE = 64
+MAX_CONNECTIONS = 1000  # the default limit, when the file handles allow that many
+
+
+def _connection_limit(requested: int | None, peers: int) -> int:
+    """The accepted-connection limit: ``requested``, with the file-handle limit (ulimit -n)
+    raised to fit it if the hard limit allows; by default three quarters of the handles
+    left, at most `MAX_CONNECTIONS`. Staying below the limit means a crowd of clients is
+    refused with a message rather than making every accept fail."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    reserve = FD_RESERVE + peers
+    if requested is None:
+        return max(1, min(MAX_CONNECTIONS, (soft - reserve) * 3 // 4))
+    needed = requested + reserve
+    if needed > soft:
+        if hard != resource.RLIM_INFINITY and needed > hard:
+            _fail(
+                f"--max-connections {requested} needs about {needed} file handles, but this "
+                f"process may open at most {hard} (ulimit -n)"
+            )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return requested
+
+
 _SECRET = click.option(
     "--secret-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -126,6 +154,27 @@ _SECRET = click.option(
     show_default=True,
     help="Events between state hashes logged for `avm replay` (with --data).",
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Connections accepted at once; more are refused with a message saying why "
+    f"[default: 3/4 of the file handles (ulimit -n) left, at most {MAX_CONNECTIONS}].",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds a client may stay connected without asking anything (0: no limit).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="The least important messages the node logs on stderr.",
+)
 def node_command(
     name: str,
     listen: str,
@@ -140,6 +189,9 @@ def node_command(
     data: Path | None,
     snapshot_every: int,
     checkpoint_every: int,
+    max_connections: int | None,
+    idle_timeout: float,
+    log_level: str,
 ) -> None:
     """Run a node: host objects of the loaded behaviors, serve peers and clients.
 
@@ -159,6 +211,7 @@ def node_command(
         raise click.UsageError("give --load FILE (or --data DIR of a node that loaded some)")
     programs = [_load(path) for path in files]
     import asyncio
+    import logging
 
     from avm_vm.node.durable import DataError
     from avm_vm.node.engine import LoadError
@@ -180,9 +233,14 @@ def node_command(
         data=data,
         snapshot_every=snapshot_every,
         checkpoint_every=checkpoint_every,
+        max_connections=_connection_limit(max_connections, len(peer_table)),
+        idle_timeout=idle_timeout or None,
     )
+    from avm_vm.node.logs import configure_logging
+
+    handler = configure_logging(log_level)
     try:
-        asyncio.run(_serve(config, programs))
+        fatal = asyncio.run(_serve(config, programs, handler))
     except OSError as error:
         where = f"listen on {listen}" if data is None else f"listen on {listen} or use {data}"
         _fail(f"cannot {where}: {error.strerror or error}")
@@ -190,28 +248,38 @@ def node_command(
         _fail(str(error))
     except (DataError, LogError, StateError) as error:
         _fail(str(error))
+    handler.summarize(final=True)
+    logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)  # a run still computing in the VM thread must not hold the exit
+    os._exit(0 if fatal is None else 1)  # a run computing in the VM thread must not hold it
 
 
-async def _serve(config: Any, programs: list) -> None:
+async def _serve(config: Any, programs: list, handler: Any) -> str | None:
+    """Run the node until a signal (None) or until it cannot go on (why)."""
     import asyncio
     import signal
+    from contextlib import suppress
 
+    from avm_vm.node.logs import log_loop_error, logger
     from avm_vm.node.node import Node
 
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(log_loop_error)
     node = Node(config, programs)
     await node.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    stop = node.stop_requested
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     click.echo(f"avm node {config.name} listening on {node.address}")
     sys.stdout.flush()
-    await stop.wait()
-    click.echo(f"node {config.name}: stopping", err=True)
+    while not stop.is_set():  # now and then, the counts of repeated log lines
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), handler.window)
+        handler.summarize()
+    logger.info("node %s: stopping", config.name)
     await node.stop()
+    return node.fatal
 
 
 def _load(path: Path) -> Any:

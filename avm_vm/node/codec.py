@@ -56,8 +56,58 @@ def _nat(payload: object, tag: str) -> int:
     return payload
 
 
+# Values nested at most this deep take the recursive fast paths below; deeper ones, and any
+# value with a problem, the iterative conversions (which name the problem).
+_FAST_DEPTH = 48
+
+
+class _Slow(Exception):
+    """The fast path gives up: too deep, or something the careful path must explain."""
+
+
+def _to_json_fast(value: object, depth: int) -> object:
+    t = type(value)
+    if t is int:
+        if value > NAT_MAX or value < 0:  # type: ignore[operator]
+            raise _Slow
+        return {"Nat": value}
+    if t is str:
+        if not value.isascii():  # type: ignore[union-attr]
+            raise _Slow  # the careful path checks for lone surrogates
+        return {"Str": value}
+    if t is tuple:
+        if depth > _FAST_DEPTH:
+            raise _Slow
+        return {"List": [_to_json_fast(item, depth + 1) for item in value]}  # type: ignore[union-attr]
+    if t is Just:
+        if depth > _FAST_DEPTH:
+            raise _Slow
+        return {"Just": _to_json_fast(value.value, depth + 1)}  # type: ignore[attr-defined]
+    if t is bool:
+        return {"Bool": value}
+    if t is NothingType:
+        return "Nothing"
+    if t is ObjectRef or t is TxRef:
+        if not 0 <= value.id <= NAT_MAX:  # type: ignore[attr-defined]
+            raise _Slow
+        return {t.__name__: value.id}  # type: ignore[attr-defined]
+    if t is Pair:
+        if depth > _FAST_DEPTH:
+            raise _Slow
+        first = _to_json_fast(value.first, depth + 1)  # type: ignore[attr-defined]
+        return {"Pair": [first, _to_json_fast(value.second, depth + 1)]}  # type: ignore[attr-defined]
+    raise _Slow
+
+
 def value_to_json(value: Value) -> object:
     """The JSON form of ``value`` (dicts, lists, ints, bools, strings), ready for ``json``."""
+    try:
+        return _to_json_fast(value, 0)
+    except (_Slow, RecursionError):
+        return _value_to_json(value)
+
+
+def _value_to_json(value: Value) -> object:
     root: list[object] = [None]
     # Work items: (value, container to fill, index or key in it, depth of the value).
     stack: list[tuple[object, list | dict, int | str, int]] = [(value, root, 0, 0)]
@@ -119,8 +169,53 @@ class _Finish:
         self.build, self.slots, self.parent, self.key = build, slots, parent, key
 
 
+def _from_json_fast(obj: object, depth: int) -> Value:
+    if type(obj) is not dict or len(obj) != 1:  # type: ignore[arg-type]
+        if obj == "Nothing":
+            return NOTHING
+        raise _Slow
+    ((tag, payload),) = obj.items()  # type: ignore[union-attr]
+    kind = type(payload)
+    if tag == "Nat":
+        if kind is not int or not 0 <= payload <= NAT_MAX:
+            raise _Slow
+        return payload
+    if tag == "Str":
+        if kind is not str or not payload.isascii():
+            raise _Slow  # the careful path checks for lone surrogates
+        return payload
+    if depth > _FAST_DEPTH:
+        raise _Slow
+    if tag == "List":
+        if kind is not list:
+            raise _Slow
+        return tuple([_from_json_fast(item, depth + 1) for item in payload])
+    if tag == "Just":
+        return Just(_from_json_fast(payload, depth + 1))
+    if tag == "ObjectRef" or tag == "TxRef":
+        if kind is not int or not 0 <= payload <= NAT_MAX:
+            raise _Slow
+        return ObjectRef(payload) if tag == "ObjectRef" else TxRef(payload)
+    if tag == "Bool":
+        if kind is not bool:
+            raise _Slow
+        return payload
+    if tag == "Pair":
+        if kind is not list or len(payload) != 2:
+            raise _Slow
+        return Pair(_from_json_fast(payload[0], depth + 1), _from_json_fast(payload[1], depth + 1))
+    raise _Slow
+
+
 def value_from_json(obj: object) -> Value:
     """The value whose JSON form is ``obj``; ``WireError`` naming the problem otherwise."""
+    try:
+        return _from_json_fast(obj, 0)
+    except (_Slow, RecursionError):
+        return _value_from_json(obj)
+
+
+def _value_from_json(obj: object) -> Value:
     root: list[Value] = [NOTHING]
     # Work items: (JSON to decode, list to put the value in, index, depth) or a `_Finish`.
     stack: list[tuple[object, list, int, int] | _Finish] = [(obj, root, 0, 0)]

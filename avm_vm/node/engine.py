@@ -41,7 +41,7 @@ from avm_vm.node.transfer import (
 )
 from avm_vm.program import Program
 from avm_vm.registry import RegistryError
-from avm_vm.runs import Done, Failed, MoveOut, Outcome, Parked, Teleport
+from avm_vm.runs import Done, Failed, MoveOut, Outcome, Parked, Preempted, Teleport
 from avm_vm.runtime import Runtime, RuntimeOptions
 from avm_vm.trace import BehaviorUpgraded, entry_json
 from avm_vm.values import NOTHING, ObjectRef
@@ -59,6 +59,11 @@ class Step:
     error_kind: str = "Failed"
     payload: dict[str, Any] | None = None  # a parked run's activation or object to ship
     notices: list[Message] = field(default_factory=list)
+
+    @property
+    def preempted(self) -> bool:
+        """The run's slice ran out: `Engine.proceed` goes on with it, nothing else runs."""
+        return type(self.outcome) is Preempted
 
     def digest(self) -> bytes:
         """8 bytes summing up what the step let out, so replay can tell the first event
@@ -237,8 +242,14 @@ class Engine:
             self.directory.learn(request.object_id, request.machine)  # before it resumes
         return self._step(self.runtime.resume(run, run_answer(request, got)))  # type: ignore[arg-type]
 
+    def proceed(self, sliced: bool = False) -> Step:
+        """Go on with the run a step left preempted: in slices again when ``sliced``."""
+        return self._step(self.runtime.proceed(sliced))
+
     def _step(self, outcome: Outcome) -> Step:
         step = Step(outcome)
+        if type(outcome) is Preempted:
+            return step  # the run is not over: nothing to announce yet
         rt = self.runtime
         if type(outcome) is Parked:
             request = outcome.request

@@ -35,6 +35,10 @@ class FieldType:
         self.check(value)
         return value
 
+    def keep(self, obj: object) -> object:
+        """Like `decode`, but an AVM value stays in its JSON form (checked all the same)."""
+        return self.decode(obj)
+
     def check(self, obj: object) -> None:
         """Raise ``ValueError`` unless ``obj`` is valid (where both forms are the same)."""
         raise NotImplementedError
@@ -100,6 +104,10 @@ class Val(FieldType):
         except WireError as error:
             raise ValueError(str(error)) from None
 
+    def keep(self, obj: object) -> object:
+        self.decode(obj)
+        return obj
+
 
 class Duct(FieldType):
     """The causal chain of a call: ``[[machine, object, call_id], ...]``, outermost first."""
@@ -143,6 +151,9 @@ class Optional(FieldType):
     def encode(self, value: object) -> object:
         return None if value is None else self.inner.encode(value)
 
+    def keep(self, obj: object) -> object:
+        return None if obj is None else self.inner.keep(obj)
+
 
 U64 = Int(NAT_MAX)
 U16 = Int(0xFFFF)
@@ -157,12 +168,25 @@ ROLE = Text(r"node|client", '"node" or "client"')
 ERROR_KIND = Optional(Text(r".{1,100}", "a non-empty error kind name"))
 
 
+_TABLES = {"decode": "decoders", "keep": "keepers", "encode": "encoders"}
+
+
 @dataclass(frozen=True)
 class Kind:
     """One message kind: its fields in wire order and an optional cross-field rule."""
 
     fields: Mapping[str, FieldType]
     rule: Callable[[Message], str | None] | None = None
+    # Each field's converter in each direction, looked up once rather than per message.
+    decoders: tuple[tuple[str, Callable[[object], object]], ...] = ()
+    keepers: tuple[tuple[str, Callable[[object], object]], ...] = ()
+    encoders: tuple[tuple[str, Callable[[object], object]], ...] = ()
+
+    def __post_init__(self) -> None:
+        items = self.fields.items()
+        for direction, table in _TABLES.items():
+            converters = tuple((name, getattr(field, direction)) for name, field in items)
+            object.__setattr__(self, table, converters)
 
 
 def _response_rule(payload: str) -> Callable[[Message], str | None]:
@@ -254,15 +278,15 @@ def _convert(message: object, direction: str) -> Message:
     kind = KINDS.get(tag) if type(tag) is str else None
     if kind is None:
         raise WireError(f"unknown message type {snippet(tag)}")
-    extra = message.keys() - kind.fields.keys() - {"type"}
-    if extra:
-        raise WireError(f"{tag} message has unexpected field {snippet(min(extra))}")
+    converters = getattr(kind, _TABLES[direction])
+    if len(message) != len(converters) + 1:
+        _wrong_fields(tag, message, kind)
     out: Message = {"type": tag}
-    for name, field in kind.fields.items():
+    for name, convert in converters:
         if name not in message:
-            raise WireError(f"{tag} message lacks field {name!r}")
+            _wrong_fields(tag, message, kind)
         try:
-            out[name] = getattr(field, direction)(message[name])
+            out[name] = convert(message[name])
         except ValueError as error:
             raise WireError(f"{tag}.{name} {error}") from None
     problem = kind.rule(out) if kind.rule else None
@@ -271,9 +295,18 @@ def _convert(message: object, direction: str) -> Message:
     return out
 
 
-def decode_message(obj: object) -> Message:
-    """The message a parsed frame holds, fields checked and ``Val`` fields decoded."""
-    return _convert(obj, "decode")
+def _wrong_fields(tag: str, message: Message, kind: Kind) -> NoReturn:
+    extra = message.keys() - kind.fields.keys() - {"type"}
+    if extra:
+        raise WireError(f"{tag} message has unexpected field {snippet(min(extra))}")
+    missing = next(name for name in kind.fields if name not in message)
+    raise WireError(f"{tag} message lacks field {missing!r}")
+
+
+def decode_message(obj: object, values: bool = True) -> Message:
+    """The message a parsed frame holds, fields checked and ``Val`` fields decoded (or, with
+    ``values`` False, checked and kept in their JSON form: what a node logs and forwards)."""
+    return _convert(obj, "decode" if values else "keep")
 
 
 def encode_message(message: Message) -> Message:

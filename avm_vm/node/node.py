@@ -35,13 +35,13 @@ from typing import Any
 from avm_vm.bytecode import encode
 from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.node.auth import HandshakeError, Hello, handshake
-from avm_vm.node.codec import value_to_json
-from avm_vm.node.directory import Directory
+from avm_vm.node.directory import PREFIX_SHIFT, Directory
 from avm_vm.node.durable import RESTARTED, Meta, Recorder, open_data, settle_meta
 from avm_vm.node.engine import Engine, LoadError, Step, failure_of
-from avm_vm.node.eventlog import Event
-from avm_vm.node.messages import Message, RequestIds, encode_message, message
-from avm_vm.node.peers import Connection, log
+from avm_vm.node.eventlog import Event, LogError, LogWriteError
+from avm_vm.node.logs import logger
+from avm_vm.node.messages import Message, RequestIds, message
+from avm_vm.node.peers import NODE_ROOM, Connection, Limits, peer_address, refuse
 from avm_vm.node.requests import (
     Answer,
     PendingMap,
@@ -50,7 +50,7 @@ from avm_vm.node.requests import (
     request_message,
 )
 from avm_vm.node.state import StateError, capture, state_hash
-from avm_vm.node.wire import WireError
+from avm_vm.node.wire import LARGE_FRAME, MAX_FRAME, WireError, encode_frame
 from avm_vm.program import Program
 from avm_vm.runs import (
     Done,
@@ -65,6 +65,9 @@ from avm_vm.runtime import RuntimeOptions
 HANDSHAKE_TIMEOUT = 5.0
 BACKOFF_FIRST, BACKOFF_CAP = 0.1, 2.0  # seconds between dial attempts, doubling
 MAX_PARKED = 10_000  # parked runs before new work waits (bounds memory under a flood)
+# A batch of jobs on the loop thread ends after this many jobs or this long, whichever first.
+BATCH_JOBS, BATCH_SECONDS = 256, 0.002
+VM_SLICE = 20_000  # VM steps a run takes on the loop thread before the VM thread goes on
 
 _PEER_KINDS = frozenset(
     {
@@ -114,6 +117,11 @@ class NodeConfig:
     data: Path | None = None  # the data directory: log events durably, restart from it
     snapshot_every: int = 10_000  # events between snapshots (with `data`)
     checkpoint_every: int = 1_000  # events between logged state hashes (with `data`)
+    # What connections may take of the node (docs/wire.md, "Limits").
+    max_connections: int = 512  # accepted at once; `avm node` sizes it to the file handles
+    idle_timeout: float | None = 60.0  # seconds a client may ask and say nothing (None: ever)
+    max_in_flight: int = 256  # a client's requests being worked on before it is not read
+    max_queued_bytes: int = 4 * MAX_FRAME  # output a connection may leave unread
 
 
 @dataclass
@@ -124,6 +132,7 @@ class Origin:
     conn: Connection | None = None
     peer: str | None = None
     teleport: bool = False  # a peer's teleported activation (it may be refused)
+    heavy: bool = False  # it came in a large frame: its event is applied on the VM thread
 
 
 @dataclass
@@ -145,6 +154,7 @@ class Node:
         self.pending = PendingMap(config.call_timeout)
         self.links: dict[str, Connection] = {}  # peer node → the connection used to send
         self.connections: set[Connection] = set()
+        self.accepted = 0  # accepted connections open now, served or in their handshake
         self.unsent: dict[str, list[tuple[int, Message]]] = {}  # for peers not connected yet
         self.jobs: deque[tuple[Origin | None, Event]] = deque()
         self.answers: dict[Run, dict[str, Any]] = {}  # a parked run's answer, as logged
@@ -153,6 +163,15 @@ class Node:
         self.busy = False  # a job is on the VM
         self.started = time.monotonic()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="avm-vm")
+        self.vm = asyncio.Lock()  # one user of the VM at a time, on the loop or the thread
+        # Set to stop the node: by `avm node` on a signal, or by the node itself when it
+        # cannot go on (`fatal` says why: its log failed).
+        self.stop_requested = asyncio.Event()
+        self.fatal: str | None = None
+        self.held: list[tuple[Origin | None, Step]] = []  # outputs waiting for a log write
+        self.uncommitted = asyncio.Event()  # `held` has outputs: `_commit` writes the log
+        self.committing = 0  # outputs whose write is under way
+        self.known: dict[str, Any] = {}  # the VM's last status, told while a run holds it
         self.tasks: set[asyncio.Task] = set()
         self.port = config.port
         self.prefix = 0
@@ -164,8 +183,11 @@ class Node:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Listen, build the VM (its id prefix may come from the port), dial the peers."""
-        self.server = await asyncio.start_server(self._accept, self.config.host, self.config.port)
+        """Bind, build the VM (its id prefix may come from the port; a data directory is
+        replayed), then listen and dial the peers: nothing is served half started."""
+        self.server = await asyncio.start_server(
+            self._accept, self.config.host, self.config.port, start_serving=False
+        )
         self.port = self.server.sockets[0].getsockname()[1]
         config = self.config
         self.prefix = self.port & 0xFFFF if config.prefix is None else config.prefix
@@ -178,8 +200,14 @@ class Node:
         self.request_ids = RequestIds(self.prefix, (self.engine.boots % (1 << 16)) << 32)
         for run in self.engine.runtime.parked:  # their requests died with the last process
             self.answers[run] = RESTARTED
+        self.engine.runtime.slice = VM_SLICE  # from now on runs are live (replay is not cut)
+        self.recorder.sync_each = False  # `_commit` writes the log once per batch or more
+        self.recorder.defer_snapshots = True  # `_schedule` writes them on the VM thread
         self.wake = asyncio.Event()
         self._spawn(self._schedule())
+        if self.config.data is not None:
+            self._spawn(self._commit())
+        await self.server.start_serving()
         for peer, (host, port) in self.config.peers.items():
             self._spawn(self._dial(peer, host, port))
 
@@ -201,7 +229,7 @@ class Node:
         recorder.snapshot_every = config.snapshot_every
         recorder.checkpoint_every = config.checkpoint_every
         if replayed:
-            log(f"replayed {replayed} events from {config.data}")
+            logger.info("replayed %d events from %s", replayed, config.data)
         return recorder
 
     def _boot(self) -> None:
@@ -236,12 +264,16 @@ class Node:
         if self.server is not None:
             self.server.close()
         deadline = time.monotonic() + self.config.drain_timeout
-        while (self.jobs or self.origins or self.busy) and time.monotonic() < deadline:
+        while (
+            self.jobs or self.origins or self.busy or self.held or self.committing
+        ) and time.monotonic() < deadline:
             self.wake.set()
             await asyncio.sleep(0.05)
-        for origin in list(self.origins.values()):
+        unanswered = [*self.origins.values(), *(o for o, _ in self.held if o is not None)]
+        for origin in unanswered:
             self._reply_error(origin, "Failed", "the node is shutting down")
         self.origins.clear()
+        self.held.clear()
         for origin, _ in self.jobs:
             if origin is not None:
                 self._reply_error(origin, "Failed", "the node is shutting down")
@@ -257,12 +289,12 @@ class Node:
             await conn.close()
         with suppress(Exception):
             await asyncio.wait_for(self.server.wait_closed(), 1.0)  # type: ignore[union-attr]
-        if not self.busy:  # a run still computing keeps the VM thread: leave it be
+        if self.engine.runtime.run is None:  # a run still computing keeps the VM: leave it be
             # A clean stop leaves a snapshot, so the next start replays nothing. Every event
-            # is already durable, so skipping this loses nothing.
-            with suppress(StateError):
-                await self._on_vm(lambda engine: self.recorder.snapshot())
-            await self._on_vm(lambda engine: self.recorder.close())
+            # whose outputs left is durable already, so skipping this loses nothing.
+            with suppress(StateError, LogError):
+                await self._on_vm(lambda engine: self.recorder.snapshot(), thread=True)
+            await self._on_vm(lambda engine: self.recorder.close(), thread=True)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _spawn(self, coroutine: Any) -> asyncio.Task:
@@ -275,7 +307,7 @@ class Node:
         """A finished task: its exception, if any, is logged, never lost or fatal."""
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log(f"internal error: {task.exception()!r}")
+            logger.error("internal error: %r", task.exception())
 
     # ------------------------------------------------------------------ connections
 
@@ -295,13 +327,27 @@ class Node:
         )
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            hello = await self._handshake(reader, writer, initiator=False)
-        except HandshakeError as error:
-            self.counters.malformed_frames += 1
-            log(f"refused a connection from {_peer_address(writer)}: {error}")
+        """Serve a connection that came in, within `max_connections` (refused beyond, with
+        an `error` saying why); clients may not take the last `NODE_ROOM`, kept for peers."""
+        limit = self.config.max_connections
+        if self.accepted >= limit:
+            await refuse(writer, f"too many connections: the node accepts {limit} at once")
             return
-        await self._serve(Connection(reader, writer, hello, dialled=False))
+        self.accepted += 1
+        try:
+            try:
+                hello = await self._handshake(reader, writer, initiator=False)
+            except HandshakeError as error:
+                self.counters.malformed_frames += 1
+                logger.warning("refused a connection from %s: %s", peer_address(writer), error)
+                return
+            clients = sum(not conn.is_node for conn in self.connections)
+            if hello.role != "node" and clients >= limit - min(NODE_ROOM, limit // 2):
+                await refuse(writer, f"too many clients: the node serves {clients} at once")
+                return
+            await self._serve(Connection(reader, writer, hello, dialled=False))
+        finally:
+            self.accepted -= 1
 
     async def _dial(self, peer: str, host: str, port: int) -> None:
         """Keep a connection to a configured peer, retrying with exponential backoff."""
@@ -322,13 +368,15 @@ class Node:
             except (TimeoutError, OSError, HandshakeError) as error:
                 text = f"cannot reach peer {peer} at {host}:{port}: {error or 'timed out'}"
                 if text != said:
-                    log(text)
+                    logger.warning("%s", text)
                     said = text
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_CAP)
                 continue
             if hello.name != peer:
-                log(f"{host}:{port} is {hello.name}, not the configured peer {peer}")
+                logger.warning(
+                    "%s:%d is %s, not the configured peer %s", host, port, hello.name, peer
+                )
                 writer.close()
                 await asyncio.sleep(BACKOFF_CAP)
                 continue
@@ -339,7 +387,7 @@ class Node:
                 # now): a failed attempt, retried with backoff.
                 text = f"cannot reach peer {peer} at {host}:{port}: {conn.peer_error}"
                 if text != said:
-                    log(text)
+                    logger.warning("%s", text)
                     said = text
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_CAP)
@@ -348,10 +396,24 @@ class Node:
             delay = BACKOFF_FIRST
 
     async def _serve(self, conn: Connection) -> None:
-        if conn.is_node and conn.name == self.name:
-            log(f"refused {conn.describe()}: it has this node's own name")
+        refusal = self._refusal(conn) if conn.is_node else None
+        if refusal is not None:
+            logger.warning("refused %s: %s", conn.describe(), refusal)
+            with suppress(OSError, RuntimeError):  # written before the socket closes
+                conn.writer.write(encode_frame(message("error", message=f"refused: {refusal}")))
             await conn.close()
             return
+        config = self.config
+        if conn.is_node:
+            # A peer has at most one call here per run parked there (MAX_PARKED); the margin
+            # covers its notices. So a well-behaved peer is never held back.
+            conn.limits = Limits(4 * MAX_PARKED, None, config.max_queued_bytes)
+        else:
+            conn.limits = Limits(
+                config.max_in_flight,
+                queued_bytes=config.max_queued_bytes,
+                idle_timeout=config.idle_timeout,
+            )
         self.connections.add(conn)
         if conn.is_node:
             # The link is up once the peer speaks: a peer that refuses us only after its hello
@@ -360,6 +422,18 @@ class Node:
             conn.send(message("ping", nonce=conn.nonce))
         await conn.serve(self._dispatch, self._forget_connection)
 
+    def _refusal(self, conn: Connection) -> str | None:
+        """Why a peer node may not connect: object and request ids carry the maker's
+        prefix, so two nodes with one name or one prefix would hand out the same ids."""
+        if conn.name == self.name:
+            return "it has this node's own name"
+        if conn.prefix == self.prefix:
+            return f"it has this node's id prefix {self.prefix} (give one of them --prefix)"
+        for other in self.links.values():
+            if other.name != conn.name and other.prefix == conn.prefix:
+                return f"peer {other.name} has its id prefix {conn.prefix} already"
+        return None
+
     def _forget_connection(self, conn: Connection) -> None:
         """A connection stopped reading: stop routing to it, fail what was sent on it."""
         if conn.broken:
@@ -367,7 +441,7 @@ class Node:
         self.connections.discard(conn)
         if conn.is_node and self.links.get(conn.name) is conn:
             del self.links[conn.name]
-            log(f"peer {conn.name} disconnected")
+            logger.info("peer %s disconnected", conn.name)
         self.pending.fail_via(conn, "connection lost")
 
     def _link(self, conn: Connection) -> None:
@@ -385,7 +459,12 @@ class Node:
         directory = self.directory
         if conn.name not in directory.peers or directory.prefixes.get(conn.prefix) != conn.name:
             self._spawn(self._apply({"k": "peer", "machine": conn.name, "prefix": conn.prefix}))
-        log(f"peer {conn.name} connected ({conn.address})")
+        logger.info("peer %s connected (%s)", conn.name, conn.address)
+        # A peer that connects late missed the notices of objects made here that have moved
+        # away since; it routes a call to one of them by its prefix, here: say where it is.
+        for object_id, machine in self.directory.objects.items():
+            if object_id >> PREFIX_SHIFT == self.prefix and machine != conn.name:
+                conn.send(message("create_notify", object_id=object_id, machine_id=machine))
         for rid, outgoing in self.unsent.pop(conn.name, []):
             if self.pending.machine_of(rid) is not None:
                 self._send(conn.name, outgoing, rid)
@@ -404,7 +483,7 @@ class Node:
             if rid is not None:
                 self.pending.resolve(rid, f"cannot send: {error}")
             else:
-                log(f"cannot send {outgoing['type']} to {machine}: {error}")
+                logger.warning("cannot send %s to %s: %s", outgoing["type"], machine, error)
             return
         if rid is None:
             return  # answers and notices to a node that left are dropped
@@ -432,11 +511,12 @@ class Node:
             return
         handled = getattr(self, f"_on_{kind}")(conn, msg)
         if handled is not None:  # a coroutine: it waits on the VM, the reader must not
-            self._spawn(handled)
+            place = conn.hold()  # until it is done (backpressure, `Connection.hold`)
+            self._spawn(handled).add_done_callback(lambda _: conn.release(place))
 
     def _on_error(self, conn: Connection, msg: Message) -> None:
         conn.peer_error = msg["message"][:200]
-        log(f"{conn.describe()} reported an error: {conn.peer_error}")
+        logger.warning("%s reported an error: %s", conn.describe(), conn.peer_error)
 
     def _on_ping(self, conn: Connection, msg: Message) -> None:
         conn.send(message("pong", nonce=msg["nonce"]))
@@ -453,22 +533,26 @@ class Node:
         await self._apply({"k": "unlearn", "object_id": msg["object_id"], "machine": conn.name})
 
     def _on_call(self, conn: Connection, msg: Message) -> None:
-        event = {"k": "call", "target": msg["target"], "input": value_to_json(msg["input"])}
+        event = {"k": "call", "target": msg["target"], "input": msg["input"]}
         event.update(sender=msg["sender"], duct=[list(link) for link in msg["duct"]])
-        self._queue(Origin(msg["request_id"], peer=conn.name), event)
+        conn.hold(msg["request_id"])  # until the answer is written
+        self._queue(Origin(msg["request_id"], peer=conn.name, heavy=_heavy(conn)), event)
 
     def _on_teleport(self, conn: Connection, msg: Message) -> None:
-        origin = Origin(msg["request_id"], peer=conn.name, teleport=True)
+        origin = Origin(msg["request_id"], peer=conn.name, teleport=True, heavy=_heavy(conn))
+        conn.hold(msg["request_id"])  # until the answer is written
         self._queue(origin, {"k": "teleport", "activation": msg["activation"]})
 
     def _on_client_call(self, conn: Connection, msg: Message) -> None:
         self.counters.client_requests += 1
-        event = {"k": "client_call", "target": msg["target"], "input": value_to_json(msg["input"])}
-        self._queue(Origin(msg["request_id"], conn=conn), event)
+        event = {"k": "client_call", "target": msg["target"], "input": msg["input"]}
+        conn.hold(msg["request_id"])  # until the answer is written
+        self._queue(Origin(msg["request_id"], conn=conn, heavy=_heavy(conn)), event)
 
     def _on_client_create(self, conn: Connection, msg: Message) -> None:
         self.counters.client_requests += 1
         event = {"k": "client_create", "behavior": msg["behavior"], "controller": msg["controller"]}
+        conn.hold(msg["request_id"])  # until the answer is written
         self._queue(Origin(msg["request_id"], conn=conn), event)
 
     def _on_call_response(self, conn: Connection, msg: Message) -> None:
@@ -483,7 +567,13 @@ class Node:
             self.pending.resolve(msg["request_id"], msg)
 
     async def _on_status(self, conn: Connection, msg: Message) -> None:
-        status = await self._on_vm(lambda engine: engine.status())
+        """The node's status, at once: while a long run holds the VM, its last known part."""
+        if self.vm.locked():
+            status, digest = {**self.known, "busy": True}, None
+        else:
+            status = self.known = await self._on_vm(lambda engine: engine.status())
+            digest = await self._on_vm(_state_hash, thread=True)
+        status = dict(status)
         status.update(
             name=self.name,
             listen=self.address,
@@ -493,14 +583,14 @@ class Node:
             pending_requests=len(self.pending),
             counters=vars(self.counters).copy(),
             peers=self._peer_table(),
-            state_hash=await self._on_vm(_state_hash),
+            state_hash=digest,
             events=self.engine.applied,
             data=None if self.config.data is None else str(self.config.data),
         )
         conn.send(message("status_response", request_id=msg["request_id"], status=status))
 
     async def _on_state_hash(self, conn: Connection, msg: Message) -> None:
-        digest = await self._on_vm(_state_hash)
+        digest = await self._on_vm(_state_hash, thread=True)
         if digest is None:
             conn.send(message("error", message="runs are parked: the state hash waits for them"))
             return
@@ -524,7 +614,7 @@ class Node:
             conn.send(message("error", message="this node has no data directory (--data)"))
             return
         while not self.stopping:
-            snap = await self._on_vm(lambda engine: self.recorder.snapshot())
+            snap = await self._on_vm(lambda engine: self.recorder.snapshot(), thread=True)
             if snap is not None:
                 answer = message(
                     "snapshot_response",
@@ -544,19 +634,19 @@ class Node:
             conn.send(message("error", message="load.tape must be base64"))
             return
 
-        def upgrade(engine: Engine) -> dict[str, str] | str:
+        engine = self.engine
+        async with self.vm:
             try:
                 program = engine.check_load(tape, upgrade=True)
             except LoadError as error:
-                return str(error)
+                conn.send(message("error", message=f"load refused: {error}"))
+                return
             self.recorder.record({"k": "load", "tape": msg["tape"], "upgrade": True})
-            registry = engine.runtime.registry
-            return {b.name: registry.code_hash(b.name).hex() for b in program.behaviors}
-
-        loaded = await self._on_vm(upgrade)
-        if isinstance(loaded, str):
-            conn.send(message("error", message=f"load refused: {loaded}"))
-            return
+            if not await self._flush():
+                conn.send(message("error", message=f"load failed: {self.fatal}"))
+                return
+        registry = engine.runtime.registry
+        loaded = {b.name: registry.code_hash(b.name).hex() for b in program.behaviors}
         conn.send(message("load_response", request_id=msg["request_id"], behaviors=loaded))
 
     def _peer_table(self) -> list[dict[str, object]]:
@@ -578,6 +668,9 @@ class Node:
         """A peer moves an object here: install it if this node has its code."""
         event = {"k": "install", "object_id": msg["object_id"], "object": msg["object"]}
         step = await self._apply(event)
+        if step is None:
+            conn.send(object_answer(msg["request_id"], f"the node is halting: {self.fatal}"))
+            return
         self._broadcast(step.notices)
         conn.send(object_answer(msg["request_id"], step.error, step.error_kind))
 
@@ -612,17 +705,52 @@ class Node:
 
     async def _forget(self, conn: Connection, rid: int, object_id: int, to: str) -> None:
         step = await self._apply({"k": "forget", "object_id": object_id, "machine": to})
+        if step is None:
+            conn.send(object_answer(rid, f"the node is halting: {self.fatal}"))
+            return
         self._broadcast(step.notices)
         conn.send(object_answer(rid, None))
 
-    async def _apply(self, event: Event) -> Step:
-        """Record and apply an event that starts no run (directory, objects arriving)."""
-        return await self._on_vm(lambda engine: self.recorder.record(event))
+    async def _apply(self, event: Event) -> Step | None:
+        """Record and apply an event that starts no run (directory, objects arriving); it is
+        durable when this returns, so its outputs may go. None: the log could not keep it
+        (the node is halting, and the event's outputs must never leave)."""
+        async with self.vm:
+            step = self.recorder.record(event)
+            return step if await self._flush() else None
 
-    async def _on_vm(self, job: Callable[[Engine], Any]) -> Any:
-        """Run a job on the VM thread, between runs (the executor runs one job at a time)."""
+    async def _on_vm(self, job: Callable[[Engine], Any], thread: bool = False) -> Any:
+        """Run a job on the VM between runs: inline, or on the VM thread when it may take a
+        while (hashing or writing the whole state), so the loop keeps serving meanwhile."""
+        async with self.vm:
+            if not thread:
+                return job(self.engine)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.executor, job, self.engine)
+
+    async def _flush(self) -> bool:
+        """Make what was recorded durable now (the caller holds the VM); see `_write`."""
+        return await self._write(self.recorder.seal())
+
+    async def _write(self, write: Callable[[], None]) -> bool:
+        """Run a sealed write (`Recorder.seal`) on the VM thread. False when the log could
+        not keep it: those events were applied here but are not in the log, so their
+        outputs must never leave, and the node halts (a restart goes on from the log,
+        which is as it was before them)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, job, self.engine)
+        try:
+            await loop.run_in_executor(self.executor, write)
+        except LogWriteError as error:
+            self._halt(str(error))
+            return False
+        return True
+
+    def _halt(self, reason: str) -> None:
+        """Stop serving for good: `avm node` stops the node and exits with status 1."""
+        if self.fatal is None:
+            self.fatal = reason
+            logger.critical("halting: %s", reason)
+        self.stop_requested.set()
 
     # ------------------------------------------------------------------ runs
 
@@ -633,36 +761,106 @@ class Node:
         self.jobs.append((origin, event))
         self.wake.set()
 
-    def _next_job(self) -> tuple[Origin | None, Event] | None:
-        """The top parked run if its answer is in, else new work (nested on top)."""
+    def _next_ready(self) -> Run | bool | None:
+        """What runs next, without taking it: the top parked run (its answer is in), True
+        for new work, None for nothing."""
         parked = self.engine.runtime.parked  # read between steps only: the VM is idle
         if parked and parked[-1] in self.answers:
-            return None, {"k": "resume", "answer": self.answers.pop(parked[-1])}
+            return parked[-1]
         if self.jobs and len(parked) < MAX_PARKED:
-            return self.jobs.popleft()
+            return True
         return None
 
+    def _next_job(self) -> tuple[Origin | None, Event] | None:
+        """The top parked run if its answer is in, else new work (nested on top)."""
+        ready = self._next_ready()
+        if ready is None:
+            return None
+        if ready is True:
+            return self.jobs.popleft()
+        return None, {"k": "resume", "answer": self.answers.pop(ready)}
+
     async def _schedule(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Run jobs in batches on the loop thread. A batch ends after `BATCH_JOBS` jobs or
+        `BATCH_SECONDS`, and the loop serves connections before the next batch. A run
+        longer than a fuel slice goes on in the VM thread while the loop keeps serving.
+        Without a log a job's outputs leave at once; with one they wait for `_commit`."""
         while True:
+            if self._next_ready() is None:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            async with self.vm:
+                self.busy = True
+                try:
+                    await self._batch()
+                finally:
+                    self.busy = False
+            if self.recorder.snapshot_wanted and not self.engine.runtime.parked:
+                await self._on_vm(lambda engine: self._snapshot_due(), thread=True)
+            await asyncio.sleep(0)  # let the loop read, write and answer between batches
+
+    async def _commit(self) -> None:
+        """Group commit (with `--data`): everything recorded since the last write goes in
+        one write and one fsync on the VM thread, while the next batch computes here; then
+        the outputs of those events leave. One write is in flight at a time, so the batches
+        that ran meanwhile share the next one."""
+        while True:
+            await self.uncommitted.wait()
+            self.uncommitted.clear()
+            async with self.vm:  # between batches: nothing is being recorded
+                held, self.held = self.held, []
+                write = self.recorder.seal()
+            self.committing = len(held)
+            try:
+                durable = await self._write(write)
+            finally:
+                self.committing = 0
+            for origin, step in held:
+                if durable:
+                    self._after(origin, step)
+                elif origin is not None:  # applied here, but not durable: nothing leaves
+                    self._reply_error(origin, "Failed", f"not made durable: {self.fatal}")
+
+    def _snapshot_due(self) -> None:
+        """The periodic snapshot the recorder asked for, on the VM thread (after the log's
+        writes, which run there too)."""
+        try:
+            self.recorder.snapshot()
+        except (OSError, StateError) as error:  # the log has every event: restarts slow down
+            self.recorder.snapshot_wanted = False
+            logger.warning("a snapshot could not be written: %s", error)
+
+    async def _batch(self) -> None:
+        loop = asyncio.get_running_loop()
+        durable = self.config.data is not None
+        deadline = time.monotonic() + BATCH_SECONDS
+        for _ in range(BATCH_JOBS):
             item = self._next_job()
             if item is None:
-                await self.wake.wait()
-                self.wake.clear()
-                continue
+                break
             origin, event = item
-            self.busy = True
             try:
-                step = await loop.run_in_executor(self.executor, self.recorder.record, event)
-                self._after(origin, step)
+                if origin is not None and origin.heavy:  # decoding its value takes long
+                    step = await loop.run_in_executor(self.executor, self.recorder.record, event)
+                else:
+                    step = self.recorder.record(event)
+                while step.preempted:  # a long run: the loop serves others meanwhile
+                    step = await loop.run_in_executor(self.executor, self.recorder.proceed)
             except Exception as error:  # a bug: answer the request, keep scheduling
                 if self.stopping:
                     return  # the executor is shut down
-                log(f"internal error in the vm: {error!r}")
+                logger.error("internal error in the vm: %r", error)
                 if origin is not None:
                     self._reply_error(origin, "Failed", f"internal error: {error!r}")
-            finally:
-                self.busy = False
+                continue
+            if durable:  # its outputs wait for the write that covers its event
+                self.held.append((origin, step))
+                self.uncommitted.set()
+            else:
+                self._after(origin, step)
+            if time.monotonic() > deadline:
+                break
 
     def _after(self, origin: Origin | None, step: Step) -> None:
         self._broadcast(step.notices)
@@ -682,7 +880,9 @@ class Node:
         if type(outcome) is Parked:
             self._request(run, outcome.request, step.payload)
             return
-        origin = self.origins.pop(run)
+        origin = self.origins.pop(run, None)
+        if origin is None:
+            return  # its requester was answered already (the node is stopping)
         if type(outcome) is Done:
             self._reply(origin, call_answer(origin.request_id, outcome.value))
         else:
@@ -733,7 +933,7 @@ class Node:
             if isinstance(answer, str) or not answer["ok"]:
                 self.counters.remote_failures += 1
             self.answers[run] = (
-                {"fail": answer} if isinstance(answer, str) else encode_message(answer)
+                {"fail": answer} if isinstance(answer, str) else answer  # as it came: JSON
             )
             self.wake.set()
 
@@ -741,9 +941,9 @@ class Node:
         self._send(request.machine, request_message(request, rid, payload, self.name), rid)
 
 
-def _peer_address(writer: asyncio.StreamWriter) -> str:
-    address = writer.get_extra_info("peername")
-    return f"{address[0]}:{address[1]}" if address else "?"
+def _heavy(conn: Connection) -> bool:
+    """Whether the frame being dispatched is large (its values take long to decode)."""
+    return conn.frame_size >= LARGE_FRAME
 
 
 def _state_hash(engine: Engine) -> str | None:

@@ -1,32 +1,87 @@
-"""One authenticated connection: its outgoing queue, its reader, its keep-alive.
+"""One authenticated connection: its outgoing queue, its reader, its keep-alive, its limits.
 
 Outgoing messages are framed when queued (`send`), so a message that cannot be framed is
 the sender's error at once, and a single writer task keeps the frames of a connection in
 order. The keep-alive pings a silent peer and closes the connection when it stays silent,
 so a hung or vanished node is noticed even when TCP is not told (spec §11.8 has no
 detection at all).
+
+Backpressure (docs/wire.md, "Limits"): every request the node works on holds a place in its
+connection until the answer has been written to the socket. While a connection holds
+`Limits.in_flight` requests (or `Limits.in_flight_bytes` of their frames) the connection is
+not read at all, so TCP pushes back on a sender that pipelines faster than the node answers,
+and one connection cannot fill the node's queue or memory. A connection whose unwritten
+output passes `Limits.queued_bytes` does not read what it asked for: it is closed. A client
+with nothing in flight that stays silent for `Limits.idle_timeout` is closed as well.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
+import logging
 import time
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 
 from avm_vm.node.auth import Hello
+from avm_vm.node.logs import logger
 from avm_vm.node.messages import Message, message
-from avm_vm.node.wire import WireError, encode_frame, read_message
+from avm_vm.node.wire import MAX_FRAME, WireError, decode_payload, encode_frame, read_payload
 
 PING_INTERVAL = 1.0  # seconds between pings to a silent peer
 DEAD_AFTER = 4.0  # seconds of silence after which a peer is taken for dead
 ALIVE_WINDOW = 2 * PING_INTERVAL  # heard within this: the peer is alive (and working)
+WATCH_INTERVAL = 1.0  # at most this many seconds between two looks at an idle client
+NODE_ROOM = 8  # accepted connections that clients may not take: room for peer nodes
+# Answers that free the place of the request carrying the same id (`Connection.hold`).
+_ANSWERS = frozenset({"call_response", "object_response"})
+
+@dataclass(frozen=True)
+class Limits:
+    """What one connection may take of the node (module docstring)."""
+
+    in_flight: int = 256  # requests read and not answered yet
+    in_flight_bytes: int | None = 2 * MAX_FRAME  # the frames of those requests (None: any)
+    queued_bytes: int = 4 * MAX_FRAME  # output not written yet (one frame always fits)
+    idle_timeout: float | None = None  # seconds a client may sit idle (None: for ever)
 
 
-def log(text: str) -> None:
-    """One line on stderr: the node's log."""
-    print(text, file=sys.stderr, flush=True)
+def peer_address(writer: asyncio.StreamWriter) -> str:
+    """HOST:PORT of the other end of a connection, for the log."""
+    address = writer.get_extra_info("peername")
+    return f"{address[0]}:{address[1]}" if address else "?"
+
+
+async def refuse(writer: asyncio.StreamWriter, reason: str) -> None:
+    """Turn a connection away: log why, tell the peer (an ``error`` message, with "try
+    again later"), close it."""
+    logger.warning("refused a connection from %s: %s", peer_address(writer), reason)
+    with suppress(OSError, RuntimeError):
+        writer.write(encode_frame(message("error", message=f"{reason}; try again later")))
+    await _shut(writer)
+
+
+async def _shut(writer: asyncio.StreamWriter) -> None:
+    """Close a socket after what was written to it, unless the peer does not take that
+    within a second: then drop it, so a peer that does not read cannot keep it open."""
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), 1.0)
+    except TimeoutError:
+        writer.transport.abort()
+    except (OSError, asyncio.CancelledError):
+        pass
+
+
+class _Hold:
+    """A request's place in its connection (`Connection.hold`)."""
+
+    __slots__ = ("released", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.released = False
 
 
 class Connection:
@@ -45,17 +100,28 @@ class Connection:
         self.role = hello.role
         self.prefix = hello.prefix
         self.dialled = dialled  # this node opened it
-        address = writer.get_extra_info("peername")
-        self.address = f"{address[0]}:{address[1]}" if address else "?"
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.address = peer_address(writer)
+        # Frames to write, each with the request place its writing frees; None: stop.
+        self.queue: asyncio.Queue[tuple[bytes, _Hold | None] | None] = asyncio.Queue()
         self.closed = asyncio.Event()  # close() was called: nothing more is sent
         self.ended = asyncio.Event()  # reading stopped and the node has forgotten it
         self.heard = time.monotonic()
+        self.active = self.heard  # the last time a message was read or output written
         self.nonce = 0
         self.broken = False  # closed over a protocol error
         self.received = 0  # messages read
         self.peer_error: str | None = None  # what the peer's `error` message said
         self.linked = False  # a peer node: the node routes to it (it has spoken)
+        self.limits = Limits()
+        self.in_flight = 0  # requests held (`hold`)
+        self.in_flight_bytes = 0
+        self.queued_bytes = 0  # queued output not written yet
+        self.paused = False  # not reading: too many requests in flight
+        self.blocked_since: float | None = None  # a write waits for the peer to read
+        self.dropped = False  # closed by `drop`: read nothing more
+        self._room = asyncio.Event()  # set when a held request is let go
+        self._answers: dict[int, list[_Hold]] = {}  # request id → places its answer frees
+        self.frame_size = 0  # bytes of the frame being dispatched
 
     @property
     def is_node(self) -> bool:
@@ -65,10 +131,43 @@ class Connection:
         """Heard from lately: a live peer answers the keep-alive within a ping interval."""
         return time.monotonic() - self.heard < ALIVE_WINDOW
 
+    def hold(self, request_id: int | None = None) -> _Hold:
+        """Count the request being dispatched, and its frame's bytes, against this
+        connection's limits until it is let go: by `release` of the returned place, or
+        (with ``request_id``) once a ``call_response`` or ``object_response`` carrying that
+        id has been written. Call it from ``dispatch``, which knows the frame."""
+        place = _Hold(self.frame_size)
+        self.in_flight += 1
+        self.in_flight_bytes += place.size
+        if request_id is not None:
+            self._answers.setdefault(request_id, []).append(place)
+        return place
+
+    def release(self, place: _Hold) -> None:
+        """Let a held request go (once; later calls do nothing)."""
+        if place.released:
+            return
+        place.released = True
+        self.in_flight -= 1
+        self.in_flight_bytes -= place.size
+        self._room.set()
+
     def send(self, outgoing: Message) -> None:
-        """Queue a message; raises `WireError` when it cannot be framed (nothing is queued)."""
-        if not self.closed.is_set():
-            self.queue.put_nowait(encode_frame(outgoing))
+        """Queue a message; raises `WireError` when it cannot be framed (nothing is queued).
+        A connection that leaves more than `Limits.queued_bytes` unread is closed."""
+        if self.closed.is_set():
+            return
+        frame = encode_frame(outgoing)
+        frees = self._place_answered(outgoing)
+        queued = self.queued_bytes + len(frame)
+        if self.queued_bytes and queued > self.limits.queued_bytes:
+            self.drop(
+                f"{queued} bytes of output wait for it to read them "
+                f"(the limit is {self.limits.queued_bytes})"
+            )
+            return
+        self.queued_bytes = queued
+        self.queue.put_nowait((frame, frees))
 
     async def serve(
         self,
@@ -82,35 +181,53 @@ class Connection:
         ``on_end`` runs the moment reading stops, before any await, so the node never
         routes to (or waits on) a connection that is over; ``ended`` is set right after."""
         writer_task = asyncio.create_task(self._write_loop())
-        keepalive = asyncio.create_task(self._keepalive()) if self.is_node else None
+        if self.is_node:
+            watcher: asyncio.Task | None = asyncio.create_task(self._keepalive())
+        elif self.limits.idle_timeout is not None:
+            watcher = asyncio.create_task(self._watch_idle(self.limits.idle_timeout))
+        else:
+            watcher = None
         try:
             while True:
+                if self._full():
+                    await self._wait_for_room()
                 try:
-                    incoming = await read_message(self.reader)
+                    payload = await read_payload(self.reader)
+                    if payload is None or self.dropped:
+                        break
+                    # Values stay in their JSON form: the node logs and forwards that form,
+                    # and its engine decodes a value once, when a run needs it.
+                    incoming = await decode_payload(payload, values=False)
                 except WireError as error:
-                    self.broken = True
-                    log(f"closing {self.describe()}: {error}")
-                    with suppress(WireError):
-                        self.send(message("error", message=str(error)[:500]))
+                    if not self.dropped:
+                        self.broken = True
+                        logger.warning("closing %s: %s", self.describe(), error)
+                        with suppress(WireError):
+                            self.send(message("error", message=str(error)[:500]))
                     break
                 except (OSError, asyncio.IncompleteReadError) as error:
-                    log(f"connection to {self.describe()} lost: {error}")
+                    if not self.dropped:  # else `drop` said why
+                        level = logging.INFO if self.is_node else logging.DEBUG
+                        logger.log(level, "connection to %s lost: %s", self.describe(), error)
                     break
-                if incoming is None:
+                if self.dropped:
                     break
-                self.heard = time.monotonic()
+                self.heard = self.active = time.monotonic()
                 self.received += 1
+                self.frame_size = len(payload)
                 try:
                     dispatch(self, incoming)
                 except Exception as error:  # a bug must not take the node down
-                    log(f"error handling {incoming['type']} from {self.describe()}: {error!r}")
+                    logger.error(
+                        "error handling %s from %s: %r", incoming["type"], self.describe(), error
+                    )
         finally:
-            if keepalive is not None:
-                keepalive.cancel()
+            if watcher is not None:
+                watcher.cancel()
             try:
                 on_end(self)
             except Exception as error:  # a bug must not leave the connection half-open
-                log(f"error cleaning up after {self.describe()}: {error!r}")
+                logger.error("error cleaning up after %s: %r", self.describe(), error)
             self.ended.set()
             self.queue.put_nowait(None)  # the writer flushes what is queued, then stops
             with suppress(asyncio.TimeoutError, asyncio.CancelledError):
@@ -121,30 +238,108 @@ class Connection:
         if self.closed.is_set():
             return
         self.closed.set()
-        self.writer.close()
-        with suppress(OSError, asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+        await _shut(self.writer)
+
+    def drop(self, reason: str, tell: bool = False) -> None:
+        """Close at once and log why. With ``tell`` (nothing may be waiting to be written)
+        the peer gets an ``error`` saying why; without, unwritten output is thrown away,
+        since a peer that does not read would hold the socket open for ever."""
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        self.dropped = True
+        logger.warning("closing %s: %s", self.describe(), reason)
+        if tell:
+            notice = message("error", message=f"the node closes this connection: {reason}")
+            self.writer.write(encode_frame(notice))
+            self.writer.close()  # after what was just written
+        else:
+            self.writer.transport.abort()
 
     def describe(self) -> str:
         return f"{self.role} {self.name} ({self.address})"
 
+    def _full(self) -> bool:
+        limits = self.limits
+        if self.in_flight >= limits.in_flight:
+            return True
+        return limits.in_flight_bytes is not None and self.in_flight_bytes >= limits.in_flight_bytes
+
+    def _place_answered(self, outgoing: Message) -> _Hold | None:
+        """The place an outgoing answer frees once written, if it answers a held request."""
+        if outgoing["type"] not in _ANSWERS:
+            return None
+        places = self._answers.get(outgoing["request_id"])
+        if not places:
+            return None
+        place = places.pop(0)
+        if not places:
+            del self._answers[outgoing["request_id"]]
+        return place
+
+    async def _wait_for_room(self) -> None:
+        """Read nothing while the node holds too much of this connection's work: the socket
+        buffers fill and TCP makes the sender wait. Answers being written make room."""
+        self.paused = True
+        try:
+            while self._full() and not self.closed.is_set():
+                self._room.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), WATCH_INTERVAL)
+        finally:
+            self.paused = False
+            self.heard = time.monotonic()  # we were not listening: the silence says nothing
+
     async def _write_loop(self) -> None:
         try:
-            while (frame := await self.queue.get()) is not None:
-                self.writer.write(frame)
+            while (item := await self.queue.get()) is not None:
+                # Everything queued meanwhile goes in the same write: one system call for a
+                # whole batch of answers rather than one per frame.
+                batch: list[tuple[bytes, _Hold | None] | None] = [item]
+                while not self.queue.empty() and batch[-1] is not None:
+                    batch.append(self.queue.get_nowait())
+                end = batch[-1] is None
+                frames = [entry for entry in batch if entry is not None]
+                if self.dropped:
+                    return  # nothing more goes out
+                self.writer.write(b"".join([frame for frame, _ in frames]))
+                if self.writer.transport.get_write_buffer_size():  # the socket is full
+                    self.blocked_since = time.monotonic()
                 await self.writer.drain()
+                self.blocked_since = None
+                self.active = time.monotonic()
+                for frame, place in frames:
+                    self.queued_bytes -= len(frame)
+                    if place is not None:
+                        self.release(place)
+                if end:
+                    return
         except (OSError, ConnectionError):
             self.writer.close()  # the reader sees the end and cleans up
 
     async def _keepalive(self) -> None:
-        """Ping while the peer is quiet; close when it has said nothing for `DEAD_AFTER`."""
+        """Ping while the peer is quiet; close when it has said nothing for `DEAD_AFTER`
+        (not counting the time this side did not read it, `_wait_for_room`)."""
         while not self.closed.is_set():
             await asyncio.sleep(PING_INTERVAL)
             silent = time.monotonic() - self.heard
-            if silent >= DEAD_AFTER:
-                log(f"{self.describe()} silent for {silent:.1f} s: closing")
-                self.writer.close()
+            if silent >= DEAD_AFTER and not self.paused:
+                self.drop(f"silent for {silent:.1f} s")
                 return
             if silent >= PING_INTERVAL:
                 self.nonce += 1
                 self.send(message("ping", nonce=self.nonce))
+
+    async def _watch_idle(self, timeout: float) -> None:
+        """Close a client that asks nothing and says nothing for ``timeout`` seconds, or
+        that reads none of its answers for that long."""
+        while not self.closed.is_set():
+            await asyncio.sleep(min(timeout / 4, WATCH_INTERVAL))
+            now = time.monotonic()
+            if self.blocked_since is not None:
+                if now - self.blocked_since >= timeout:
+                    self.drop(f"it has read none of its answers for {timeout:g} s")
+                    return
+            elif not self.in_flight and self.queue.empty() and now - self.active >= timeout:
+                self.drop(f"idle for {timeout:g} s", tell=True)
+                return

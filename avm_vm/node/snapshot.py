@@ -5,20 +5,22 @@ A snapshot file ``snapshot-<index, 12 digits>.avmsnap`` holds one line
 ``{"index", "state", "state_hash", "full_hash"}`` where ``index`` is the number of events
 the state reflects. It is written to a temporary file, fsynced, renamed into place and the
 directory fsynced, so a crash leaves either the old set of snapshots or the new one. A file
-whose checksum or shape is wrong is skipped with a warning (`latest`). Only the newest
-`KEEP` snapshots are kept.
+whose checksum or shape is wrong is skipped with a warning (`newest_first`). Only the newest
+`KEEP` snapshots are kept. The node writes a snapshot only once the events it covers are
+durable in the log (`avm_vm.node.durable.Recorder.snapshot`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avm_vm.node.eventlog import encode_event
+from avm_vm.node.eventlog import encode_event, sync_dir
+from avm_vm.node.logs import logger
 from avm_vm.node.wire import loads_json
 
 MAGIC = b"AVMSNAP1 "
@@ -48,23 +50,19 @@ def write(directory: Path, snap: Snapshot) -> Path:
     )
     path = directory / _name(snap.index)
     tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as out:
-        out.write(MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    _sync_dir(directory)
+    try:
+        with tmp.open("wb") as out:
+            out.write(MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave a partial file behind
+        raise
+    sync_dir(directory)
     for old in paths(directory)[:-KEEP]:
         old.unlink(missing_ok=True)
     return path
-
-
-def _sync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def paths(directory: Path) -> list[Path]:
@@ -82,15 +80,13 @@ def read(path: Path) -> Snapshot | None:
         obj = loads_json(body)
         return Snapshot(obj["index"], obj["state"], obj["state_hash"], obj["full_hash"])
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
-        print(f"warning: skipping damaged snapshot {path}: {error}", file=sys.stderr)
+        logger.warning("warning: skipping damaged snapshot %s: %s", path, error)
         return None
 
 
-def latest(directory: Path, at_most: int) -> Snapshot | None:
-    """The newest intact snapshot of at most ``at_most`` events (the log may be shorter
-    than a snapshot if its tail was dropped)."""
+def newest_first(directory: Path) -> Iterator[Snapshot]:
+    """The intact snapshots, newest first, each read only when asked for."""
     for path in reversed(paths(directory)):
         snap = read(path)
-        if snap is not None and snap.index <= at_most:
-            return snap
-    return None
+        if snap is not None:
+            yield snap

@@ -4,6 +4,13 @@
 anything else raises ``WireError`` and the caller closes that connection. The size limit is
 checked before a payload is read, so a peer cannot make us buffer more than ``MAX_FRAME``.
 
+Decoding a big payload takes long (a 16 MiB frame of small values takes seconds), so payloads
+of ``LARGE_FRAME`` bytes or more are decoded on one worker thread shared by every connection
+of the process: the event loop keeps answering pings and other connections meanwhile (the
+decoder runs Python code, so the interpreter hands the loop thread its turn every switch
+interval), and big frames are decoded one at a time, which bounds the memory and the CPU they
+take together. A smaller payload is decoded inline: the hop to a thread would cost more.
+
 JSON text goes through the standard library's C parser and printer. They recurse, so a value
 nested deeper than the interpreter's recursion limit makes them raise ``RecursionError``; such
 frames take the iterative ``_parse_deep`` / ``_dumps_deep`` below instead, which accept and
@@ -16,6 +23,7 @@ import asyncio
 import json
 import re
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from json.decoder import scanstring
 from json.encoder import encode_basestring
 from typing import NoReturn
@@ -23,7 +31,18 @@ from typing import NoReturn
 from avm_vm.node.codec import MAX_VALUE_DEPTH, WireError, has_lone_surrogate, snippet
 from avm_vm.node.messages import Message, decode_message, encode_message
 
-__all__ = ["MAX_FRAME", "WireError", "encode_frame", "read_frame", "read_message", "write_message"]
+__all__ = [
+    "LARGE_FRAME",
+    "MAX_FRAME",
+    "WireError",
+    "decode_payload",
+    "encode_frame",
+    "parse_payload",
+    "read_frame",
+    "read_message",
+    "read_payload",
+    "write_message",
+]
 
 MAX_FRAME = 16 * 1024 * 1024
 # Each value level is at most two JSON containers ({"List":[...]}); the margin covers the
@@ -31,6 +50,9 @@ MAX_FRAME = 16 * 1024 * 1024
 MAX_JSON_DEPTH = 2 * MAX_VALUE_DEPTH + 64
 
 _LENGTH = struct.Struct(">I")
+# Payloads from this size on are decoded off the event loop (module docstring).
+LARGE_FRAME = 64 * 1024
+_FRAME_THREAD = ThreadPoolExecutor(1, thread_name_prefix="avm-frames")
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -74,9 +96,9 @@ async def write_message(writer: asyncio.StreamWriter, message: Message) -> None:
     await writer.drain()
 
 
-async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> object | None:
-    """The parsed JSON of the next frame (at most ``limit`` bytes), or None at a clean end of
-    stream.
+async def read_payload(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> bytes | None:
+    """The payload of the next frame (at most ``limit`` bytes), or None at a clean end of
+    stream. The length is checked before the payload is read.
 
     Socket errors (``OSError``) propagate unchanged; protocol violations raise ``WireError``.
     """
@@ -92,11 +114,15 @@ async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> ob
     if length > limit:
         raise WireError(f"frame of {length} bytes is over the limit of {limit}")
     try:
-        payload = await reader.readexactly(length)
+        return await reader.readexactly(length)
     except asyncio.IncompleteReadError as error:
         raise WireError(
             f"connection closed inside a frame ({len(error.partial)} of {length} bytes)"
         ) from None
+
+
+def parse_payload(payload: bytes) -> object:
+    """The parsed JSON of a frame's payload; ``WireError`` if it is not strict UTF-8 JSON."""
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -107,10 +133,31 @@ async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> ob
     return obj
 
 
+async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> object | None:
+    """The parsed JSON of the next frame (at most ``limit`` bytes), or None at a clean end of
+    stream (errors as ``read_payload``)."""
+    payload = await read_payload(reader, limit)
+    return None if payload is None else parse_payload(payload)
+
+
+def _decode(payload: bytes, values: bool = True) -> Message:
+    return decode_message(parse_payload(payload), values)
+
+
+async def decode_payload(payload: bytes, values: bool = True) -> Message:
+    """The message a payload holds, checked against ``messages.KINDS`` (``values`` as for
+    `decode_message`). A payload of ``LARGE_FRAME`` bytes or more is decoded on the frame
+    thread (module docstring)."""
+    if len(payload) < LARGE_FRAME:
+        return _decode(payload, values)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_FRAME_THREAD, _decode, payload, values)
+
+
 async def read_message(reader: asyncio.StreamReader) -> Message | None:
     """The next message, checked against ``messages.KINDS``; None at a clean end of stream."""
-    obj = await read_frame(reader)
-    return None if obj is None else decode_message(obj)
+    payload = await read_payload(reader)
+    return None if payload is None else await decode_payload(payload)
 
 
 def loads_json(text: str | bytes) -> object:
