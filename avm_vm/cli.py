@@ -15,9 +15,9 @@ import click
 
 from avm_vm.cli_options import fuel_option, jit_option
 from avm_vm.diagnostics import Diagnostic, DiagnosticError, Severity, Span
+from avm_vm.format.program import Program
 from avm_vm.node.cli import COMMANDS as NODE_COMMANDS
-from avm_vm.program import Program
-from avm_vm.runtime import RunError, Runtime, RuntimeOptions
+from avm_vm.runtime.core import RunError, Runtime, RuntimeOptions
 from avm_vm.trace import duct_text, render_json_lines, render_mermaid, render_text
 from avm_vm.values import NO_OBJECT_ID, render
 
@@ -137,7 +137,7 @@ def _load(file: Path) -> Program:
             return compile_path(file)
         except DiagnosticError as exc:
             raise _Exit(exc.render(_read_text(file))) from None
-    from avm_vm.bytecode import load
+    from avm_vm.format.bytecode import load
 
     try:
         return load(file)

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from avm_vm.runtime import RuntimeOptions
-from avm_vm.vm import JIT_MODES
+from avm_vm.runtime.core import RuntimeOptions
+from avm_vm.vm.interpreter import JIT_MODES
 
 
 def fuel_option(help: str) -> Callable[[Any], Any]:

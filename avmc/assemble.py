@@ -1,4 +1,4 @@
-"""Assembly: IR (over frame registers) into the loaded-program form of `avm_vm.program`.
+"""Assembly: IR (over frame registers) into the loaded-program form of `avm_vm.format.program`.
 
 Blocks are laid out in IR order. A final ``JMP`` to the block laid out next is dropped; when
 a block ends ``JMPT r, A; JMP B`` and A comes next, the branch is inverted to ``JMPF r, B``
@@ -8,8 +8,8 @@ off the end of a function. Constants are pooled with kind-exact equality: 1 and 
 
 from __future__ import annotations
 
-from avm_vm.opcodes import OPCODES, Op, RegType
-from avm_vm.program import Behavior, Function, Instr, Program
+from avm_vm.format.opcodes import OPCODES, Op, RegType
+from avm_vm.format.program import Behavior, Function, Instr, Program
 from avm_vm.values import Value, value_hash, values_equal
 from avmc.ir import BasicBlock, IrFunction, IrInstr, IrProgram
 

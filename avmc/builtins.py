@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from avm_vm.opcodes import Op
+from avm_vm.format.opcodes import Op
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ to a valid graph.
 
 from __future__ import annotations
 
-from avm_vm.instructions import INSTRUCTIONS
-from avm_vm.opcodes import Op
+from avm_vm.format.instructions import INSTRUCTIONS
+from avm_vm.format.opcodes import Op
 from avm_vm.values import render
 from avmc.ir import BasicBlock, IrFunction, IrInstr, format_instr
 

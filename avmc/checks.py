@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from avm_vm.diagnostics import Diagnostic, Span, error, warning
-from avm_vm.instructions import BY_SOURCE, SYNTAX_INSTRUCTIONS, Instruction
+from avm_vm.format.instructions import BY_SOURCE, SYNTAX_INSTRUCTIONS, Instruction
 
 from . import ast
 from .builtins import BUILTINS

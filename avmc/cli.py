@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from avm_vm.bytecode import encode, load
 from avm_vm.diagnostics import DiagnosticError
-from avm_vm.program import Program
+from avm_vm.format.bytecode import encode, load
+from avm_vm.format.program import Program
 from avmc.cfg import render_dot, render_mermaid
 from avmc.compiler import Compilation, build_path
 from avmc.disasm import disassemble

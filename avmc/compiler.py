@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from avm_vm.bytecode import encode
 from avm_vm.diagnostics import Diagnostic, DiagnosticError, Severity, error
-from avm_vm.program import Program
+from avm_vm.format.bytecode import encode
+from avm_vm.format.program import Program
 from avmc import ast
 from avmc.assemble import assemble
 from avmc.checks import check

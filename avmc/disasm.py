@@ -8,10 +8,10 @@ line is preceded by that line's text.
 
 from __future__ import annotations
 
-from avm_vm.bytecode import code_hash, content_hash
-from avm_vm.instructions import INSTRUCTIONS
-from avm_vm.opcodes import OPCODES, RegType
-from avm_vm.program import Function, Program
+from avm_vm.format.bytecode import code_hash, content_hash
+from avm_vm.format.instructions import INSTRUCTIONS
+from avm_vm.format.opcodes import OPCODES, RegType
+from avm_vm.format.program import Function, Program
 from avm_vm.values import render
 
 _VALUE_WIDTH = 40  # longer constants are cut short in operand position

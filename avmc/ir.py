@@ -1,6 +1,6 @@
 """Tape IR: functions of basic blocks of flat register ops (DESIGN.md §4).
 
-An op's operands follow its row in `avm_vm.opcodes.OPCODES`, in IR form: registers are
+An op's operands follow its row in `avm_vm.format.opcodes.OPCODES`, in IR form: registers are
 virtual register numbers, K operands are the constant values themselves, J operands are
 block labels, F operands are function names, E operands instruction numbers, U operands
 ints and L operands tuples of registers. A block ends with exactly one of JMP, RET or FAIL;
@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from avm_vm.diagnostics import Span
-from avm_vm.instructions import INSTRUCTIONS
-from avm_vm.opcodes import OPCODES, Op, RegType
-from avm_vm.program import FunctionKind
+from avm_vm.format.instructions import INSTRUCTIONS
+from avm_vm.format.opcodes import OPCODES, Op, RegType
+from avm_vm.format.program import FunctionKind
 from avm_vm.values import render
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from avm_vm.opcodes import Op
+from avm_vm.format.opcodes import Op
 from avmc.ir import BasicBlock, IrFunction
 
 _JUMPS = (Op.JMP, Op.JMPT, Op.JMPF)

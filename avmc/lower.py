@@ -22,9 +22,9 @@ A `return` inside the body closes every enclosing atomic (endtry, commit) before
 from __future__ import annotations
 
 from avm_vm.diagnostics import Span
-from avm_vm.instructions import BY_NAME
-from avm_vm.opcodes import Op
-from avm_vm.program import FunctionKind
+from avm_vm.format.instructions import BY_NAME
+from avm_vm.format.opcodes import Op
+from avm_vm.format.program import FunctionKind
 from avm_vm.values import NOTHING, Just, Pair, Value
 from avmc import ast
 from avmc.ir import IrBehavior, IrFunction, IrProgram

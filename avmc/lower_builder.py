@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from avm_vm.diagnostics import Span
-from avm_vm.opcodes import OPCODES, Op
-from avm_vm.program import FunctionKind
+from avm_vm.format.opcodes import OPCODES, Op
+from avm_vm.format.program import FunctionKind
 from avm_vm.values import NOTHING, Value
 from avmc.ir import BasicBlock, IrFunction, IrInstr
 from avmc.passes.simplify import remove_unreachable

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from avm_vm.diagnostics import Span
-from avm_vm.instructions import BY_NAME, BY_SOURCE, Instruction
-from avm_vm.opcodes import Op
+from avm_vm.format.instructions import BY_NAME, BY_SOURCE, Instruction
+from avm_vm.format.opcodes import Op
 from avm_vm.values import NOTHING
 from avmc import ast
 from avmc.builtins import BUILTINS

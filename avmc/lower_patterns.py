@@ -8,7 +8,7 @@ Bound names go into the builder's current scope; the caller opens a scope per cl
 from __future__ import annotations
 
 from avm_vm.diagnostics import Span
-from avm_vm.opcodes import Op
+from avm_vm.format.opcodes import Op
 from avm_vm.values import NOTHING, Kind
 from avmc import ast
 from avmc.lower_builder import FunctionBuilder

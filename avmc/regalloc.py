@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 
-from avm_vm.opcodes import OPCODES, Op, RegType
+from avm_vm.format.opcodes import OPCODES, Op, RegType
 from avmc.ir import BasicBlock, IrFunction, IrInstr, IrProgram
 from avmc.liveness import bits, liveness
 

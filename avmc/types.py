@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from avm_vm.opcodes import OPCODES, Op, RegType, const_type
+from avm_vm.format.opcodes import OPCODES, Op, RegType, const_type
 from avmc.ir import IrFunction, IrProgram
 
 

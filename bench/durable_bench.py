@@ -41,8 +41,8 @@ from avm_vm.node.durable import Meta, Recorder, describe, open_data, replay, set
 from avm_vm.node.engine import Engine
 from avm_vm.node.eventlog import LEGACY_NAME, MAGIC, segments
 from avm_vm.node.state import capture, full_hash
-from avm_vm.runs import Done
-from avm_vm.runtime import RuntimeOptions
+from avm_vm.runtime.core import RuntimeOptions
+from avm_vm.runtime.runs import Done
 from avm_vm.values import ObjectRef
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,10 +26,10 @@ from pathlib import Path
 
 from vm_bench import COUNTER  # bench/ is on the path when a bench script runs
 
+from avm_vm.format.program import Program
 from avm_vm.jit.analysis import plan_program
 from avm_vm.jit.engine import JitEngine
-from avm_vm.program import Program
-from avm_vm.runtime import Runtime, RuntimeOptions
+from avm_vm.runtime.core import Runtime, RuntimeOptions
 from avmc.compiler import compile_source
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from avm_vm.runtime import Runtime, RuntimeOptions
+from avm_vm.runtime.core import Runtime, RuntimeOptions
 from avmc.compiler import compile_source
 
 ROOT = Path(__file__).resolve().parents[1]

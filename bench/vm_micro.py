@@ -11,9 +11,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from avm_vm.opcodes import Op, RegType
-from avm_vm.program import Function, FunctionKind, Program
-from avm_vm.vm import Fuel, Interpreter
+from avm_vm.format.opcodes import Op, RegType
+from avm_vm.format.program import Function, FunctionKind, Program
+from avm_vm.vm.interpreter import Fuel, Interpreter
 
 ANY, NAT, BOOL = RegType.ANY, RegType.NAT, RegType.BOOL
 REPEAT = 15

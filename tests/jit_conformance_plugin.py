@@ -17,13 +17,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from avm_vm import registry
-from avm_vm.handlers import events
-from avm_vm.program import Program
-from avm_vm.runtime import RunError, Runtime
+from avm_vm.format.program import Program
+from avm_vm.runtime import registry
+from avm_vm.runtime.core import RunError, Runtime
+from avm_vm.runtime.handlers import events
 from avm_vm.trace import render_json_lines, render_text
 from avm_vm.values import Value, render
-from avm_vm.vm import Interpreter
+from avm_vm.vm.interpreter import Interpreter
 
 MODE = os.environ["AVM_JIT_MODE"]
 FROZEN_CLOCK_NS = 1_750_000_000_000 * 1_000_000  # a plausible wall clock, in 2025

@@ -7,11 +7,11 @@ compiled interpreter serves several budgets.
 
 from __future__ import annotations
 
-from avm_vm.program import Program
-from avm_vm.runtime import RunError, Runtime, RuntimeOptions
+from avm_vm.format.program import Program
+from avm_vm.runtime.core import RunError, Runtime, RuntimeOptions
 from avm_vm.trace import render_json_lines, render_text
 from avm_vm.values import render
-from avm_vm.vm import DEOPT, Fault, Fuel, Interpreter, Proc, Ret
+from avm_vm.vm.interpreter import DEOPT, Fault, Fuel, Interpreter, Proc, Ret
 
 
 def observe(program: Program, jit: str, **options: int) -> dict[str, object]:

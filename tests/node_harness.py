@@ -30,7 +30,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from avm_vm.bytecode import encode
+from avm_vm.format.bytecode import encode
 from avm_vm.node.client import Client, ClientError
 from avm_vm.node.messages import message
 from avm_vm.node.wire import WireError, read_message, write_message

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from avm_vm.diagnostics import Span
-from avm_vm.opcodes import OPCODES, Op, RegType
-from avm_vm.program import FunctionKind, Program
+from avm_vm.format.opcodes import OPCODES, Op, RegType
+from avm_vm.format.program import FunctionKind, Program
 from avm_vm.values import NOTHING, Just, Pair, values_equal
 from avmc.assemble import assemble
 from avmc.ir import BasicBlock, IrBehavior, IrFunction, IrInstr, IrProgram

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from avm_vm.bytecode import load
+from avm_vm.format.bytecode import load
 from avmc.cli import main
 
 GOOD = "fn double(x) { return x * 2 }\nmain { return double(21) }\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from avm_vm.bytecode import (
+from avm_vm.format.bytecode import (
     HEADER_SIZE,
     MAGIC,
     TapeError,
@@ -24,9 +24,9 @@ from avm_vm.bytecode import (
     encode,
     load,
 )
-from avm_vm.instructions import BY_NAME as INSTRUCTION
-from avm_vm.opcodes import BY_NAME, OPCODES, Op, RegType
-from avm_vm.program import Behavior, Function, FunctionKind, Program
+from avm_vm.format.instructions import BY_NAME as INSTRUCTION
+from avm_vm.format.opcodes import BY_NAME, OPCODES, Op, RegType
+from avm_vm.format.program import Behavior, Function, FunctionKind, Program
 from avm_vm.values import NAT_MAX, NOTHING, Just, ObjectRef, Pair, TxRef, values_equal
 
 _TYPES = {"a": RegType.ANY, "n": RegType.NAT, "b": RegType.BOOL, "s": RegType.STR}

@@ -13,8 +13,16 @@ from hypothesis import strategies as st
 from test_bytecode import COUNTER, FIB, assemble, every_opcode_program
 from value_strategies import values
 
-from avm_vm.bytecode import HEADER_SIZE, TapeError, _encode_body, _varint, _wrap, decode, encode
-from avm_vm.program import Program
+from avm_vm.format.bytecode import (
+    HEADER_SIZE,
+    TapeError,
+    _encode_body,
+    _varint,
+    _wrap,
+    decode,
+    encode,
+)
+from avm_vm.format.program import Program
 from avm_vm.values import NAT_MAX, NOTHING, Just, ObjectRef, Pair, TxRef, values_equal
 
 SAMPLES = {

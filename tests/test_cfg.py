@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from avm_vm.instructions import BY_NAME
-from avm_vm.opcodes import Op
-from avm_vm.program import FunctionKind
+from avm_vm.format.instructions import BY_NAME
+from avm_vm.format.opcodes import Op
+from avm_vm.format.program import FunctionKind
 from avmc.cfg import render_dot, render_mermaid
 from avmc.ir import BasicBlock, IrFunction, IrInstr
 from avmc.lower import lower

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from avm_vm.diagnostics import Severity, Span
-from avm_vm.instructions import BY_SOURCE
+from avm_vm.format.instructions import BY_SOURCE
 from avmc import ast
 from avmc.builtins import BUILTINS
 from avmc.checks import check

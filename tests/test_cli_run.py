@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from avm_vm.bytecode import encode
 from avm_vm.cli import main
+from avm_vm.format.bytecode import encode
 from avmc.compiler import compile_source
 
 PINGPONG = Path(__file__).parents[1] / "examples" / "pingpong.avm"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from test_bytecode import COUNTER, FIB, assemble, every_opcode_program
 
-from avm_vm.bytecode import code_hash, content_hash, decode, encode
+from avm_vm.format.bytecode import code_hash, content_hash, decode, encode
 from avmc.disasm import disassemble
 
 FIB_SOURCE = """fn fib(n) { if n < 2 { return n }

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from avm_vm.bytecode import encode
 from avm_vm.cli import main
+from avm_vm.format.bytecode import encode
+from avm_vm.format.program import Program
 from avm_vm.node import snapshot
 from avm_vm.node.client import Client, ClientError
 from avm_vm.node.durable import replay
 from avm_vm.node.eventlog import MAGIC, EventLog, encode_event, read_log, segment_name, segments
 from avm_vm.node.node import Node, NodeConfig
-from avm_vm.program import Program
 from avm_vm.values import Just, Value
 from avmc.compiler import compile_source
 

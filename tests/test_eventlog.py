@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from avm_vm.bytecode import encode
+from avm_vm.format.bytecode import encode
 from avm_vm.node import eventlog, snapshot
 from avm_vm.node.directory import Directory
 from avm_vm.node.durable import DataError, Recorder, open_data, replay, settle_meta
@@ -29,7 +29,7 @@ from avm_vm.node.eventlog import (
     segments,
 )
 from avm_vm.node.state import capture, full_hash
-from avm_vm.runs import Done
+from avm_vm.runtime.runs import Done
 from avm_vm.values import Just, ObjectRef
 from avmc.compiler import compile_source
 

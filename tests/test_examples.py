@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from avm_vm import cli as avm_cli
-from avm_vm.bytecode import decode, encode
+from avm_vm.format.bytecode import decode, encode
 from avmc import cli as avmc_cli
 from avmc.compiler import compile_path
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jit_support import native_functions, observe, run_main
 
-from avm_vm.vm import Interpreter
+from avm_vm.vm.interpreter import Interpreter
 from avmc.compiler import compile_path, compile_source
 
 TESTS = Path(__file__).parent

@@ -22,15 +22,15 @@ from hypothesis import strategies as st
 from vm_asm import Fn, assemble
 
 from avm_vm.errors import AvmError, ErrorKind
+from avm_vm.format.opcodes import INITIAL_VALUE, Op, RegType
+from avm_vm.format.program import Program
 from avm_vm.jit import abi
 from avm_vm.jit.analysis import NativePlan, liveness, plan_program
 from avm_vm.jit.cache import MAGIC, default_cache_dir
 from avm_vm.jit.engine import JitEngine, NativeModule, llvm_ir_text
-from avm_vm.opcodes import INITIAL_VALUE, Op, RegType
-from avm_vm.program import Program
 from avm_vm.values import NAT_MAX, Value
-from avm_vm.vm import Fault, Frame, Fuel, Interpreter, Ret
-from avm_vm.vm_translate import OUT_OF_FUEL, block_starts
+from avm_vm.vm.interpreter import Fault, Frame, Fuel, Interpreter, Ret
+from avm_vm.vm.translate import OUT_OF_FUEL, block_starts
 from avmc.compiler import compile_source
 
 NAT, BOOL = RegType.NAT, RegType.BOOL

@@ -8,7 +8,7 @@ from jit_support import count_deopts, native_functions, observe, run_main
 
 from avm_vm.errors import ErrorKind
 from avm_vm.jit import native, tiering
-from avm_vm.vm import Fuel, Interpreter
+from avm_vm.vm.interpreter import Fuel, Interpreter
 from avmc.compiler import compile_source
 
 LOOP = """

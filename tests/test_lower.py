@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from avm_vm.diagnostics import Span
-from avm_vm.instructions import BY_NAME, INSTRUCTIONS
-from avm_vm.opcodes import OPCODES, Op
-from avm_vm.program import FunctionKind
+from avm_vm.format.instructions import BY_NAME, INSTRUCTIONS
+from avm_vm.format.opcodes import OPCODES, Op
+from avm_vm.format.program import FunctionKind
 from avm_vm.values import NOTHING, Kind
 from avmc import ast
 from avmc.ir import IrFunction, IrInstr, IrProgram

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
+from avm_vm.format.program import Program
 from avm_vm.node.auth import handshake
 from avm_vm.node.client import Client, ClientError
 from avm_vm.node.messages import message
 from avm_vm.node.node import Node, NodeConfig
 from avm_vm.node.wire import read_message, write_message
-from avm_vm.program import Program
-from avm_vm.runtime import Runtime, RuntimeOptions
+from avm_vm.runtime.core import Runtime, RuntimeOptions
 from avm_vm.trace import ExecutionMoved, ObjectCalled, ObjectFetched, ObjectMoved
 from avm_vm.value_text import parse_value
 from avm_vm.values import render

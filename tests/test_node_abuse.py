@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from node_harness import HOST, Node, Nodes, Session, compile_tape, rss_mb, wait_connected
 
+from avm_vm.format.program import Program
 from avm_vm.node.auth import handshake
 from avm_vm.node.client import Client, ClientError
 from avm_vm.node.logs import SummaryHandler, log_loop_error
@@ -34,7 +35,6 @@ from avm_vm.node.node import Node as InProcessNode
 from avm_vm.node.node import NodeConfig
 from avm_vm.node.peers import Connection
 from avm_vm.node.wire import MAX_FRAME, encode_frame, read_message
-from avm_vm.program import Program
 from avm_vm.value_text import parse_value
 from avm_vm.values import render
 from avmc.compiler import compile_source

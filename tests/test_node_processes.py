@@ -24,7 +24,7 @@ from node_harness import (
 )
 
 from avm_vm.node.client import ClientError
-from avm_vm.runtime import Runtime
+from avm_vm.runtime.core import Runtime
 from avm_vm.value_text import parse_value
 from avm_vm.values import render
 from avmc.compiler import compile_source

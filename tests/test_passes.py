@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from avm_vm import ops
-from avm_vm.instructions import BY_NAME, INSTRUCTIONS
-from avm_vm.opcodes import INITIAL_VALUE, OPCODES, Op, RegType
-from avm_vm.program import FunctionKind
+from avm_vm.format.instructions import BY_NAME, INSTRUCTIONS
+from avm_vm.format.opcodes import INITIAL_VALUE, OPCODES, Op, RegType
+from avm_vm.format.program import FunctionKind
 from avm_vm.values import NOTHING, Just, Pair, TxRef, Value, render, to_text
+from avm_vm.vm import ops
 from avmc.ir import BasicBlock, IrFunction, IrInstr, IrProgram
 from avmc.lower import lower
 from avmc.parser import parse

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from avm_vm.opcodes import OPCODES, Op, RegType
-from avm_vm.program import FunctionKind
+from avm_vm.format.opcodes import OPCODES, Op, RegType
+from avm_vm.format.program import FunctionKind
 from avmc.ir import BasicBlock, IrFunction, IrInstr, IrProgram
 from avmc.lower import lower
 from avmc.parser import parse

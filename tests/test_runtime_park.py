@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.runs import Done, Failed, Parked, RemoteCall, RemoteFailure, Teleport
-from avm_vm.runtime import Runtime, RuntimeOptions
+from avm_vm.runtime.core import Runtime, RuntimeOptions
+from avm_vm.runtime.runs import Done, Failed, Parked, RemoteCall, RemoteFailure, Teleport
 from avm_vm.trace import ObjectCalled, StateUpdated
 from avm_vm.values import Just, render
 from avmc.compiler import compile_source

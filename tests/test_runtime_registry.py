@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from avm_vm.bytecode import behavior_hash
-from avm_vm.handlers import handler_table
-from avm_vm.instructions import INSTRUCTIONS
-from avm_vm.registry import RegistryError
-from avm_vm.runtime import Runtime, RuntimeOptions
+from avm_vm.format.bytecode import behavior_hash
+from avm_vm.format.instructions import INSTRUCTIONS
+from avm_vm.runtime.core import Runtime, RuntimeOptions
+from avm_vm.runtime.handlers import handler_table
+from avm_vm.runtime.registry import RegistryError
 from avmc.compiler import compile_source
 
 SOURCE = """

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from avm_vm.runs import Done, Failed, Preempted
-from avm_vm.runtime import Runtime, RuntimeOptions
+from avm_vm.runtime.core import Runtime, RuntimeOptions
+from avm_vm.runtime.runs import Done, Failed, Preempted
 from avm_vm.values import render
 from avmc.compiler import compile_source
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from avm_vm.handlers.tx import begin_tx
-from avm_vm.instructions import BY_NAME
-from avm_vm.runtime import RunError, Runtime, RuntimeOptions
-from avm_vm.store import Journal, ObjectRecord, Store
+from avm_vm.format.instructions import BY_NAME
+from avm_vm.runtime.core import RunError, Runtime, RuntimeOptions
+from avm_vm.runtime.handlers.tx import begin_tx
+from avm_vm.runtime.store import Journal, ObjectRecord, Store
 from avmc.compiler import compile_source
 
 CELL = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from avm_vm.store import IdGenerator, Journal, ObjectRecord, Store
+from avm_vm.runtime.store import IdGenerator, Journal, ObjectRecord, Store
 
 REC = ObjectRecord("Counter", None, "local", None, None)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from avm_vm.store import Journal, ObjectRecord, Store
-from avm_vm.transactions import PendingCreate, Transaction
+from avm_vm.runtime.store import Journal, ObjectRecord, Store
+from avm_vm.runtime.transactions import PendingCreate, Transaction
 
 REC = ObjectRecord("B", None, "local", None, None)
 

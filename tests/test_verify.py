@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 from test_bytecode import FIB, assemble, fib_code
 
-from avm_vm.bytecode import TapeError, _encode_body, _wrap, decode, encode
-from avm_vm.opcodes import Op, RegType
-from avm_vm.program import Behavior, Function, FunctionKind, Program
+from avm_vm.format.bytecode import TapeError, _encode_body, _wrap, decode, encode
+from avm_vm.format.opcodes import Op, RegType
+from avm_vm.format.program import Behavior, Function, FunctionKind, Program
+from avm_vm.format.verify import MAX_DEPTH, verify
 from avm_vm.values import NAT_MAX, NOTHING, Just, ObjectRef
-from avm_vm.verify import MAX_DEPTH, verify
 
 
 def one(code: list[tuple], regs: str = "a", constants: tuple = (), kind: str = "pure") -> Program:

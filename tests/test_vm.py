@@ -6,10 +6,10 @@ import pytest
 from vm_asm import COUNTDOWN, EVEN_ODD, SUM_TO, Fn, assemble, run
 
 from avm_vm.errors import ErrorKind
-from avm_vm.opcodes import Op, RegType
-from avm_vm.program import FunctionKind
+from avm_vm.format.opcodes import Op, RegType
+from avm_vm.format.program import FunctionKind
 from avm_vm.values import NOTHING, Just, ObjectRef
-from avm_vm.vm import Fault, Frame, Fuel, Interpreter, Ret
+from avm_vm.vm.interpreter import Fault, Frame, Fuel, Interpreter, Ret
 
 MAIN = FunctionKind.MAIN
 

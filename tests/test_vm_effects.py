@@ -6,10 +6,10 @@ import pytest
 from vm_asm import COUNTDOWN, EVEN_ODD, SUM_TO, Fn, assemble
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
-from avm_vm.instructions import BY_NAME
-from avm_vm.program import FunctionKind
+from avm_vm.format.instructions import BY_NAME
+from avm_vm.format.program import FunctionKind
 from avm_vm.values import NOTHING, ObjectRef
-from avm_vm.vm import Fault, Fuel, Interpreter, Ret, Vis
+from avm_vm.vm.interpreter import Fault, Fuel, Interpreter, Ret, Vis
 
 MAIN = FunctionKind.MAIN
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from avm_vm.instructions import BY_NAME
-from avm_vm.opcodes import OPCODES, Op, RegType, const_type
-from avm_vm.program import Function, FunctionKind, Program
+from avm_vm.format.instructions import BY_NAME
+from avm_vm.format.opcodes import OPCODES, Op, RegType, const_type
+from avm_vm.format.program import Function, FunctionKind, Program
 from avm_vm.values import Value, values_equal
-from avm_vm.vm import Fault, Fuel, Interpreter, Ret, Vis
+from avm_vm.vm.interpreter import Fault, Fuel, Interpreter, Ret, Vis
 
 _TYPES = {
     "A": RegType.ANY,

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from avm_vm.opcodes import OPCODES, Op, RegType, const_type
-from avm_vm.program import Function, Program
-from avm_vm.vm_translate import block_starts
+from avm_vm.format.opcodes import OPCODES, Op, RegType, const_type
+from avm_vm.format.program import Function, Program
+from avm_vm.vm.translate import block_starts
 
 NATIVE_TYPES = (RegType.NAT, RegType.BOOL)
 _ARITH = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MOD})

@@ -21,12 +21,12 @@ from pathlib import Path
 import llvmlite
 import llvmlite.binding as llvm
 
-from avm_vm.bytecode import code_hash
+from avm_vm.format.bytecode import code_hash
+from avm_vm.format.program import Program
 from avm_vm.jit import abi, analysis, lower
 from avm_vm.jit.analysis import NativePlan, plan_program
 from avm_vm.jit.cache import ObjectCache, default_cache_dir
 from avm_vm.jit.lower import llvm_module, module_functions
-from avm_vm.program import Program
 
 __all__ = ["JitEngine", "NativeModule", "default_cache_dir", "llvm_ir_text"]
 

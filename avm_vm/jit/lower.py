@@ -23,10 +23,10 @@ from collections.abc import Callable
 
 from llvmlite import ir
 
+from avm_vm.format.opcodes import Op, RegType
+from avm_vm.format.program import Program
 from avm_vm.jit import abi
 from avm_vm.jit.analysis import NativePlan
-from avm_vm.opcodes import Op, RegType
-from avm_vm.program import Program
 
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)

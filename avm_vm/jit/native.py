@@ -1,6 +1,6 @@
 """A compiled function as a VM runner: native code entered and left exactly as the VM would.
 
-The trampoline (`avm_vm.vm.Interpreter.run`) calls a function's runner as
+The trampoline (`avm_vm.vm.interpreter.Interpreter.run`) calls a function's runner as
 ``runner(frame, frames, fuel, max_frames)``. `NativeRunner.run` enters native code when the
 frame's pc is a native entry and the live native registers hold what the plan speculates
 (``type(v) is int`` for NAT, ``type(v) is bool`` for BOOL: a bool is not a nat); otherwise
@@ -31,16 +31,16 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from avm_vm.format.opcodes import INITIAL_VALUE, RegType
 from avm_vm.jit.abi import RETURNED, JitContext
-from avm_vm.opcodes import INITIAL_VALUE, RegType
 from avm_vm.values import NAT_MAX, Value
-from avm_vm.vm_frames import DEOPT, Frame, Fuel, Ret
-from avm_vm.vm_translate import loop_headers, translate
+from avm_vm.vm.frames import DEOPT, Frame, Fuel, Ret
+from avm_vm.vm.translate import loop_headers, translate
 
 if TYPE_CHECKING:
+    from avm_vm.format.program import Function
     from avm_vm.jit.analysis import NativePlan
-    from avm_vm.program import Function
-    from avm_vm.vm import Proc
+    from avm_vm.vm.interpreter import Proc
 
 # Nested direct native calls allowed per entry into native code: deeper recursion goes on
 # after a round trip through the VM, which pushes the frames native code reports.

@@ -19,14 +19,14 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from avm_vm.format.program import Program
 from avm_vm.jit.analysis import NativePlan, plan_program
 from avm_vm.jit.native import Layout, NativeRunner
-from avm_vm.program import Program
-from avm_vm.vm_translate import translate
+from avm_vm.vm.translate import translate
 
 if TYPE_CHECKING:
     from avm_vm.jit.engine import JitEngine, NativeModule
-    from avm_vm.vm import Proc
+    from avm_vm.vm.interpreter import Proc
 
 # Entries plus loop back-edges before a function is hot: about 10 ms of VM time, between a
 # compilation found in the disk cache (a few ms) and a fresh one (0.05 to 0.2 s). Runs that

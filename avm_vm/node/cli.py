@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from avm_vm.cli_options import fuel_option, jit_option
-from avm_vm.registry import RegistryError
+from avm_vm.runtime.registry import RegistryError
 from avm_vm.values import render
 
 
@@ -451,7 +451,7 @@ def load_command(node: str, file: Path, secret_file: Path | None, timeout: float
     """Upgrade NODE's code: FILE's behaviors replace those of the same name (a logged event).
 
     Existing objects keep their state and run the new code from their next call."""
-    from avm_vm.bytecode import encode
+    from avm_vm.format.bytecode import encode
 
     tape = encode(_load(file))
     behaviors = _ask(node, secret_file, timeout, lambda c: c.load(tape, timeout))

@@ -24,7 +24,7 @@ from avm_vm.node.eventlog import Event, EventLog, LogTail, LogWriteError, read_l
 from avm_vm.node.logs import logger
 from avm_vm.node.snapshot import Snapshot
 from avm_vm.node.state import StateError, capture, full_hash, restore, state_hash
-from avm_vm.runtime import RuntimeOptions
+from avm_vm.runtime.core import RuntimeOptions
 
 META_NAME = "node.json"
 ENTROPY_EVERY = 10_000  # events between fresh entropy events (one is logged at each start)

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avm_vm.bytecode import content_hash, decode
 from avm_vm.diagnostics import DiagnosticError
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.handlers.events import EntropyPool
+from avm_vm.format.bytecode import content_hash, decode
+from avm_vm.format.program import Program
 from avm_vm.node import entry
 from avm_vm.node.codec import value_from_json, value_to_json
 from avm_vm.node.directory import Directory
@@ -39,13 +39,13 @@ from avm_vm.node.transfer import (
     import_activation,
     install_object,
 )
-from avm_vm.program import Program
-from avm_vm.registry import RegistryError
-from avm_vm.runs import Done, Failed, MoveOut, Outcome, Parked, Preempted, Teleport
-from avm_vm.runtime import Runtime, RuntimeOptions
+from avm_vm.runtime.core import Runtime, RuntimeOptions
+from avm_vm.runtime.handlers.events import EntropyPool
+from avm_vm.runtime.registry import RegistryError
+from avm_vm.runtime.runs import Done, Failed, MoveOut, Outcome, Parked, Preempted, Teleport
 from avm_vm.trace import BehaviorUpgraded, entry_json
 from avm_vm.values import NOTHING, ObjectRef
-from avm_vm.vm import Interpreter
+from avm_vm.vm.interpreter import Interpreter
 
 STATUS_OBJECTS = 1000  # objects listed by `avm status` (the count is always exact)
 

@@ -8,10 +8,10 @@ functions are built here rather than compiled, since a node needs no compiler.
 
 from __future__ import annotations
 
-from avm_vm.instructions import BY_NAME
-from avm_vm.opcodes import Op, RegType
-from avm_vm.program import Function, FunctionKind, Program
-from avm_vm.verify import verify
+from avm_vm.format.instructions import BY_NAME
+from avm_vm.format.opcodes import Op, RegType
+from avm_vm.format.program import Function, FunctionKind, Program
+from avm_vm.format.verify import verify
 
 
 def _effect_then_return(name: str, instruction: str) -> Function:

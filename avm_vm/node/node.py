@@ -2,7 +2,7 @@
 
 The VM runs in one worker thread (`Engine`, a single-thread executor), one job at a time,
 so the event loop keeps answering frames and pings while it computes. A run that needs
-another machine parks (`avm_vm.runs`); the node sends the request, and the scheduler
+another machine parks (`avm_vm.runtime.runs`); the node sends the request, and the scheduler
 starts other work meanwhile (inbound calls, client requests) as runs nested on top of the
 parked ones. A parked run resumes once its answer is in and every run started after it has
 finished or parked (LIFO; docs/semantics.md, "Nodes: parked runs"). That is what lets
@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avm_vm.bytecode import encode
 from avm_vm.errors import AvmError, ErrorKind
+from avm_vm.format.bytecode import encode
+from avm_vm.format.program import Program
 from avm_vm.node.auth import HandshakeError, Hello, handshake
 from avm_vm.node.directory import PREFIX_SHIFT, Directory
 from avm_vm.node.durable import RESTARTED, Meta, Recorder, open_data, settle_meta
@@ -51,8 +52,8 @@ from avm_vm.node.requests import (
 )
 from avm_vm.node.state import StateError, capture, state_hash
 from avm_vm.node.wire import LARGE_FRAME, MAX_FRAME, WireError, encode_frame
-from avm_vm.program import Program
-from avm_vm.runs import (
+from avm_vm.runtime.core import RuntimeOptions
+from avm_vm.runtime.runs import (
     Done,
     Failed,
     Parked,
@@ -60,7 +61,6 @@ from avm_vm.runs import (
     Request,
     Run,
 )
-from avm_vm.runtime import RuntimeOptions
 
 HANDSHAKE_TIMEOUT = 5.0
 BACKOFF_FIRST, BACKOFF_CAP = 0.1, 2.0  # seconds between dial attempts, doubling

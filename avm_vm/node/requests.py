@@ -19,7 +19,7 @@ from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.node.messages import Message, message
 from avm_vm.node.peers import Connection
 from avm_vm.node.transfer import duct_to_wire
-from avm_vm.runs import FetchIn, MoveOut, RemoteCall, RemoteFailure, Request, Teleport
+from avm_vm.runtime.runs import FetchIn, MoveOut, RemoteCall, RemoteFailure, Request, Teleport
 
 Answer = Message | str  # the response, or why there is none
 

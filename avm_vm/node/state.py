@@ -18,12 +18,12 @@ import base64
 import hashlib
 from typing import Any
 
-from avm_vm.bytecode import decode
+from avm_vm.format.bytecode import decode
 from avm_vm.node.codec import value_from_json, value_to_json
 from avm_vm.node.engine import Engine, Loaded
 from avm_vm.node.eventlog import encode_event
-from avm_vm.registry import BehaviorEntry, PureEntry
-from avm_vm.store import ObjectRecord
+from avm_vm.runtime.registry import BehaviorEntry, PureEntry
+from avm_vm.runtime.store import ObjectRecord
 
 State = dict[str, Any]
 _BOOKKEEPING = ("applied", "boots", "entropy", "time")

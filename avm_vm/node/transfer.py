@@ -13,14 +13,14 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import Any
 
-from avm_vm.bytecode import callee_order, code_hash
+from avm_vm.format.bytecode import callee_order, code_hash
+from avm_vm.format.opcodes import INITIAL_VALUE, Op, RegType
 from avm_vm.node.codec import WireError, value_from_json, value_to_json
-from avm_vm.opcodes import INITIAL_VALUE, Op, RegType
-from avm_vm.runtime import Activation, Runtime
-from avm_vm.store import ObjectRecord
+from avm_vm.runtime.core import Activation, Runtime
+from avm_vm.runtime.store import ObjectRecord
 from avm_vm.trace import DuctLink
 from avm_vm.values import NAT_MAX, Value
-from avm_vm.vm import Frame, Interpreter
+from avm_vm.vm.interpreter import Frame, Interpreter
 
 
 class TransferError(Exception):

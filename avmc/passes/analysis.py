@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from avm_vm.opcodes import OPCODES
+from avm_vm.format.opcodes import OPCODES
 from avmc.ir import IrFunction, IrInstr
 
 _WRITES = frozenset(op for op, info in OPCODES.items() if info.writes)

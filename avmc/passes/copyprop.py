@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from avm_vm.opcodes import OPCODES, Op
+from avm_vm.format.opcodes import OPCODES, Op
 from avmc.ir import IrFunction
 from avmc.passes.analysis import def_counts, use_counts, with_dst
 

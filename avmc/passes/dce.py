@@ -4,7 +4,7 @@ never read. Effects, calls, failures and ops that may fail at run time always st
 
 from __future__ import annotations
 
-from avm_vm.opcodes import OPCODES, Op
+from avm_vm.format.opcodes import OPCODES, Op
 from avmc.ir import IrFunction
 from avmc.passes.analysis import use_counts
 

@@ -1,6 +1,6 @@
 """Compile-time evaluation of pure ops on constant operands, for constant folding.
 
-The fallible ops use the VM's own semantics (`avm_vm.ops`), so folding can never disagree
+The fallible ops use the VM's own semantics (`avm_vm.vm.ops`), so folding can never disagree
 with the VM; an op that would raise returns None here and stays in the code, keeping its
 runtime error.
 """
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from avm_vm import ops
 from avm_vm.errors import AvmError
-from avm_vm.opcodes import Op
+from avm_vm.format.opcodes import Op
 from avm_vm.values import Just, Pair, Value, kind_of, to_text, values_equal
+from avm_vm.vm import ops
 
 # Operands come in the op's order after the destination: register operands as their constant
 # values, L operands as a tuple of values, U operands as ints.

@@ -7,7 +7,7 @@ that LOADK is its only write (every read of a register is preceded by a write of
 
 from __future__ import annotations
 
-from avm_vm.opcodes import OPCODES, Op
+from avm_vm.format.opcodes import OPCODES, Op
 from avmc.ir import IrFunction, IrInstr
 from avmc.passes.analysis import def_counts
 from avmc.passes.evaluate import FOLDABLE, evaluate

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from avm_vm.opcodes import Op
+from avm_vm.format.opcodes import Op
 from avmc.ir import IrFunction
 from avmc.passes.analysis import JUMPS, map_targets, predecessor_counts
 

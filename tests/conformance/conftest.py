@@ -20,12 +20,12 @@ from types import ModuleType
 import pytest
 
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.handlers import Handler
-from avm_vm.program import Program
-from avm_vm.runtime import RunError, Runtime, RuntimeOptions
+from avm_vm.format.program import Program
+from avm_vm.runtime.core import RunError, Runtime, RuntimeOptions
+from avm_vm.runtime.handlers import Handler
 from avm_vm.trace import Event, render_text
 from avm_vm.values import Value, render
-from avm_vm.vm import Fault, Interpreter
+from avm_vm.vm.interpreter import Fault, Interpreter
 
 HERE = Path(__file__).parent
 COVERAGE_FILE = HERE / "test_coverage.py"

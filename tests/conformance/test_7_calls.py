@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from avm_vm.runtime import Runtime
+from avm_vm.runtime.core import Runtime
 from avm_vm.trace import ObjectCalled, StateUpdated
 from avm_vm.values import ObjectRef
 

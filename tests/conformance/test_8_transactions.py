@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from avm_vm.runtime import Runtime
+from avm_vm.runtime.core import Runtime
 from avm_vm.trace import TransactionAborted
 from avm_vm.values import NO_OBJECT_ID, Value
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from avm_vm import trace
 from avm_vm.errors import ErrorKind
-from avm_vm.instructions import INSTRUCTIONS
+from avm_vm.format.instructions import INSTRUCTIONS
 
 # Kinds declared (to keep the §9.2 catalogue complete) that our runtime never raises, why.
 NEVER_RAISED: dict[ErrorKind, str] = {

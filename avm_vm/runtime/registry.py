@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from avm_vm.bytecode import behavior_hash
-from avm_vm.program import FunctionKind, Program
-from avm_vm.store import Journal
-from avm_vm.vm import Interpreter
+from avm_vm.format.bytecode import behavior_hash
+from avm_vm.format.program import FunctionKind, Program
+from avm_vm.runtime.store import Journal
+from avm_vm.vm.interpreter import Interpreter
 
 
 class BehaviorEntry(NamedTuple):

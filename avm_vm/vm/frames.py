@@ -1,7 +1,7 @@
 """What a VM run works on and what it returns: frames, fuel and the three outcomes.
 
 A frame is plain data (function, pc, registers, TRY handlers), so a suspended activation can
-wait, be stored or move. `avm_vm.vm` re-exports everything here.
+wait, be stored or move. `avm_vm.vm.interpreter` re-exports everything here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from avm_vm.errors import AvmError
 from avm_vm.values import Value
 
 if TYPE_CHECKING:
-    from avm_vm.vm import Proc
+    from avm_vm.vm.interpreter import Proc
 
 
 # What a native runner (avm_vm.jit.native) answers when it stopped before an instruction it

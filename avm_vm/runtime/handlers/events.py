@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from avm_vm.values import Value
 
 if TYPE_CHECKING:
-    from avm_vm.runtime import Runtime
+    from avm_vm.runtime.core import Runtime
 
 
 class EntropyPool:

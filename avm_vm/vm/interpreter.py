@@ -24,11 +24,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
-from avm_vm.opcodes import INITIAL_VALUE
-from avm_vm.program import Function, Program
+from avm_vm.format.opcodes import INITIAL_VALUE
+from avm_vm.format.program import Function, Program
 from avm_vm.values import Value
-from avm_vm.vm_frames import DEOPT, PREEMPTED, Fault, Frame, Fuel, Ret, Vis
-from avm_vm.vm_translate import OUT_OF_FUEL, block_starts, source_of, translate
+from avm_vm.vm.frames import DEOPT, PREEMPTED, Fault, Frame, Fuel, Ret, Vis
+from avm_vm.vm.translate import OUT_OF_FUEL, block_starts, source_of, translate
 
 if TYPE_CHECKING:
     from avm_vm.jit.native import NativeRunner

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.handlers.common import maybe_name, object_id
-from avm_vm.program import FunctionKind
-from avm_vm.store import ObjectRecord
+from avm_vm.format.program import FunctionKind
+from avm_vm.runtime.handlers.common import maybe_name, object_id
+from avm_vm.runtime.store import ObjectRecord
 from avm_vm.values import NOTHING, Just, ObjectRef, Pair, TxRef, Value
 
 if TYPE_CHECKING:
-    from avm_vm.runtime import Runtime
+    from avm_vm.runtime.core import Runtime
 
 
 def metadata(object_id: int, record: ObjectRecord) -> tuple[Value, ...]:

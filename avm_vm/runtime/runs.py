@@ -17,9 +17,9 @@ from avm_vm.trace import DuctLink
 from avm_vm.values import Value
 
 if TYPE_CHECKING:
-    from avm_vm.runtime import Activation, RunError
-    from avm_vm.transactions import Transaction
-    from avm_vm.vm import Fuel
+    from avm_vm.runtime.core import Activation, RunError
+    from avm_vm.runtime.transactions import Transaction
+    from avm_vm.vm.interpreter import Fuel
 
 
 @dataclass(frozen=True)

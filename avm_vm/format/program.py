@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from avm_vm.opcodes import RegType
+from avm_vm.format.opcodes import RegType
 from avm_vm.values import Value
 
 Instr = tuple  # (Op, *operands)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from avm_vm.handlers.common import values
+from avm_vm.runtime.handlers.common import values
 from avm_vm.trace import StateUpdated
 from avm_vm.values import NOTHING, Just, ObjectRef, Value
 
 if TYPE_CHECKING:
-    from avm_vm.runtime import Runtime
+    from avm_vm.runtime.core import Runtime
 
 
 def self_(rt: Runtime, args: tuple[Value, ...]) -> Value:

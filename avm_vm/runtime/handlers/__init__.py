@@ -7,7 +7,8 @@ instruction number, so the VM's `Vis` reaches its handler with one index.
 
 from __future__ import annotations
 
-from avm_vm.handlers import (
+from avm_vm.format.instructions import INSTRUCTIONS
+from avm_vm.runtime.handlers import (
     constraints,
     controller,
     events,
@@ -18,8 +19,7 @@ from avm_vm.handlers import (
     reflect,
     tx,
 )
-from avm_vm.handlers.common import PARK, SUSPEND, Handler
-from avm_vm.instructions import INSTRUCTIONS
+from avm_vm.runtime.handlers.common import PARK, SUSPEND, Handler
 
 _MODULES = (objects, introspect, reflect, tx, pure, machine, controller, constraints, events)
 

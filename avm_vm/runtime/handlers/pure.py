@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.handlers.common import name, values
-from avm_vm.program import FunctionKind
+from avm_vm.format.program import FunctionKind
+from avm_vm.runtime.handlers.common import name, values
 from avm_vm.trace import FunctionUpdated
 from avm_vm.values import NOTHING, Value
 
 if TYPE_CHECKING:
-    from avm_vm.runtime import Runtime
+    from avm_vm.runtime.core import Runtime
 
 
 def call_pure(rt: Runtime, args: tuple[Value, ...]) -> Value:

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
-from avm_vm.ops import describe
 from avm_vm.values import NOTHING, Just, NothingType, ObjectRef, TxRef, Value
+from avm_vm.vm.ops import describe
 
 if TYPE_CHECKING:
-    from avm_vm.runtime import Runtime
+    from avm_vm.runtime.core import Runtime
 
 Handler = Callable[["Runtime", tuple[Value, ...]], Value]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
-from avm_vm.handlers.common import values
+from avm_vm.runtime.handlers.common import values
 from avm_vm.values import NOTHING, Value, render
 
 if TYPE_CHECKING:
-    from avm_vm.runtime import Runtime
+    from avm_vm.runtime.core import Runtime
 
 
 def new_var(rt: Runtime, args: tuple[Value, ...]) -> Value:

@@ -3,7 +3,7 @@
 Without a network (`avm run`) these are profile R's metadata changes. On a node
 (`Runtime.network`), placement is real: teleport ships the running activation, moveObject
 ships the object, fetch pulls it here; each parks the run until the other node answers
-(`avm_vm.runs`), and the `complete_*` functions finish the instruction when it resumes.
+(`avm_vm.runtime.runs`), and the `complete_*` functions finish the instruction when it resumes.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.handlers.common import PARK, maybe_name, name, object_id
-from avm_vm.runs import FetchIn, MoveOut, Teleport
+from avm_vm.runtime.handlers.common import PARK, maybe_name, name, object_id
+from avm_vm.runtime.runs import FetchIn, MoveOut, Teleport
 from avm_vm.trace import ExecutionMoved, ObjectFetched, ObjectMoved
 from avm_vm.values import Value
 
 if TYPE_CHECKING:
-    from avm_vm.runtime import Runtime
+    from avm_vm.runtime.core import Runtime
 
 
 def get_machine(rt: Runtime, args: tuple[Value, ...]) -> Value:

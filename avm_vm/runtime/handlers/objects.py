@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.handlers.common import PARK, name, object_id, optional_name
-from avm_vm.runs import RemoteCall
-from avm_vm.store import ObjectRecord
+from avm_vm.runtime.handlers.common import PARK, name, object_id, optional_name
+from avm_vm.runtime.runs import RemoteCall
+from avm_vm.runtime.store import ObjectRecord
+from avm_vm.runtime.transactions import PendingCreate
 from avm_vm.trace import DuctLink, MessageReceived, ObjectCalled, ObjectCreated, ObjectDestroyed
-from avm_vm.transactions import PendingCreate
 from avm_vm.values import NOTHING, Just, ObjectRef, Value
 
 if TYPE_CHECKING:
-    from avm_vm.runtime import Runtime
+    from avm_vm.runtime.core import Runtime
 
 
 def create_obj(rt: Runtime, args: tuple[Value, ...]) -> Value:

@@ -7,7 +7,7 @@ not Python stack (spec §4.5). The loop drives the top activation's VM: a `Vis` 
 handler table (a list indexed by instruction number), a `Ret` or `Fault` of a callee
 completes its call in the caller (spec §7.1 step 9, with DESIGN.md §12's undo).
 
-A top-level run is resumable (`start`, `resume`, `avm_vm.runs`): on a node, an instruction
+A top-level run is resumable (`start`, `resume`, `avm_vm.runtime.runs`): on a node, an instruction
 that needs another machine parks the run instead of blocking, and runs started meanwhile
 nest on top of it (docs/semantics.md, "Nodes: parked runs"). `run_main` and `run_function`
 drive one run to its end, as `avm run` does.
@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.handlers import PARK, SUSPEND, handler_table
-from avm_vm.handlers.events import EntropyPool
-from avm_vm.handlers.machine import complete_fetch, complete_move
-from avm_vm.handlers.objects import complete_remote_call
-from avm_vm.handlers.solver import ConstraintStore
-from avm_vm.program import Program
-from avm_vm.registry import BehaviorEntry, Registry
-from avm_vm.runs import (
+from avm_vm.format.program import Program
+from avm_vm.runtime.handlers import PARK, SUSPEND, handler_table
+from avm_vm.runtime.handlers.events import EntropyPool
+from avm_vm.runtime.handlers.machine import complete_fetch, complete_move
+from avm_vm.runtime.handlers.objects import complete_remote_call
+from avm_vm.runtime.handlers.solver import ConstraintStore
+from avm_vm.runtime.registry import BehaviorEntry, Registry
+from avm_vm.runtime.runs import (
     Done,
     Failed,
     FetchIn,
@@ -46,7 +46,8 @@ from avm_vm.runs import (
     Run,
     Teleport,
 )
-from avm_vm.store import IdGenerator, Journal, Store
+from avm_vm.runtime.store import IdGenerator, Journal, Store
+from avm_vm.runtime.transactions import Transaction
 from avm_vm.trace import (
     DuctLink,
     Event,
@@ -55,9 +56,8 @@ from avm_vm.trace import (
     Trace,
     TransactionAborted,
 )
-from avm_vm.transactions import Transaction
 from avm_vm.values import NO_OBJECT_ID, NOTHING, Just, Value
-from avm_vm.vm import PREEMPTED, Fault, Frame, Fuel, Interpreter, Ret, Vis
+from avm_vm.vm.interpreter import PREEMPTED, Fault, Frame, Fuel, Interpreter, Ret, Vis
 
 PROFILES = ("ours", "r")
 
@@ -84,7 +84,7 @@ class Transport(Protocol):
 
 class Network(Protocol):
     """A node's view of the other machines. With one, instructions that need another
-    machine park the run (`avm_vm.runs`) instead of using a `Transport`."""
+    machine park the run (`avm_vm.runtime.runs`) instead of using a `Transport`."""
 
     def locate(self, object_id: int) -> str | None:
         """The machine of an object not in the local store (the location directory)."""

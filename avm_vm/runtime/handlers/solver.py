@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
-from avm_vm.ops import describe
-from avm_vm.store import Journal
+from avm_vm.runtime.store import Journal
 from avm_vm.values import Value, render, values_equal
+from avm_vm.vm.ops import describe
 
 Domains = dict[int, tuple[Value, ...]]
 

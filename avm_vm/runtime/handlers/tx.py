@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.handlers.common import optional_name, tx_id
+from avm_vm.runtime.handlers.common import optional_name, tx_id
+from avm_vm.runtime.transactions import Transaction
 from avm_vm.trace import TransactionAborted, TransactionCommitted, TransactionStarted
-from avm_vm.transactions import Transaction
 from avm_vm.values import NOTHING, TxRef, Value
 
 if TYPE_CHECKING:
-    from avm_vm.runtime import Runtime
+    from avm_vm.runtime.core import Runtime
 
 
 def begin_tx(rt: Runtime, args: tuple[Value, ...]) -> Value:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from avm_vm.diagnostics import DiagnosticError, error
-from avm_vm.instructions import INSTRUCTIONS
-from avm_vm.opcodes import OPCODES, Op, RegType, const_type
-from avm_vm.program import Function, FunctionKind, Program
+from avm_vm.format.instructions import INSTRUCTIONS
+from avm_vm.format.opcodes import OPCODES, Op, RegType, const_type
+from avm_vm.format.program import Function, FunctionKind, Program
 from avm_vm.values import NAT_MAX, Just, Kind, NothingType, ObjectRef, Pair, TxRef, Value
 
 MAX_DEPTH = 200  # containers nested in one constant; decoding and checking stay iterative

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.handlers.common import maybe_name, name, object_id
+from avm_vm.runtime.handlers.common import maybe_name, name, object_id
 from avm_vm.trace import ObjectFrozen, ObjectTransferred
 from avm_vm.values import NOTHING, Just, Value
 
 if TYPE_CHECKING:
-    from avm_vm.runtime import Runtime
+    from avm_vm.runtime.core import Runtime
 
 
 def current_controller(rt: Runtime, args: tuple[Value, ...]) -> Value:

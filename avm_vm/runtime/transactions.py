@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from avm_vm.store import Journal, ObjectRecord, Store
+from avm_vm.runtime.store import Journal, ObjectRecord, Store
 from avm_vm.values import Value
 
 

@@ -2,7 +2,7 @@
 
 Each function becomes ``run(frame, frames, fuel, max_frames)``, which runs ``frame`` from
 ``frame.pc`` with its registers in Python locals ``r0 .. rN`` and returns to the trampoline
-in `avm_vm.vm` when control leaves the function:
+in `avm_vm.vm.interpreter` when control leaves the function:
 
 - ``None``: CALL pushed a frame, RET popped this one (its value is in the caller's
   registers), or careful code left its block; the trampoline goes on with ``frames[-1]``;
@@ -38,15 +38,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from avm_vm import ops
 from avm_vm.errors import AvmError, ErrorKind, failed, vm_error
-from avm_vm.opcodes import OPCODES, Op, RegType
+from avm_vm.format.opcodes import OPCODES, Op, RegType
 from avm_vm.values import NAT_MAX, Just, Kind, Pair, kind_of, to_text, values_equal
-from avm_vm.vm_frames import Frame, Ret, Vis
+from avm_vm.vm import ops
+from avm_vm.vm.frames import Frame, Ret, Vis
 
 if TYPE_CHECKING:
-    from avm_vm.program import Function
-    from avm_vm.vm import Proc
+    from avm_vm.format.program import Function
+    from avm_vm.vm.interpreter import Proc
 
 _FANOUT = 4  # block starts tested per level of the dispatch tree
 # Register types whose values Python's == compares exactly like values_equal (same kind).

@@ -21,10 +21,9 @@ import struct
 from collections.abc import Callable
 from typing import NoReturn
 
-from avm_vm.opcodes import OPCODES, OpInfo, RegType
-from avm_vm.program import Behavior, Function, FunctionKind, Instr, Program
-from avm_vm.values import NAT_MAX, NOTHING, Just, Kind, ObjectRef, Pair, TxRef, Value, kind_of
-from avm_vm.verify import (
+from avm_vm.format.opcodes import OPCODES, OpInfo, RegType
+from avm_vm.format.program import Behavior, Function, FunctionKind, Instr, Program
+from avm_vm.format.verify import (
     MAX_DEPTH,
     MAX_LINE,
     MAX_REGISTERS,
@@ -34,6 +33,7 @@ from avm_vm.verify import (
     quote_name,
     verify,
 )
+from avm_vm.values import NAT_MAX, NOTHING, Just, Kind, ObjectRef, Pair, TxRef, Value, kind_of
 
 # A non-ASCII first byte catches 7-bit channels; CR LF, ^Z and LF catch text-mode conversion.
 MAGIC = b"\x89AVM\r\n\x1a\n"

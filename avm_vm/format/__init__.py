@@ -1,0 +1,2 @@
+"""The .tape file format: the instruction set, opcodes, programs, encoding and the verifier.
+"""
