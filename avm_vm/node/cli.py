@@ -307,9 +307,13 @@ def _client_options(command: Any) -> Any:
     return _SECRET(command)
 
 
-def _ask(node: str, secret_file: Path | None, timeout: float, ask: Any) -> Any:
-    """Connect to ``node``, run ``ask(client)``, and turn failures into exit status 1."""
+def _ask(
+    node: str, secret_file: Path | None, timeout: float, ask: Any, wait: float = 0.0
+) -> Any:
+    """Connect to ``node`` (trying again for up to ``wait`` seconds while nothing listens
+    there yet), run ``ask(client)``, and turn failures into exit status 1."""
     import asyncio
+    import time
 
     from avm_vm.node.client import Client, ClientError
 
@@ -317,7 +321,15 @@ def _ask(node: str, secret_file: Path | None, timeout: float, ask: Any) -> Any:
     secret = _secret(secret_file)
 
     async def go() -> Any:
-        client = await Client.connect(host, port, secret, timeout)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                client = await Client.connect(host, port, secret, timeout)
+                break
+            except ClientError:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.1)
         try:
             return await ask(client)
         finally:
@@ -372,10 +384,18 @@ def create_command(
 @click.command("status")
 @click.argument("node")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Seconds to keep trying while the node is not up yet (for scripts that start one).",
+)
 @_client_options
-def status_command(node: str, as_json: bool, secret_file: Path | None, timeout: float) -> None:
+def status_command(
+    node: str, as_json: bool, wait: float, secret_file: Path | None, timeout: float
+) -> None:
     """Show NODE's objects, peers and counters."""
-    status = _ask(node, secret_file, timeout, lambda c: c.status(timeout))
+    status = _ask(node, secret_file, timeout, lambda c: c.status(timeout), wait)
     click.echo(json.dumps(status, sort_keys=True) if as_json else _status_text(status))
 
 
