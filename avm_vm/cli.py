@@ -9,12 +9,14 @@ message on stderr), 2 a usage error (click's own).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from avm_vm.cli_options import fuel_option, jit_option
+from avm_vm.cli_options import fuel_option, jit_option, max_value_bytes_option
 from avm_vm.diagnostics import Diagnostic, DiagnosticError, Severity, Span
+from avm_vm.format.bytecode import decode, load
 from avm_vm.format.program import Program
 from avm_vm.node.cli import COMMANDS as NODE_COMMANDS
 from avm_vm.runtime.core import RunError, Runtime, RuntimeOptions
@@ -40,6 +42,7 @@ def main() -> None:
 @main.command("run")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @fuel_option("VM steps the whole run may take.")
+@max_value_bytes_option
 @click.option(
     "--max-depth",
     type=click.IntRange(min=1),
@@ -83,6 +86,7 @@ def main() -> None:
 def run_command(
     file: Path,
     fuel: int,
+    max_value_bytes: int,
     max_depth: int,
     show_trace: bool,
     trace_format: str,
@@ -97,6 +101,7 @@ def run_command(
     """Run the main program of FILE and print its result."""
     options = RuntimeOptions(
         fuel=fuel,
+        max_value_bytes=max_value_bytes,
         max_depth=max_depth,
         machine=machine,
         seed=seed,
@@ -128,19 +133,24 @@ def _load(file: Path) -> Program:
     """A verified program: `.avm` compiled through avmc, anything else read as `.tape`."""
     if file.suffix == ".avm":
         try:
-            from avmc.compiler import compile_path
+            from avmc.compiler import build_path
         except ImportError:
             raise _Exit(
                 "error: running .avm source needs the compiler (avmc), which is not installed"
             ) from None
         try:
-            return compile_path(file)
+            tape = build_path(file).tape
         except DiagnosticError as exc:
             raise _Exit(exc.render(_read_text(file))) from None
-    from avm_vm.format.bytecode import load
+        # What was compiled goes through the same decoder and verifier as any `.tape` file.
+        return _checked(lambda: decode(tape, str(file)))
+    return _checked(lambda: load(file))
 
+
+def _checked(read: Callable[[], Program]) -> Program:
+    """The program ``read`` decodes and verifies, or exit with its load error."""
     try:
-        return load(file)
+        return read()
     except DiagnosticError as exc:
         raise _Exit(exc.render()) from None
 

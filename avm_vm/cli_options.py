@@ -21,6 +21,15 @@ def fuel_option(help: str) -> Callable[[Any], Any]:
     )
 
 
+max_value_bytes_option = click.option(
+    "--max-value-bytes",
+    type=click.IntRange(min=1),
+    default=RuntimeOptions.max_value_bytes,
+    show_default=True,
+    help="Bytes of values one run may build (strings, lists, pairs, ...; see "
+    "docs/semantics.md, Resource limits); past it the run fails with MemoryExhausted.",
+)
+
 jit_option = click.option(
     "--jit",
     type=click.Choice(JIT_MODES),

@@ -2,7 +2,7 @@
 
 One exception type, `AvmError`, carries an `ErrorKind` (name, family, message template) and
 the template's arguments. Rendering uses the reference texts: `object not found: obj:3`.
-Fatal errors (fuel, depth) stop the whole run: no `TRY` handler and no caller sees them as
+Fatal errors (fuel, depth, memory) stop the whole run: no `TRY` handler and no caller sees them as
 a failed call.
 """
 
@@ -70,6 +70,7 @@ class ErrorKind(Enum):
     FAILED = ("Failed", "Vm", "{detail}")
     FUEL_EXHAUSTED = ("FuelExhausted", "Vm", "out of fuel after {steps} steps")
     DEPTH_EXCEEDED = ("DepthExceeded", "Vm", "call depth limit of {limit} exceeded")
+    MEMORY_EXHAUSTED = ("MemoryExhausted", "Vm", "out of memory: {detail}")
 
     # fmt: on
 
@@ -87,7 +88,9 @@ class ErrorKind(Enum):
         return self.value[2]
 
 
-FATAL_KINDS = frozenset({ErrorKind.FUEL_EXHAUSTED, ErrorKind.DEPTH_EXCEEDED})
+FATAL_KINDS = frozenset(
+    {ErrorKind.FUEL_EXHAUSTED, ErrorKind.DEPTH_EXCEEDED, ErrorKind.MEMORY_EXHAUSTED}
+)
 
 
 class AvmError(Exception):

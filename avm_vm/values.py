@@ -26,6 +26,17 @@ from typing import Union
 
 NAT_MAX = 2**64 - 1
 
+# The cost model of docs/semantics.md, "Resource limits". Building a value counts against a
+# run's memory budget: BOX_BYTES for the list, string, pair or just value, plus ITEM_BYTES
+# per list item or one byte per string character. Copying, comparing or printing items
+# costs one extra step of fuel per SIZE_UNIT of them (list items or characters); walking a
+# structure part by part (equality, str()) costs WALK_STEPS steps per part.
+BOX_BYTES = 48
+ITEM_BYTES = 8
+SIZE_UNIT = 16
+WALK_STEPS = 8
+_UNBOUNDED = 1 << 62
+
 
 class Kind(IntEnum):
     """The variant of a value; numbers are stable (used by the ISKIND opcode)."""
@@ -166,19 +177,55 @@ def is_value(obj: object) -> bool:
     return True
 
 
+_NESTING = frozenset({tuple, Pair, Just})  # the kinds that hold other values
+
+
+def parts_within(value: Value, budget: int) -> int:
+    """How many parts ``value`` has as a tree (a shared part counts each time it is
+    reached, as printing or sending it would), counting no further than past ``budget``."""
+    count = 0
+    stack = [value]
+    while stack and count <= budget:
+        item = stack.pop()
+        count += 1
+        t = type(item)
+        if t is tuple:
+            if _NESTING.isdisjoint(map(type, item)):  # type: ignore[arg-type]
+                count += len(item)  # type: ignore[arg-type]  # flat: counted at C speed
+            else:
+                stack.extend(item)  # type: ignore[arg-type]
+        elif t is Pair:
+            stack.append(item.first)  # type: ignore[union-attr]
+            stack.append(item.second)  # type: ignore[union-attr]
+        elif t is Just:
+            stack.append(item.value)  # type: ignore[union-attr]
+    return count
+
+
 def values_equal(a: Value, b: Value) -> bool:
     """Structural equality with exact kinds: ``Nat 0 != Bool false``, ``[] != nothing``."""
+    return compare_within(a, b, _UNBOUNDED)[0]
+
+
+def compare_within(a: Value, b: Value, budget: int) -> tuple[bool, int]:
+    """``values_equal(a, b)`` and its cost in steps: WALK_STEPS per pair of parts compared
+    after the first, plus one per SIZE_UNIT characters of the left one of two strings
+    compared. Gives up once the cost exceeds ``budget`` (the answer then means nothing)."""
+    cost = -WALK_STEPS
     stack = [(a, b)]
     while stack:
         x, y = stack.pop()
+        cost += WALK_STEPS
+        if cost > budget:
+            return False, cost
         if x is y:
             continue
         tx = type(x)
         if tx is not type(y):
-            return False
+            return False, cost
         if tx is tuple:
             if len(x) != len(y):
-                return False
+                return False, cost
             stack.extend(zip(x, y, strict=True))
         elif tx is Pair:
             stack.append((x.first, y.first))
@@ -187,10 +234,14 @@ def values_equal(a: Value, b: Value) -> bool:
             stack.append((x.value, y.value))
         elif tx is ObjectRef or tx is TxRef:
             if x.id != y.id:
-                return False
+                return False, cost
+        elif tx is str:
+            cost += len(x) // SIZE_UNIT
+            if x != y:
+                return False, cost
         elif x != y:
-            return False
-    return True
+            return False, cost
+    return True, max(cost, 0)
 
 
 def value_hash(value: Value) -> int:
@@ -218,45 +269,82 @@ def value_hash(value: Value) -> int:
 
 def render(value: Value) -> str:
     """The canonical text form of spec §2.2 (strings quoted, content not escaped)."""
-    out: list[str] = []
+    return render_within(value, _UNBOUNDED, _UNBOUNDED)[0]  # type: ignore[return-value]
+
+
+def render_within(value: Value, steps: int, chars: int) -> tuple[str | None, int]:
+    """`render` and its cost in steps: WALK_STEPS per part after the first, plus one per
+    SIZE_UNIT characters of output. None (with a cost past ``steps``, or not) when the
+    cost would exceed ``steps`` or the text ``chars`` characters: a value shared many times
+    over can print exponentially long, and is never built."""
+    chunks: list[str] = []
+    pieces: list[str] = []  # joined into a chunk now and then: a piece costs ~50 bytes
+    put = pieces.append
+    size = 0  # characters in chunks
+    parts = -1
+
+    def flush(extra: str = "") -> bool:
+        """Move the pieces (and ``extra``) to the chunks; False once over a budget (the
+        cost only grows, so a text over budget now is over budget at its end too)."""
+        nonlocal size
+        chunk = "".join(pieces)
+        pieces.clear()
+        size += len(chunk) + len(extra)
+        if size > chars or WALK_STEPS * parts + size // SIZE_UNIT > steps:
+            return False
+        chunks.append(chunk)
+        chunks.append(extra)
+        return True
+
     # Work items are values to render or literal text to emit.
     stack: list[object] = [value]
+    pop = stack.pop
     while stack:
-        item = stack.pop()
-        if type(item) is _Text:
-            out.append(item.text)  # type: ignore[attr-defined]
-            continue
+        item = pop()
         t = type(item)
-        if t is bool:
-            out.append("true" if item else "false")
-        elif t is int:
-            out.append(str(item))
+        if t is _Text:
+            put(item.text)  # type: ignore[attr-defined]
+            continue
+        parts += 1
+        if t is int:
+            put(str(item))
+        elif t is bool:
+            put("true" if item else "false")
         elif t is str:
-            out.append(f'"{item}"')
-        elif t is tuple:
-            if not item:
-                out.append("[]")
+            if len(item) > SIZE_UNIT:  # a long string meets the budgets before it is copied
+                if len(item) > chars or not flush(f'"{item}"'):
+                    return None, WALK_STEPS * parts + (size + len(item)) // SIZE_UNIT
                 continue
-            stack.append(_CLOSE_LIST)
-            for index in range(len(item) - 1, -1, -1):  # type: ignore[arg-type]
-                stack.append(item[index])  # type: ignore[index]
-                if index:
-                    stack.append(_COMMA)
-            stack.append(_OPEN_LIST)
+            put(f'"{item}"')
+        elif t is tuple:
+            if item:
+                spaced: list[object] = [_COMMA] * (2 * len(item) - 1)  # type: ignore[arg-type]
+                spaced[::2] = item  # type: ignore[assignment]
+                stack.append(_CLOSE_LIST)
+                stack.extend(reversed(spaced))
+                put("[")
+            else:
+                put("[]")
         elif t is Pair:
-            stack.extend((_CLOSE_PAIR, item.second, _COMMA, item.first, _OPEN_PAIR))  # type: ignore[union-attr]
+            stack.extend((_CLOSE_PAIR, item.second, _COMMA, item.first))  # type: ignore[union-attr]
+            put("(")
         elif t is NothingType:
-            out.append("nothing")
+            put("nothing")
         elif t is Just:
-            out.append("just ")
             stack.append(item.value)  # type: ignore[union-attr]
+            put("just ")
         elif t is ObjectRef:
-            out.append(f"obj:{item.id}")  # type: ignore[union-attr]
+            put(f"obj:{item.id}")  # type: ignore[union-attr]
         elif t is TxRef:
-            out.append(f"tx:{item.id}")  # type: ignore[union-attr]
+            put(f"tx:{item.id}")  # type: ignore[union-attr]
         else:
             raise TypeError(f"not an AVM value: {item!r}")
-    return "".join(out)
+        if len(pieces) > 4096 and not flush():
+            break
+    cost = WALK_STEPS * max(parts, 0) + (size + sum(map(len, pieces))) // SIZE_UNIT
+    if stack or not flush():
+        return None, cost
+    return "".join(chunks), cost
 
 
 class _Text:
@@ -266,8 +354,8 @@ class _Text:
         self.text = text
 
 
-_OPEN_LIST, _CLOSE_LIST = _Text("["), _Text("]")
-_OPEN_PAIR, _CLOSE_PAIR = _Text("("), _Text(")")
+_CLOSE_LIST = _Text("]")
+_CLOSE_PAIR = _Text(")")
 _COMMA = _Text(", ")
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from avm_vm.diagnostics import Diagnostic, Span, error, warning
 from avm_vm.format.instructions import BY_SOURCE, SYNTAX_INSTRUCTIONS, Instruction
+from avm_vm.format.verify import MAX_REGISTERS
 
 from . import ast
 from .builtins import BUILTINS
@@ -88,6 +89,12 @@ class _Checker:
                 case ast.BehaviorDef():
                     self._behavior(item)
                 case ast.FunctionDef():
+                    if len(item.params) > MAX_REGISTERS:
+                        self._error(
+                            f"function {item.name} has {len(item.params)} parameters, more "
+                            f"than the {MAX_REGISTERS} a .tape function can take",
+                            item.span,
+                        )
                     self._enter(_Body("fn", item.name))
                     self._scoped(self._params(item.params), item.body)
                 case ast.MainDef():

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from avm_vm.diagnostics import DiagnosticError
-from avm_vm.format.bytecode import encode, load
+from avm_vm.format.bytecode import load
 from avm_vm.format.program import Program
 from avmc.cfg import render_dot, render_mermaid
 from avmc.compiler import Compilation, build_path
@@ -84,7 +84,7 @@ def compile_command(
             output.write_text(text, encoding="utf-8")
         return
     target = output or source.with_suffix(".tape")
-    data = encode(result.program)
+    data = result.tape
     _write_atomically(target, data)
     click.echo(f"wrote {target} ({len(data)} bytes)", err=True)
 

@@ -2,11 +2,14 @@
 
 Each stage is its own module; this one only strings them together, times them (the compile
 benchmark reports lines per second per stage) and turns any failure into diagnostics. No
-input makes the compiler raise anything but `DiagnosticError`.
+input makes the compiler raise anything but `DiagnosticError`: a program that breaks a limit
+of the `.tape` format (docs/bytecode.md) is an error at its source location where there is
+one, and every compilation ends by encoding the program, which runs the verifier.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +19,7 @@ from typing import TypeVar
 from avm_vm.diagnostics import Diagnostic, DiagnosticError, Severity, error
 from avm_vm.format.bytecode import encode
 from avm_vm.format.program import Program
+from avm_vm.format.verify import MAX_REGISTERS, TapeError
 from avmc import ast
 from avmc.assemble import assemble
 from avmc.checks import check
@@ -40,14 +44,26 @@ class Compilation:
     module: ast.Module
     ir: IrProgram  # after the passes, over frame registers
     program: Program
+    tape: bytes  # the program's verified `.tape` encoding
     warnings: list[Diagnostic]
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
-def build(
-    source: str, filename: str, *, optimize_ir: bool = True, emit_bytes: bool = False
-) -> Compilation:
+def build(source: str, filename: str, *, optimize_ir: bool = True) -> Compilation:
     """Compile ``source``; raises DiagnosticError listing every error (and the warnings)."""
+    # The compiler's structures are large and next to free of cycles; the cycle collector
+    # rescans them again and again as they grow (half the CPU time of a 16,000-clause
+    # behavior, growing faster than the program) and frees almost nothing, so pause it.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _build(source, filename, optimize_ir)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _build(source: str, filename: str, optimize_ir: bool) -> Compilation:
     timings: dict[str, float] = {}
     module = _timed(timings, "parse", lambda: parse(source, filename))
     diagnostics = _timed(timings, "check", lambda: check(module))
@@ -59,18 +75,40 @@ def build(
 
     def run_passes() -> IrProgram:
         optimized = optimize(ir) if optimize_ir else ir
-        return allocate_program(infer_program_types(optimized))
+        allocated = allocate_program(infer_program_types(optimized))
+        _check_registers(allocated)
+        return allocated
 
     ir = _timed(timings, "passes", run_passes)
 
-    def emit() -> Program:
+    def emit() -> tuple[Program, bytes]:
         program = assemble(ir)
-        if emit_bytes:
-            encode(program)
-        return program
+        try:
+            return program, encode(program)
+        except TapeError as exc:  # a limit no earlier check caught: still no traceback
+            where = f"{exc.where}: " if exc.where else ""
+            message = f"the compiled program is not a valid .tape program: {where}{exc.reason}"
+            raise DiagnosticError(error(message)) from None
 
-    program = _timed(timings, "emit", emit)
-    return Compilation(source, filename, module, ir, program, warnings, timings)
+    program, tape = _timed(timings, "emit", emit)
+    return Compilation(source, filename, module, ir, program, tape, warnings, timings)
+
+
+def _check_registers(program: IrProgram) -> None:
+    """A function needing more frame registers than a `.tape` function holds (too many
+    parameters, or too many values live at once) is an error at the function."""
+    errors = [
+        error(
+            f"function {function.name} needs {len(function.reg_types)} registers, more than "
+            f"the {MAX_REGISTERS} a .tape function can hold: split it into smaller functions "
+            "or keep fewer values live at once",
+            function.span,
+        )
+        for function in program.functions
+        if len(function.reg_types) > MAX_REGISTERS
+    ]
+    if errors:
+        raise DiagnosticError(errors)
 
 
 def build_path(path: Path | str, *, optimize: bool = True) -> Compilation:
@@ -97,5 +135,7 @@ def _timed(timings: dict[str, float], stage: str, run: Callable[[], T]) -> T:
         return run()
     except RecursionError:
         raise DiagnosticError(error("program nests too deeply to compile")) from None
+    except MemoryError:
+        raise DiagnosticError(error(f"out of memory compiling the program ({stage})")) from None
     finally:
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start

@@ -1,16 +1,16 @@
 """Liveness of virtual registers, with the failure edges of TRY regions.
 
-Register sets are Python ints used as bitsets (bit r = register r). A TRY pushes a handler
-until its ENDTRY; any op in between may fail and jump to the handler, so every register
-live into the handler is live throughout the protected ops. Lowering opens and closes TRY
-regions in a structured way, so the stack of open handlers at the start of each block is
-the same along every path that reaches it; it is found by one forward walk.
+Register sets are Python sets: sparse, so memory follows what is actually live (a bitset
+per block grows with the function's register count: quadratic in a long behavior). A TRY
+pushes a handler until its ENDTRY; any op in between may fail and jump to the handler, so
+every register live into the handler is live throughout the protected ops. Lowering opens
+and closes TRY regions in a structured way, so the stack of open handlers at the start of
+each block is the same along every path that reaches it; it is found by one forward walk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from avm_vm.format.opcodes import Op
 from avmc.ir import BasicBlock, IrFunction
@@ -25,25 +25,15 @@ class Segment:
     lo: int
     hi: int
     handler: int | None
-    gen: int = 0  # registers read before any write in the segment
-    kill: int = 0  # registers written in the segment
+    gen: set[int] = field(default_factory=set)  # registers read before any write here
+    kill: set[int] = field(default_factory=set)  # registers written in the segment
 
 
 @dataclass
 class Liveness:
-    live_in: dict[int, int]  # block label -> registers live at its start
-    live_out: dict[int, int]  # block label -> registers live at its end
+    live_in: dict[int, set[int]]  # block label -> registers live at its start
+    live_out: dict[int, set[int]]  # block label -> registers live at its end
     segments: dict[int, list[Segment]]  # block label -> its segments, in order
-
-
-def bits(mask: int) -> Iterator[int]:
-    """The registers in a bitset, highest first."""
-    text = bin(mask)
-    top = len(text) - 1
-    index = text.find("1", 2)
-    while index != -1:
-        yield top - index
-        index = text.find("1", index + 1)
 
 
 def segments(function: IrFunction) -> dict[int, list[Segment]]:
@@ -95,10 +85,10 @@ def _split(
     for part in parts:
         for instr in block.instrs[part.lo : part.hi + 1]:
             for reg in instr.uses():
-                if not part.kill >> reg & 1:
-                    part.gen |= 1 << reg
+                if reg not in part.kill:
+                    part.gen.add(reg)
             if instr.dst is not None:
-                part.kill |= 1 << instr.dst
+                part.kill.add(instr.dst)
     return parts
 
 
@@ -108,18 +98,18 @@ def liveness(function: IrFunction) -> Liveness:
         block.label: [i.operands[-1] for i in block.instrs if i.op in _JUMPS]
         for block in function.blocks
     }
-    live_in = dict.fromkeys(successors, 0)
-    live_out = dict.fromkeys(successors, 0)
+    live_in: dict[int, set[int]] = {label: set() for label in successors}
+    live_out: dict[int, set[int]] = {label: set() for label in successors}
     changed = True
     while changed:
         changed = False
         for block in reversed(function.blocks):  # lowering's order: few rounds
-            out = 0
+            out: set[int] = set()
             for successor in successors[block.label]:
                 out |= live_in[successor]
             live = out
             for part in reversed(parts[block.label]):
-                live = part.gen | (live & ~part.kill)
+                live = part.gen | (live - part.kill)
                 if part.handler is not None:
                     live |= live_in[part.handler]
             live_out[block.label] = out

@@ -14,7 +14,7 @@ import heapq
 
 from avm_vm.format.opcodes import OPCODES, Op, RegType
 from avmc.ir import BasicBlock, IrFunction, IrInstr, IrProgram
-from avmc.liveness import bits, liveness
+from avmc.liveness import liveness
 
 
 def live_intervals(function: IrFunction) -> dict[int, tuple[int, int]]:
@@ -36,9 +36,9 @@ def live_intervals(function: IrFunction) -> dict[int, tuple[int, int]]:
     base = 0
     for block in function.blocks:
         end = base + len(block.instrs) - 1
-        for reg in bits(live.live_in[block.label]):
+        for reg in live.live_in[block.label]:
             touch(reg, 2 * base)
-        for reg in bits(live.live_out[block.label]):
+        for reg in live.live_out[block.label]:
             touch(reg, 2 * end + 1)
         for offset, instr in enumerate(block.instrs):
             point = 2 * (base + offset)
@@ -48,7 +48,7 @@ def live_intervals(function: IrFunction) -> dict[int, tuple[int, int]]:
                 touch(instr.dst, point + 1)
         for part in live.segments[block.label]:
             if part.handler is not None:  # live into the handler: live across the region
-                for reg in bits(live.live_in[part.handler]):
+                for reg in live.live_in[part.handler]:
                     touch(reg, 2 * (base + part.lo))
                     touch(reg, 2 * (base + part.hi) + 1)
         base = end + 1

@@ -30,7 +30,7 @@ def main() -> None:
 
     best: dict[str, float] = {}
     for _ in range(args.repeat):
-        timings = build(source, "generated.avm", emit_bytes=True).timings
+        timings = build(source, "generated.avm").timings
         for stage in STAGES:
             best[stage] = min(best.get(stage, float("inf")), timings[stage])
 

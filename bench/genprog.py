@@ -65,3 +65,14 @@ def generate(lines: int) -> str:
         ]
     )
     return "\n".join(out) + "\n"
+
+
+def long_behavior(clauses: int) -> str:
+    """One behavior of ``clauses`` guarded clauses that all touch a field, and a main that
+    calls it (the shape that made the compiler quadratic: one function, very many blocks)."""
+    out = ["behavior Big {", "  field count = 0"]
+    out += [
+        f'  on ["m{i}", x] if x > {i % 7} {{ count += x + {i}; return count }}'
+        for i in range(clauses)
+    ]
+    return "\n".join([*out, "}", 'main { return call!(create Big, ["m1", 3]) }']) + "\n"

@@ -19,7 +19,15 @@ from avm_vm.format.program import Program
 from avm_vm.node import snapshot
 from avm_vm.node.client import Client, ClientError
 from avm_vm.node.durable import replay
-from avm_vm.node.eventlog import MAGIC, EventLog, encode_event, read_log, segment_name, segments
+from avm_vm.node.eventlog import (
+    MAGIC,
+    DamageError,
+    EventLog,
+    encode_event,
+    read_log,
+    segment_name,
+    segments,
+)
 from avm_vm.node.node import Node, NodeConfig
 from avm_vm.values import Just, Value
 from avmc.compiler import compile_source
@@ -40,6 +48,8 @@ behavior Counter {
 COUNTER_V2 = COUNTER.replace("count += 1", "count += 100")
 # A conflicting upgrade: the state layout changes.
 COUNTER_BAD = COUNTER.replace("field draws = []", "field draws = []\n  field other = 0")
+# Another: the same fields, but one holds another kind of value.
+COUNTER_RETYPED = COUNTER_V2.replace("field count = 0", 'field count = ""')
 
 
 def program(source: str) -> Program:
@@ -130,28 +140,39 @@ def test_events_holding_very_deep_values_are_logged(tmp_path: Path) -> None:
     assert encode_event(back) == encode_event(event)
 
 
-@pytest.mark.parametrize("damage", ["torn", "corrupt"])
-def test_a_bad_tail_is_dropped_with_a_warning(
-    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    log = EventLog(tmp_path, 0)
+def four_events(data: Path) -> Path:
+    """A log of four events in one segment; answers the segment."""
+    log = EventLog(data, 0)
     for n in range(4):
         log.append({"k": "x", "n": n})
     log.close()
-    path = tmp_path / segment_name(0)
-    data = bytearray(path.read_bytes())
-    if damage == "torn":
-        data = data[:-3]
-    else:
-        data[-2] ^= 0xFF  # inside the last payload: its checksum fails
-    path.write_bytes(bytes(data))
+    return data / segment_name(0)
+
+
+def test_a_torn_tail_is_dropped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = four_events(tmp_path)
+    path.write_bytes(path.read_bytes()[:-3])  # the last write never finished
     tail = read_log(tmp_path, repair=True)
     assert [e["n"] for e in tail.events] == [0, 1, 2]
-    assert "dropped a torn or corrupt tail" in caplog.text
+    assert "dropped a torn tail" in caplog.text
     log = EventLog(tmp_path, tail.end)
     log.append({"k": "x", "n": 9})  # new records follow the last good one
     log.close()
     assert [e["n"] for e in read_log(tmp_path).events] == [0, 1, 2, 9]
+
+
+def test_a_complete_last_record_with_a_bad_checksum_is_damage_not_a_torn_tail(
+    tmp_path: Path,
+) -> None:
+    path = four_events(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0xFF  # inside the last payload: it is whole, so it was written and synced
+    path.write_bytes(bytes(data))
+    with pytest.raises(DamageError, match=f"{path} at byte \\d+ \\(after event 3\\)"):
+        read_log(tmp_path, repair=True)
+    assert path.read_bytes() == bytes(data)  # nothing cut
 
 
 # --------------------------------------------------------------------------- restart
@@ -263,7 +284,7 @@ def test_replay_reports_the_first_diverging_event(tmp_path: Path) -> None:
     (forged / segment_name(0)).replace(path)
     result = CliRunner().invoke(main, ["replay", str(data), "--from-start"])
     assert result.exit_code == 1
-    assert f"first diverging event: event {index} (client_call)" in result.output
+    assert f"first diverging event: event {index} (client_call, {path} at byte" in result.output
 
 
 def test_replay_of_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
@@ -303,6 +324,8 @@ def test_upgrade_keeps_state_and_runs_the_new_code(tmp_path: Path) -> None:
         hashes = await client.load(encode(program(COUNTER_V2)))
         with pytest.raises(ClientError, match="fields change"):
             await client.load(encode(program(COUNTER_BAD)))
+        with pytest.raises(ClientError, match="field count changes type from nat to str"):
+            await client.load(encode(program(COUNTER_RETYPED)))
         with pytest.raises(ClientError, match="already loaded"):
             await client.load(encode(program(COUNTER_V2)))
         peeked = await client.peek(obj)

@@ -255,7 +255,7 @@ def test_a_failed_cut_back_leaves_a_tail_the_restart_drops(
     recorder.close()
     monkeypatch.undo()
     again = reopen(tmp_path)
-    assert "dropped a torn or corrupt tail" in caplog.text
+    assert "dropped a torn tail" in caplog.text
     # Every acknowledged call is kept; of the failed batch, at most the records the short
     # write completed survive (their answers never went out: like a crash before a flush).
     kept = added(tmp_path)
@@ -305,13 +305,13 @@ def snapshot_indexes(data: Path) -> list[int]:
 def scanned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the segment files read from now on."""
     names: list[str] = []
-    scan = eventlog._scan
+    scan = eventlog.scan_segment
 
-    def spy(path: Path) -> tuple[list[dict[str, Any]], int]:
+    def spy(path: Path, start: int, newest: bool) -> eventlog.Scan:
         names.append(path.name)
-        return scan(path)
+        return scan(path, start, newest)
 
-    monkeypatch.setattr(eventlog, "_scan", spy)
+    monkeypatch.setattr(eventlog, "scan_segment", spy)
     return names
 
 
@@ -387,26 +387,73 @@ def test_a_segment_that_cannot_be_created_leaves_the_log_in_use(
     again.close()
 
 
-def test_damage_ends_the_log_and_drops_the_segments_after_it(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_damage_before_the_tail_stops_the_restart_and_removes_nothing(
+    tmp_path: Path,
 ) -> None:
+    """One flipped byte in an older segment used to end the log there: the segments after
+    it were deleted and a restart went on from the damage, losing acknowledged events."""
     recorder, _ = filled(tmp_path, 60, snapshot_every=20)
     recorder.close()
     found = segments(tmp_path)
     newest = snapshot.paths(tmp_path)[-1]
-    (start, damaged), (_, dropped) = found[-2], found[-1]
+    (start, damaged) = found[-2]
     assert snapshot.read(newest).index == found[-1][0]  # type: ignore[union-attr]
     newest.unlink()  # restart from the snapshot before: it reads the damaged segment
     raw = bytearray(damaged.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
+    middle = len(raw) // 2
+    raw[middle] ^= 0xFF
     damaged.write_bytes(bytes(raw))
-    caplog.clear()
-    again = reopen(tmp_path)
-    err = caplog.text
-    assert "dropped a torn or corrupt tail" in err and f"follows the damaged {damaged.name}" in err
-    assert not dropped.exists()
-    assert start <= again.engine.applied < found[-1][0]
-    again.close()
+    files = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    with pytest.raises(eventlog.DamageError) as caught:
+        reopen(tmp_path)
+    damage = caught.value.damage
+    assert damage.path == damaged and damage.offset <= middle < damage.offset + 2000
+    assert start < damage.index < found[-1][0]
+    message = str(caught.value)
+    assert f"{damaged} at byte {damage.offset}" in message
+    assert f"avm log repair {tmp_path} --truncate-at {damage.index} --yes" in message
+    # Nothing was cut, moved or deleted; the lock file is the only new file.
+    after = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert after == files
+    with pytest.raises(eventlog.DamageError):
+        replay(tmp_path)  # plain replay checks every segment, not only those it replays
+
+
+def test_a_damaged_length_in_the_newest_segment_is_not_taken_for_a_torn_tail(
+    tmp_path: Path,
+) -> None:
+    """A length field made larger runs past the end of the file like a torn record does,
+    but intact records follow it: they were acknowledged, so it is damage."""
+    recorder, _ = filled(tmp_path, 30, snapshot_every=1000)
+    recorder.close()
+    [(_, path)] = segments(tmp_path)
+    raw = bytearray(path.read_bytes())
+    offsets = eventlog.scan_segment(path, 0, True).offsets
+    raw[offsets[3] + 1] = 0x7F  # the length of event 3 now runs past the end of the file
+    path.write_bytes(bytes(raw))
+    with pytest.raises(eventlog.DamageError, match="after event 3"):
+        reopen(tmp_path)
+    assert path.read_bytes() == bytes(raw)
+
+
+def test_a_snapshot_past_the_end_of_the_log_is_an_error_not_a_step_back(
+    tmp_path: Path,
+) -> None:
+    """A log that lost whole records at its end (the newest segment gone, the one before
+    cut at a record boundary) used to restart from an older snapshot, silently dropping
+    the acknowledged events the newer snapshot holds."""
+    recorder, _ = filled(tmp_path, 60, snapshot_every=20)
+    recorder.close()
+    newest_snapshot = snapshot.paths(tmp_path)[-1]
+    found = segments(tmp_path)
+    found[-1][1].unlink()
+    start, path = found[-2]
+    offsets = eventlog.scan_segment(path, start, True).offsets
+    with path.open("r+b") as out:
+        out.truncate(offsets[len(offsets) // 2])
+    with pytest.raises(eventlog.DamageError, match="are missing from the log"):
+        reopen(tmp_path)
+    assert newest_snapshot.exists()
 
 
 def test_a_log_missing_its_oldest_segments_restarts_and_replays_what_it_can(

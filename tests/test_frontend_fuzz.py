@@ -62,7 +62,7 @@ def front_end(data: bytes) -> None:
     encode; then render what it reported."""
     try:
         source = read_source(data, "fuzz.avm")
-        diagnostics = build(source, "fuzz.avm", emit_bytes=True).warnings
+        diagnostics = build(source, "fuzz.avm").warnings
     except DiagnosticError as exc:
         diagnostics = exc.diagnostics
         assert diagnostics

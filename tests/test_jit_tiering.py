@@ -36,6 +36,12 @@ def proc_named(interpreter: Interpreter, name: str):
     return next(proc for proc in interpreter.procs if proc.name == name)
 
 
+def settle(interpreter: Interpreter) -> None:
+    """Wait for the compile thread and install what it made (auto mode compiles there while
+    the run goes on, so a short run can end before its native code is ready)."""
+    assert interpreter.jit_state is not None and interpreter.jit_state.wait(60)
+
+
 def both(source: str, **limits: int) -> tuple:
     """main's outcome with jit off; asserts jit on gives the same."""
     program = compile_source(source, "t.avm")
@@ -73,6 +79,7 @@ def test_auto_tiers_up_a_hot_loop() -> None:
     spin = proc_named(interpreter, "spin")
     assert spin.native is None
     assert run_main(interpreter) == run_main(Interpreter(program, "off"))
+    settle(interpreter)
     assert spin.native is not None
     assert spin.hot_after == 0
 
@@ -82,6 +89,7 @@ def test_auto_tiers_up_a_recursive_function() -> None:
     program = compile_source(fib + "main { return fib(22) }", "t.avm")
     interpreter = Interpreter(program, "auto")
     assert run_main(interpreter) == run_main(Interpreter(program, "off"))
+    settle(interpreter)
     assert proc_named(interpreter, "fib").native is not None
 
 
@@ -98,15 +106,16 @@ def test_auto_leaves_short_runs_alone() -> None:
 def test_auto_keeps_boxed_code_on_the_vm_and_stops_counting() -> None:
     source = """
     fn words(n) {
-      let out = [] let i = 0
-      while i < n { out = out ++ [str(i)] i += 1 }
-      return len(out)
+      let t = 0 let i = 0
+      while i < n { t = t + len(str(i) ++ "," ++ str(t) ++ ";" ++ str(i)) i += 1 }
+      return t
     }
     main { return words(%d) }
     """
     program = compile_source(source % (tiering.HOT_COUNT * 2), "t.avm")
     interpreter = Interpreter(program, "auto")
     assert run_main(interpreter) == run_main(Interpreter(program, "off"))
+    settle(interpreter)
     words = proc_named(interpreter, "words")
     assert words.native is None
     assert words.hot_after == 0

@@ -66,6 +66,11 @@ ENCODABLE = [
         "EFFECT call takes 2 arguments, not 1",
     ),
     (
+        "pure-effect",
+        one([("EFFECT", 0, "now", []), ("RET", 0)]),
+        "pure function 'f' performs the AVM instruction now: only behaviors and main may",
+    ),
+    (
         "call-arity",
         with_callee([("CALL", 0, "g", [0, 1]), ("RET", 0)]),
         "CALL passes 2 arguments to 'g', which takes 1",
@@ -274,6 +279,7 @@ def test_boundaries_that_are_allowed() -> None:
         one([("GETFIELD", 0, 0, 1, 0), ("RET", 0)], constants=((1, 2),)),
         with_callee([("CALL", 0, "g", [0, 1]), ("RET", 0)], nparams=2),
         Program("t.avm", (), (), (), None),
+        one([("EFFECT", 0, "now", []), ("RET", 0)], kind="main"),  # effects outside a fn
     ]
     for program in ok:
         verify(program, "t.avm")

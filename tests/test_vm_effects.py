@@ -8,7 +8,7 @@ from vm_asm import COUNTDOWN, EVEN_ODD, SUM_TO, Fn, assemble
 from avm_vm.errors import AvmError, ErrorKind, vm_error
 from avm_vm.format.instructions import BY_NAME
 from avm_vm.format.program import FunctionKind
-from avm_vm.values import NOTHING, ObjectRef
+from avm_vm.values import NOTHING, SIZE_UNIT, ObjectRef
 from avm_vm.vm.interpreter import Fault, Fuel, Interpreter, Ret, Vis
 
 MAIN = FunctionKind.MAIN
@@ -101,7 +101,8 @@ def test_failing_instruction_costs_fuel() -> None:
         ("RET", 1),
     ]
     vm = Interpreter(assemble(Fn("f", code, params=1)))
-    steps = 6  # TRY, LOADK, DIV (failed), then the handler's three
+    # TRY, LOADK, DIV (failed), then the handler's three, and CONCAT's size charge
+    steps = 6 + len("division by zero: 1 / 0!") // SIZE_UNIT
     for limit in range(steps + 3):
         fuel = Fuel(limit)
         outcome = vm.run([vm.frame(0, (1,))], fuel)

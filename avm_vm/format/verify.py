@@ -36,6 +36,7 @@ class TapeError(DiagnosticError):
         self.filename = filename
         self.reason = reason
         self.offset = offset
+        self.where = where  # the part of an in-memory program, when there is no offset
         location = f"offset {offset}" if offset is not None else where
         text = f"{filename}: {location}: {reason}" if location else f"{filename}: {reason}"
         super().__init__(error(text))
@@ -220,8 +221,16 @@ class _Verifier:
                                                         f"({len(INSTRUCTIONS)} instructions)"),
             "U": (NAT_MAX + 1, "immediate", "0..2**64-1"),
         }  # fmt: skip
+        pure = function.kind is FunctionKind.PURE
         for pc, instr in enumerate(code):
             problem = _operand_problem(instr, limits) or self.rule_problem(instr, types)
+            if not problem and pure and instr[0] is Op.EFFECT:
+                # CALL and call_pure treat a pure function as effect-free (a `fn` may not
+                # use instructions); a hostile file must not smuggle one in.
+                problem = (
+                    f"pure function {q} performs the AVM instruction "
+                    f"{INSTRUCTIONS[instr[2]].name}: only behaviors and main may"
+                )
             if problem:
                 fail(pc, problem)
         if not OPCODES[code[-1][0]].ends_block:

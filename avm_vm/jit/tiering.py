@@ -1,12 +1,20 @@
-"""When functions become native: the JIT's modes and its tiering policy for one program.
+"""When functions become native: the JIT's modes, its tiering policy and its limits.
 
 ``on`` compiles every function that has a plan (`analysis.plan_program`) before anything
 runs. ``auto`` compiles a function once it is hot: the VM's translation of the function
 counts its entries and its loop back-edges (`vm_translate`), and after `HOT_COUNT` of them
 calls `ProgramJit.tier_up`. A hot function is compiled only when its plan runs at least
 `MIN_DENSITY` of its instructions natively, so code full of boxed values (strings, lists,
-messages) stays on the VM, where every native exit would only cost a round trip. Either way
-the function stops counting.
+messages) stays on the VM, where every native exit would only cost a round trip.
+
+Compilation happens on the process's compile thread (`_Compiler`), never on the thread
+running the VM: a hot function goes on in the VM while it compiles, polling every
+`POLL_COUNT` counted events, and switches to its native runner at the first poll after the
+code is ready (a block start, where VM and native code agree on the frame). ``on`` waits for
+its compilations at most `Limits.budget` seconds; what is not ready then switches the same
+way. `Limits` bounds what is compiled: a module (a function and its direct callees) larger
+than ``max_instructions`` is never compiled, and once a program has spent ``budget``
+seconds compiling, it compiles nothing more; such functions stay on the VM.
 
 Compilation never breaks a run: any failure (an LLVM error, a bug in the lowering) leaves
 the functions on the VM and is not retried. One `JitEngine` serves the whole process; it is
@@ -15,12 +23,19 @@ created on first use, with its on-disk cache in `engine.default_cache_dir()`.
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
+import queue
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from avm_vm.format.program import Program
 from avm_vm.jit.analysis import NativePlan, plan_program
+from avm_vm.jit.lower import module_functions
 from avm_vm.jit.native import Layout, NativeRunner
 from avm_vm.vm.translate import translate
 
@@ -29,31 +44,141 @@ if TYPE_CHECKING:
     from avm_vm.vm.interpreter import Proc
 
 # Entries plus loop back-edges before a function is hot: about 10 ms of VM time, between a
-# compilation found in the disk cache (a few ms) and a fresh one (0.05 to 0.2 s). Runs that
+# compilation found in the disk cache (a few ms) and a fresh one (0.05 to 0.5 s). Runs that
 # short, such as almost every test, never compile.
 HOT_COUNT = 10_000
 # The least fraction of a function's instructions native code must run for auto mode to
 # compile it.
 MIN_DENSITY = 0.6
+# Counted events between two looks at a compilation under way (about 1 ms of VM time).
+POLL_COUNT = 1_000
+# The defaults of `Limits`. LLVM takes about 0.5 ms per instruction (a 1,000-instruction
+# module: 0.5 s), more per instruction the larger the function (7,000 instructions: 6 s).
+MAX_INSTRUCTIONS = 1_000
+BUDGET_SECONDS = 1.0
+# How long the compile thread waits for work before it ends (a new job starts it again).
+IDLE_SECONDS = 30.0
+# At exit, how long to let a compilation under way finish (LLVM must not be torn down
+# under it); a module within the size limit takes about a second at most.
+EXIT_WAIT = 10.0
 
-_engine: JitEngine | None = None
-_engine_lock = threading.Lock()  # one compilation at a time through the shared engine
+
+_log = logging.getLogger("avm.jit")
 
 
-def _compile(program: Program, plans: dict[int, NativePlan], roots: list[int]) -> NativeModule:
-    """Compile ``roots`` (and their native callees) with the process's engine."""
-    global _engine
-    with _engine_lock:
-        if _engine is None:
-            from avm_vm.jit.engine import JitEngine, default_cache_dir  # loads LLVM
+@dataclass(frozen=True)
+class Limits:
+    """What the JIT compiles for one program: modules of at most ``max_instructions``
+    instructions (``$AVM_JIT_MAX_INSTRUCTIONS``), for at most ``budget`` seconds of
+    compilation in all (``$AVM_JIT_BUDGET``)."""
 
-            _engine = JitEngine(default_cache_dir())
-        return _engine.compile(program, plans, roots)
+    max_instructions: int = MAX_INSTRUCTIONS
+    budget: float = BUDGET_SECONDS
+
+    @classmethod
+    def from_environment(cls) -> Limits:
+        return cls(
+            int(_setting("AVM_JIT_MAX_INSTRUCTIONS", int, MAX_INSTRUCTIONS, "a whole number")),
+            _setting("AVM_JIT_BUDGET", float, BUDGET_SECONDS, "a number of seconds"),
+        )
+
+
+def _setting(name: str, parse: Callable[[str], float], default: float, what: str) -> float:
+    """An environment setting: unset or empty means ``default``; so does a bad value, with
+    a warning (a tuning knob set wrong must not fail the runs)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = parse(text)
+    except ValueError:
+        value = -1
+    if not value >= 0:  # also refuses nan
+        _log.warning("%s must be %s (0 or more), not %r: using %g", name, what, text, default)
+        return default
+    return value
 
 
 def worthwhile(plan: NativePlan, code_length: int) -> bool:
     """Whether native code runs enough of the function to be worth compiling in auto mode."""
     return plan.native_count >= MIN_DENSITY * code_length
+
+
+def _compile(program: Program, plans: dict[int, NativePlan], roots: list[int]) -> NativeModule:
+    """Compile ``roots`` (and their native callees) with the process's engine; only the
+    compile thread calls this."""
+    return _compiler.engine().compile(program, plans, roots)
+
+
+@dataclass(eq=False)
+class _Job:
+    """Functions to compile for one program; ``done`` is set once ``modules`` is final."""
+
+    jit: ProgramJit
+    roots: list[int]
+    dense_only: bool  # auto mode: compile (and install) only functions worth it
+    modules: list[NativeModule] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class _Compiler:
+    """The process's compile thread and its engine. Jobs run one at a time, in order; the
+    thread ends after `IDLE_SECONDS` without work and starts again with the next job."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.Queue[_Job | None] = queue.Queue()  # None: stop (the process exits)
+        self.lock = threading.Lock()  # guards ``thread`` and ``closed``
+        self.thread: threading.Thread | None = None
+        self.closed = False  # the process is exiting: no new compilation starts
+        self._engine: JitEngine | None = None
+
+    def engine(self) -> JitEngine:
+        if self._engine is None:
+            from avm_vm.jit.engine import JitEngine, default_cache_dir  # loads LLVM
+
+            self._engine = JitEngine(default_cache_dir())
+        return self._engine
+
+    def submit(self, job: _Job) -> None:
+        with self.lock:
+            if self.closed:
+                job.done.set()  # nothing compiled: the functions stay on the VM
+                return
+            self.jobs.put(job)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._serve, name="avm-jit", daemon=True)
+                self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                job = self.jobs.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self.lock:
+                    if self.jobs.empty():
+                        self.thread = None
+                        return
+                continue
+            if job is None:
+                return
+            try:
+                if not self.closed:
+                    job.jit.build(job)
+            finally:
+                job.done.set()
+
+    def close(self) -> None:
+        """At exit: start nothing new, and let a compilation under way finish."""
+        with self.lock:
+            self.closed = True
+            thread = self.thread
+        if thread is not None:
+            self.jobs.put(None)
+            thread.join(EXIT_WAIT)
+
+
+_compiler = _Compiler()
+atexit.register(_compiler.close)
 
 
 class ProgramJit:
@@ -62,9 +187,12 @@ class ProgramJit:
     def __init__(self, program: Program, procs: Sequence[Proc]) -> None:
         self.program = program
         self.procs = procs
+        self.limits = Limits.from_environment()
         self._plans: dict[int, NativePlan] | None = None
         self.layouts: dict[int, Layout] = {}
-        self.modules: list[NativeModule] = []  # compiled so far, for reports
+        self.modules: list[NativeModule] = []  # compiled and installed so far, for reports
+        self.pending: dict[int, _Job] = {}  # function index -> its compilation under way
+        self.spent = 0.0  # seconds of compilation so far (the compile thread's count)
 
     @property
     def plans(self) -> dict[int, NativePlan]:
@@ -83,43 +211,106 @@ class ProgramJit:
         """Attach to the program's functions: count (auto) or compile everything (on)."""
         for proc in self.procs:
             proc.jit = self
-            if mode == "auto":
+            # A function over the size limit by itself never compiles: it need not count.
+            if mode == "auto" and len(proc.function.code) <= self.limits.max_instructions:
                 proc.hot_after = HOT_COUNT
-        if mode == "on":
-            roots = sorted(self.plans)
-            if roots and not self._compile(roots, dense_only=False):
-                for root in roots:  # one function the engine refuses keeps no other off
-                    self._compile([root], dense_only=False)
+        if mode == "on" and self.plans:
+            job = self._submit(sorted(self.plans), dense_only=False)
+            if job.done.wait(self.limits.budget):
+                self._settle(job)
+            else:  # still compiling: the functions poll for their code as they run
+                for index in job.roots:
+                    self.procs[index].hot_after = POLL_COUNT
 
     def tier_up(self, proc: Proc) -> None:
-        """``proc`` is hot: compile it if its plan is worthwhile; it stops counting."""
-        if proc.hot_after == 0:
-            return  # already decided (an older translation was still counting)
-        proc.hot_after = 0
-        plan = self.plans.get(proc.index)
-        if plan is not None and worthwhile(plan, len(proc.function.code)):
-            self._compile([proc.index], dense_only=True)
-        if proc.native is None:
-            proc.fast = translate(proc)
+        """Called by the counting translation: ``proc`` is hot, or polls its compilation."""
+        job = self.pending.get(proc.index)
+        if job is None:
+            if proc.hot_after == 0 or proc.native is not None:
+                return  # already decided (an older translation was still counting)
+            job = self._submit([proc.index], dense_only=True)
+        if job.done.is_set():
+            self._settle(job)
+        elif proc.native is None:  # count again: the next poll comes after POLL_COUNT events
+            proc.fast.__globals__["HEAT"] = POLL_COUNT  # type: ignore[attr-defined]
 
-    def _compile(self, roots: list[int], dense_only: bool) -> bool:
-        """Compile ``roots`` and install a runner for each compiled function that has none
-        (in auto mode, callees only when worthwhile themselves); False when it failed."""
+    def wait(self, timeout: float) -> bool:
+        """Wait for the compilations under way and install what they made; False if some
+        were not done within ``timeout`` seconds (for tests and reports)."""
+        deadline = time.monotonic() + timeout
+        for job in list(dict.fromkeys(self.pending.values())):
+            if not job.done.wait(max(0.0, deadline - time.monotonic())):
+                return False
+            self._settle(job)
+        return True
+
+    def _submit(self, roots: list[int], dense_only: bool) -> _Job:
+        job = _Job(self, roots, dense_only)
+        for index in roots:
+            self.pending[index] = job
+        _compiler.submit(job)
+        return job
+
+    def size(self, roots: list[int]) -> int:
+        """Instructions in the module for ``roots``: what `Limits.max_instructions` bounds."""
+        functions = module_functions(self.plans, roots)
+        return sum(len(self.program.functions[f].code) for f in functions)
+
+    def build(self, job: _Job) -> None:
+        """On the compile thread: compile the job's roots (in one module when they fit in
+        one, else one module each), within the limits; failures compile nothing."""
         plans = self.plans
-        try:
-            module = _compile(self.program, plans, roots)
-        except Exception:  # LLVM's or the lowering's failure: these functions stay on the VM
-            return False
+        roots = [r for r in job.roots if r in plans]
+        if job.dense_only:
+            roots = [r for r in roots if worthwhile(plans[r], len(self.procs[r].function.code))]
+        groups = [roots] if len(roots) > 1 else []
+        groups += [[root] for root in roots]
+        covered: set[int] = set()
+        for group in groups:
+            if covered.issuperset(group) or self.size(group) > self.limits.max_instructions:
+                continue
+            if self.spent >= self.limits.budget or _compiler.closed:
+                return
+            began = time.perf_counter()
+            try:
+                module = _compile(self.program, plans, group)
+            except Exception:  # LLVM's or the lowering's failure: these stay on the VM
+                continue
+            finally:
+                self.spent += time.perf_counter() - began
+            job.modules.append(module)
+            covered.update(module.functions)
+
+    def _settle(self, job: _Job) -> None:
+        """On the VM's thread, once ``job`` is done: install a runner for each compiled
+        function that has none (in auto mode, callees only when worthwhile themselves);
+        the job's other functions go on in the VM, no longer counting."""
+        if any(self.pending.get(index) is job for index in job.roots):
+            for index in job.roots:
+                if self.pending.get(index) is job:
+                    del self.pending[index]
+            for module in job.modules:
+                self._install_module(module, job)
+        for index in job.roots:
+            proc = self.procs[index]
+            if proc.hot_after and proc.native is None:
+                proc.hot_after = 0
+                proc.fast = translate(proc)
+
+    def _install_module(self, module: NativeModule, job: _Job) -> None:
         self.modules.append(module)
         for index in module.functions:
             proc = self.procs[index]
-            plan = plans.get(index)
+            plan = self.plans.get(index)
             if proc.native is not None or plan is None:
                 continue
-            if dense_only and index not in roots and not worthwhile(plan, len(proc.function.code)):
+            if (
+                job.dense_only
+                and index not in job.roots
+                and not worthwhile(plan, len(proc.function.code))
+            ):
                 continue
             self._install(proc, plan, module)
-        return True
 
     def _install(self, proc: Proc, plan: NativePlan, module: NativeModule) -> None:
         for index in module.functions:

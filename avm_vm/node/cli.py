@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from avm_vm.cli_options import fuel_option, jit_option
+from avm_vm.cli_options import fuel_option, jit_option, max_value_bytes_option
 from avm_vm.runtime.registry import RegistryError
 from avm_vm.values import render
 
@@ -129,6 +129,7 @@ _SECRET = click.option(
     help="Seconds a request to a peer may take before it fails.",
 )
 @fuel_option("VM steps each run may take.")
+@max_value_bytes_option
 @jit_option
 @click.option(
     "--trace-out",
@@ -184,6 +185,7 @@ def node_command(
     prefix: int | None,
     call_timeout: float,
     fuel: int,
+    max_value_bytes: int,
     jit: str,
     trace_out: Path | None,
     data: Path | None,
@@ -228,6 +230,7 @@ def node_command(
         prefix=prefix,
         call_timeout=call_timeout,
         fuel=fuel,
+        max_value_bytes=max_value_bytes,
         jit=jit,
         trace_out=trace_out,
         data=data,
@@ -503,6 +506,74 @@ def replay_command(data: Path, from_snapshot: bool) -> None:
     sys.exit(0 if report.divergence is None else 1)
 
 
+# --------------------------------------------------------------------------- avm log
+
+
+@click.group("log")
+def log_group() -> None:
+    """Check a node's data directory, or repair one that is damaged (docs/durability.md)."""
+
+
+@log_group.command("verify")
+@click.argument("data", type=click.Path(file_okay=False, path_type=Path))
+def log_verify_command(data: Path) -> None:
+    """Read every log segment and snapshot of DATA and report each problem with its file
+    and byte offset. Changes nothing. Exit 0 when no problem is found, 1 otherwise."""
+    from avm_vm.node.durable import DataError, verify
+    from avm_vm.node.eventlog import LogError
+
+    try:
+        found = verify(data)
+    except (DataError, LogError, OSError) as error:
+        _fail(str(error))
+    for note in found.notes:
+        click.echo(f"note: {note}")
+    for problem in found.problems:
+        click.echo(f"problem: {problem}")
+    verdict = f"{len(found.problems)} problem(s)" if found.problems else "no problem found"
+    click.echo(f"{data}: {found.events} readable events; {verdict}")
+    sys.exit(1 if found.problems else 0)
+
+
+@log_group.command("repair")
+@click.argument("data", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--truncate-at",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Keep only the events before this index; discard the rest of the log and the "
+    "snapshots after it [default: keep every event, when the log is undamaged].",
+)
+@click.option("--yes", is_flag=True, help="Do it; without --yes only print what would go.")
+def log_repair_command(data: Path, truncate_at: int | None, yes: bool) -> None:
+    """Make DATA usable again by discarding damaged data, saying exactly what goes.
+
+    Prints every event and file it discards; with --yes, moves them into a new directory
+    DATA/discarded-<time>/ (nothing is deleted) and cuts the log. A node must not be
+    running on DATA (the directory's lock is taken)."""
+    from avm_vm.node.durable import DataError, DataLock, plan_repair, repair
+    from avm_vm.node.eventlog import LogError
+
+    if not data.is_dir():
+        _fail(f"{data} is not a directory")
+    try:
+        lock = DataLock(data, "avm log repair")  # no node may write while this looks
+        try:
+            plan = plan_repair(data, truncate_at)
+            click.echo(plan.describe(data))
+            if not plan.cut and not plan.moved:
+                return
+            if not yes:
+                click.echo("nothing changed: run again with --yes to do this")
+                return
+            aside = repair(data, plan)
+        finally:
+            lock.release()
+    except (DataError, LogError, OSError) as error:
+        _fail(str(error))
+    click.echo(f"done: the discarded data is in {aside}")
+
+
 COMMANDS = (
     node_command,
     call_command,
@@ -513,4 +584,5 @@ COMMANDS = (
     peek_command,
     load_command,
     replay_command,
+    log_group,
 )

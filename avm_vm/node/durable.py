@@ -10,29 +10,85 @@ it against what the log recorded. docs/durability.md describes the formats and t
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 from avm_vm.node import snapshot
 from avm_vm.node.directory import Directory
 from avm_vm.node.engine import Engine, Step
-from avm_vm.node.eventlog import Event, EventLog, LogTail, LogWriteError, read_log, segments
+from avm_vm.node.eventlog import (
+    MAGIC,
+    Damage,
+    DamageError,
+    Event,
+    EventLog,
+    LogTail,
+    LogWriteError,
+    advice,
+    read_log,
+    scan_log,
+    scan_segment,
+    segments,
+    sync_dir,
+)
 from avm_vm.node.logs import logger
 from avm_vm.node.snapshot import Snapshot
 from avm_vm.node.state import StateError, capture, full_hash, restore, state_hash
 from avm_vm.runtime.core import RuntimeOptions
 
 META_NAME = "node.json"
+LOCK_NAME = "lock"  # held (flock) by the node or `avm log repair` using the directory
 ENTROPY_EVERY = 10_000  # events between fresh entropy events (one is logged at each start)
 RESTARTED = {"fail": "the node restarted"}  # the answer a run parked before a restart gets
 
 
 class DataError(Exception):
     """The data directory cannot be used; the message says why."""
+
+
+class DataLock:
+    """An exclusive lock on a data directory, held while a process uses it: two nodes on
+    one directory would hand out the same object ids and mix their logs. The holder's pid
+    is written into the lock file so that the one refused can say who holds it; the kernel
+    drops the lock when the holder exits, however it exits."""
+
+    def __init__(self, data: Path, holder: str) -> None:
+        data.mkdir(parents=True, exist_ok=True)
+        path = data / LOCK_NAME
+        self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            who = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            self.release()
+            raise DataError(
+                f"{data} is in use by another process ({who}; lock file {path}): only one "
+                "node (or `avm log repair`) may use a data directory at a time; stop that "
+                "process first, or give this node another --data directory"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"pid {os.getpid()}, {holder}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the lock
+            self.fd = None
+
+
+def _remove_leftovers(data: Path) -> None:
+    """Temporary files a process killed while writing a snapshot, a new segment or
+    node.json leaves behind: their contents never became part of the directory."""
+    for pattern in ("snapshot-*.tmp", "events-*.log.tmp", META_NAME + ".tmp"):
+        for path in data.glob(pattern):
+            logger.info("removing %s, left by an interrupted write", path)
+            path.unlink(missing_ok=True)
 
 
 def now_ms() -> int:
@@ -46,10 +102,12 @@ class Meta:
     name: str
     prefix: int
     fuel: int
+    max_value_bytes: int = RuntimeOptions.max_value_bytes
 
     def options(self, jit: str = RuntimeOptions.jit, record_trace: bool = False) -> RuntimeOptions:
         return RuntimeOptions(
             fuel=self.fuel,
+            max_value_bytes=self.max_value_bytes,
             machine=self.name,
             node_prefix=self.prefix,
             record_trace=record_trace,
@@ -63,23 +121,36 @@ def read_meta(data: Path) -> Meta | None:
         return None
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
-        return Meta(str(obj["name"]), int(obj["prefix"]), int(obj["fuel"]))
+        budget = int(obj.get("max_value_bytes", RuntimeOptions.max_value_bytes))
+        return Meta(str(obj["name"]), int(obj["prefix"]), int(obj["fuel"]), budget)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DataError(f"{path} is unreadable: {error}") from None
 
 
-def settle_meta(data: Path, name: str, prefix: int | None, port_prefix: int, fuel: int) -> Meta:
+def settle_meta(
+    data: Path,
+    name: str,
+    prefix: int | None,
+    port_prefix: int,
+    fuel: int,
+    max_value_bytes: int = RuntimeOptions.max_value_bytes,
+) -> Meta:
     """The directory's settings, written on first use; a restart must not change them
-    (``prefix`` None: keep the stored one)."""
+    (``prefix`` None: keep the stored one), since runs replay within the same budgets."""
     data.mkdir(parents=True, exist_ok=True)
     stored = read_meta(data)
     if stored is None:
-        meta = Meta(name, port_prefix if prefix is None else prefix, fuel)
+        meta = Meta(name, port_prefix if prefix is None else prefix, fuel, max_value_bytes)
         tmp = data / (META_NAME + ".tmp")
         tmp.write_text(json.dumps(vars(meta)), encoding="utf-8")
         os.replace(tmp, data / META_NAME)
         return meta
-    wanted = {"name": name, "prefix": stored.prefix if prefix is None else prefix, "fuel": fuel}
+    wanted = {
+        "name": name,
+        "prefix": stored.prefix if prefix is None else prefix,
+        "fuel": fuel,
+        "max_value_bytes": max_value_bytes,
+    }
     for key, value in wanted.items():
         if getattr(stored, key) != value:
             raise DataError(
@@ -114,6 +185,7 @@ class Recorder:
     since_snapshot: int = 0
     since_checkpoint: int = 0
     snapshot_wanted: bool = False
+    lock: DataLock | None = None  # the data directory's lock, released by `close`
 
     @property
     def pending(self) -> bool:
@@ -199,8 +271,13 @@ class Recorder:
             self.snapshot_wanted = self.data is not None
             return None
         self.flush()
+        if self.log is not None and self.log.broken is not None:
+            # The engine applied events the log lacks: a snapshot of it would be ahead of
+            # the log, a state no replay of the log reaches.
+            raise LogWriteError(f"no snapshot is written: {self.log.broken}")
         state = capture(self.engine)
-        snap = Snapshot(self.engine.applied, state, state_hash(state), full_hash(state))
+        node = (self.engine.here, self.engine.runtime.options.node_prefix)
+        snap = Snapshot(self.engine.applied, state, state_hash(state), full_hash(state), node)
         snapshot.write(self.data, snap)
         self.since_snapshot = 0
         self.snapshot_wanted = False
@@ -209,9 +286,14 @@ class Recorder:
         return snap
 
     def close(self) -> None:
-        """Flush and close the log (what a failed flush lost stays lost)."""
-        if self.log is not None:
-            self.log.close()
+        """Flush and close the log (what a failed flush lost stays lost), then let go of
+        the directory."""
+        try:
+            if self.log is not None:
+                self.log.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
 
 def _nothing() -> None:
@@ -219,20 +301,36 @@ def _nothing() -> None:
 
 
 def _start_point(
-    data: Path, snaps: Iterable[Snapshot], repair: bool
+    data: Path, meta: Meta, snaps: Iterable[Snapshot], repair: bool
 ) -> tuple[Snapshot | None, LogTail]:
     """The first of ``snaps`` the log continues from, or None for the start of the log;
-    and the log from there on, read only from the segment that holds that event."""
+    and the log from there on, read only from the segment that holds that event. A
+    snapshot past the end of the log means acknowledged events are missing: an error,
+    never a silent step back to an older state."""
     for snap in snaps:
+        _check_snapshot(snap, meta)
         tail = read_log(data, snap.index, repair)
-        if tail.start <= snap.index <= tail.end:
+        if snap.index > tail.end:
+            raise DamageError(
+                Damage(
+                    tail.files[-1][1] if tail.files else data,
+                    0,
+                    f"the log ends at event {tail.end}, but {snap.path} holds a state "
+                    f"after {snap.index} events: the events between were acknowledged and "
+                    "are missing from the log",
+                    tail.end,
+                ),
+                "Restore the missing segments from a backup; starting from the snapshot "
+                "would leave a log that does not lead to its state",
+            )
+        if tail.start <= snap.index:
             return snap, tail
-        why = (
-            f"the log ends before it, at event {tail.end}"
-            if snap.index > tail.end
-            else f"the log's segments before event {tail.start} are gone"
+        logger.warning(
+            "warning: not using the snapshot at event %d: the log's segments before event "
+            "%d are gone",
+            snap.index,
+            tail.start,
         )
-        logger.warning("warning: not using the snapshot at event %d: %s", snap.index, why)
     tail = read_log(data, 0, repair)
     if tail.start > 0:
         raise DataError(
@@ -243,21 +341,114 @@ def _start_point(
     return None, tail
 
 
+def _check_snapshot(snap: Snapshot, meta: Meta) -> None:
+    """Refuse a snapshot whose content, though checksummed, cannot be this node's."""
+    assert snap.path is not None
+    if snap.node is not None and snap.node != (meta.name, meta.prefix):
+        snapshot.refuse(
+            snap.path,
+            f"it belongs to the node {snap.node[0]!r} with id prefix {snap.node[1]}, not to "
+            f"{meta.name!r} with id prefix {meta.prefix}",
+        )
+    applied = snap.state.get("applied")
+    if applied != snap.index:
+        snapshot.refuse(snap.path, f"its state reflects {applied!r} events, not {snap.index}")
+    if full_hash(snap.state) != snap.full_hash or state_hash(snap.state) != snap.state_hash:
+        snapshot.refuse(snap.path, "its state does not match the hashes it records")
+
+
+def _restore(engine: Engine, snap: Snapshot) -> None:
+    assert snap.path is not None
+    try:
+        restore(engine, snap.state)
+    except StateError as error:
+        snapshot.refuse(snap.path, str(error))
+
+
+_ID = (0, (1 << 64) - 1)
+_PREFIX = (0, 0xFFFF)
+# The fields of each kind of event and what they hold: a type, or (low, high) for an int.
+_FIELDS: dict[str, dict[str, Any]] = {
+    "load": {"tape": str, "upgrade": bool},
+    "entropy": {"bytes": str, "boot": bool},
+    "peer": {"machine": str, "prefix": (_PREFIX, None)},
+    "client_call": {"target": _ID, "input": object},
+    "client_create": {"behavior": str, "controller": (str, None)},
+    "call": {"target": _ID, "input": object, "sender": _ID, "duct": list},
+    "teleport": {"activation": dict},
+    "resume": {"answer": dict},
+    "install": {"object_id": _ID, "object": dict},
+    "forget": {"object_id": _ID, "machine": str},
+    "learn": {"object_id": _ID, "machine": str},
+    "unlearn": {"object_id": _ID, "machine": str},
+    "checkpoint": {"full": str},
+}
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    if kind is None:
+        return value is None
+    if isinstance(kind, tuple) and len(kind) == 2 and isinstance(kind[0], int):
+        return type(value) is int and kind[0] <= value <= kind[1]
+    if isinstance(kind, tuple):
+        return any(_fits(value, one) for one in kind)
+    return kind is object or type(value) is kind
+
+
+def event_problem(event: Event) -> str | None:
+    """What is wrong with the outline of a logged event (kind, fields, their types), or
+    None; the values inside are checked by applying it."""
+    kind = event.get("k")
+    if kind not in _FIELDS:
+        return f"unknown event kind {kind!r}"
+    wanted = {"k": str, "t": (0, 1 << 62), "o": (str, None), **_FIELDS[kind]}
+    for key, shape in wanted.items():
+        if key not in event and key != "o":
+            return f"the {kind} event has no field {key!r}"
+        if not _fits(event.get(key), shape):
+            return f"the {kind} event's field {key!r} holds {_brief(event.get(key))}"
+    return None
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _checked_events(data: Path, tail: LogTail, start: int) -> list[Event]:
+    """The events from ``start`` on, each with a well-formed outline."""
+    for index in range(start, tail.end):
+        problem = event_problem(tail.events[index - tail.start])
+        if problem is not None:
+            _bad_event(data, tail, index, problem)
+    return tail.since(start)
+
+
+def _bad_event(data: Path, tail: LogTail, index: int, why: str) -> NoReturn:
+    path, offset = tail.position(index)
+    damage = Damage(path, offset, f"event {index} cannot be replayed: {why}", index)
+    raise DamageError(damage, advice(data, index))
+
+
 def open_data(
     data: Path, meta: Meta, jit: str, trace: bool, trace_out: Path | None, directory: Directory
 ) -> tuple[Recorder, int]:
     """Load the newest valid snapshot and replay the log after it (reading only the
     segments from the snapshot on); answers the recorder (ready to log the next event) and
     how many events were replayed. The replayed events' trace was written when they were
-    live, so replay records none."""
-    snap, tail = _start_point(data, snapshot.newest_first(data), repair=True)
+    live, so replay records none. Damaged data raises `DamageError` (a `LogError`)."""
+    _remove_leftovers(data)
+    snap, tail = _start_point(data, meta, snapshot.newest_first(data), repair=True)
     engine = Engine(meta.options(jit, record_trace=False), directory)
     if snap is not None:
-        restore(engine, snap.state)
+        _restore(engine, snap)
     start = engine.applied
     last = None
-    for event in tail.since(start):
-        last = engine.apply(event).digest()
+    for offset, event in enumerate(_checked_events(data, tail, start)):
+        try:
+            last = engine.apply(event).digest()
+        except Exception as error:  # data from disk: a misfit is an error, never a crash
+            _bad_event(data, tail, start + offset, repr(error))
     replayed = tail.end - start
     engine.runtime.trace.recording, engine.trace_out = trace, trace_out
     log = EventLog(data, tail.end)
@@ -284,6 +475,9 @@ def replay(data: Path, from_start: bool = False) -> ReplayReport:
     meta = read_meta(data)
     if meta is None or not segments(data):
         raise DataError(f"{data} is not a node data directory (no {META_NAME} or event log)")
+    problems = scan_log(data)[1]  # every segment, whichever replay starts from
+    if problems:
+        raise DamageError(problems[0], advice(data, problems[0].index))
     snaps = list(snapshot.newest_first(data))
     report = ReplayReport()
     if from_start:
@@ -293,37 +487,37 @@ def replay(data: Path, from_start: bool = False) -> ReplayReport:
                 f"the log no longer holds events 0 to {tail.start - 1} (their segments were "
                 "removed): replay began at the oldest snapshot the log continues from"
             )
-            origin, tail = _start_point(data, reversed(snaps), repair=False)
+            origin, tail = _start_point(data, meta, reversed(snaps), repair=False)
     else:
-        origin, tail = _start_point(data, snaps, repair=False)
+        origin, tail = _start_point(data, meta, snaps, repair=False)
     by_index = {s.index: s for s in snaps}
     engine = Engine(meta.options(), Directory(meta.name, meta.prefix))
     if origin is not None:
-        restore(engine, origin.state)
+        _restore(engine, origin)
         report.start = origin.index
         if not _state_matches(engine, origin.full_hash, report):
             report.divergence = f"the snapshot at event {report.start} does not restore to its hash"
             return report
-    events = tail.since(report.start)
+    events = _checked_events(data, tail, report.start)
     last: bytes | None = None
     for offset, event in enumerate(events):
         index = report.start + offset
-        kind = event.get("k", "?")
+        kind = event["k"]
         recorded = event.get("o")
         if last is not None and recorded is not None:
             report.checked_outputs += 1
             if recorded != last.hex():
-                report.divergence = _diverged(index - 1, events[offset - 1], "its outputs differ")
+                report.divergence = _diverged(tail, index - 1, "its outputs differ")
                 return report
         if kind == "checkpoint" and not _state_matches(engine, event["full"], report):
             report.divergence = _diverged(
-                index, event, "the state it records differs from the replayed state"
+                tail, index, "the state it records differs from the replayed state"
             )
             return report
         try:
             last = engine.apply(event).digest()
         except Exception as error:  # any failure to re-apply is a divergence, not a crash
-            report.divergence = _diverged(index, event, f"it cannot be applied: {error!r}")
+            report.divergence = _diverged(tail, index, f"it cannot be applied: {error!r}")
             return report
         report.replayed += 1
         snap = by_index.get(engine.applied)
@@ -332,7 +526,7 @@ def replay(data: Path, from_start: bool = False) -> ReplayReport:
             and engine.applied > report.start
             and not _state_matches(engine, snap.full_hash, report)
         ):
-            report.divergence = _diverged(index, event, "the snapshot's state hash differs")
+            report.divergence = _diverged(tail, index, "the snapshot's state hash differs")
             return report
     try:
         report.final_hash = state_hash(capture(engine))
@@ -349,8 +543,9 @@ def _state_matches(engine: Engine, expected: str, report: ReplayReport) -> bool:
         return False
 
 
-def _diverged(index: int, event: Event, why: str) -> str:
-    return f"event {index} ({event.get('k', '?')}): {why}"
+def _diverged(tail: LogTail, index: int, why: str) -> str:
+    path, at = tail.position(index)
+    return f"event {index} ({tail.events[index - tail.start]['k']}, {path} at byte {at}): {why}"
 
 
 def describe(report: ReplayReport, data: Path) -> str:
@@ -366,3 +561,169 @@ def describe(report: ReplayReport, data: Path) -> str:
     else:
         lines.append(f"match; state hash {report.final_hash}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- avm log
+
+
+@dataclass
+class Verified:
+    """What `verify` found: problems (each naming a file and offset) and harmless notes."""
+
+    events: int  # the events readable from the start of the log to the first damage
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    bad_snapshots: list[Path] = field(default_factory=list)
+
+
+def verify(data: Path) -> Verified:
+    """Read every segment and snapshot of ``data`` and report what is wrong, changing
+    nothing (`avm log verify`)."""
+    meta = read_meta(data)
+    if meta is None or not segments(data):
+        raise DataError(f"{data} is not a node data directory (no {META_NAME} or event log)")
+    tail, damages, torn = scan_log(data)
+    found = Verified(tail.end, [str(damage) for damage in damages])
+    if torn is not None:
+        found.notes.append(
+            f"{torn.path} ends in a torn tail at byte {torn.torn} (a write that never "
+            "finished, so never acknowledged): the node drops it at its next start"
+        )
+    bad = _first_bad_event(tail)
+    if bad is not None:
+        found.problems.append(str(bad))
+    if tail.start > 0:
+        found.notes.append(f"the segments before event {tail.start} were removed")
+    for path in snapshot.paths(data):
+        try:
+            snap = snapshot.read(path)
+            if snap is not None:
+                _check_snapshot(snap, meta)
+        except DamageError as error:
+            found.problems.append(str(error.damage))
+            found.bad_snapshots.append(path)
+            continue
+        if snap is None:
+            found.problems.append(f"{path} at byte 0: its checksum does not match its content")
+            found.bad_snapshots.append(path)
+        elif not damages and snap.index > tail.end:
+            found.problems.append(
+                f"{path} at byte 0: it holds the state after {snap.index} events, but the log "
+                f"ends at event {tail.end}: acknowledged events are missing from the log"
+            )
+    for pattern in ("*.tmp", "discarded-*"):
+        for path in sorted(data.glob(pattern)):
+            found.notes.append(f"{path} is left over (from an interrupted write or a repair)")
+    return found
+
+
+def _first_bad_event(tail: LogTail) -> Damage | None:
+    """The first readable event whose outline is wrong."""
+    for offset, event in enumerate(tail.events):
+        problem = event_problem(event)
+        if problem is not None:
+            index = tail.start + offset
+            path, at = tail.position(index)
+            return Damage(path, at, f"event {index} cannot be replayed: {problem}", index)
+    return None
+
+
+@dataclass
+class RepairPlan:
+    """What `avm log repair` would discard: nothing is deleted, only moved aside."""
+
+    keep: int  # the log keeps the events before this index
+    cut: tuple[Path, int] | None  # a segment cut at this offset (its original is kept)
+    moved: list[Path]  # files moved aside whole
+    discarded: list[str]  # the events and unreadable bytes discarded, in words
+
+    def describe(self, data: Path) -> str:
+        lines = [f"repair of {data}: the log keeps its events 0 to {self.keep - 1}"]
+        lines += [f"  discards {item}" for item in self.discarded]
+        if self.cut is not None:
+            lines.append(f"  cuts {self.cut[0]} at byte {self.cut[1]} (a copy is kept)")
+        lines += [f"  moves aside {path}" for path in self.moved]
+        if len(lines) == 1:
+            lines.append("  nothing to discard: the directory has no problem a repair fixes")
+        return "\n".join(lines)
+
+
+def plan_repair(data: Path, truncate_at: int | None) -> RepairPlan:
+    """Which events and files a repair keeping the events before ``truncate_at`` (None:
+    every readable one, if the log is undamaged) moves aside: the later events, the
+    snapshots after them, and the damaged snapshots."""
+    found = verify(data)
+    meta = read_meta(data)
+    assert meta is not None
+    tail, damages, torn = scan_log(data)
+    bad = _first_bad_event(tail)
+    first = bad or (damages[0] if damages else None)
+    limit = tail.end if first is None else first.index
+    keep = limit if truncate_at is None else truncate_at
+    if first is not None and truncate_at is None:
+        raise DataError(
+            f"the log is damaged: {first}. Give --truncate-at N to keep only the events "
+            f"before N (N at most {limit})"
+        )
+    if keep > limit or keep < tail.start:
+        raise DataError(
+            f"--truncate-at must be between {tail.start} (where the log begins now) and "
+            f"{limit} (" + ("the end of the log)" if first is None else f"the damage: {first})")
+        )
+    snaps = [
+        snap
+        for path in snapshot.paths(data)
+        if path not in found.bad_snapshots and (snap := snapshot.read(path)) is not None
+    ]
+    if tail.start > 0 and not any(tail.start <= snap.index <= keep for snap in snaps):
+        raise DataError(
+            f"the log of {data} begins at event {tail.start} and no snapshot at or before "
+            f"event {keep} is left to start from: keeping fewer events leaves no state"
+        )
+    moved = [*found.bad_snapshots, *(snap.path for snap in snaps if snap.index > keep)]
+    if keep < tail.end:
+        cut: tuple[Path, int] | None = tail.position(keep)
+    elif damages and damages[0].offset > 0:
+        cut = (damages[0].path, damages[0].offset)
+    elif torn is not None and torn.torn:
+        cut = (torn.path, torn.torn)
+    else:
+        cut = None
+    kept_segments = [path for _, path in tail.files]
+    if cut is not None:
+        kept_segments = kept_segments[: kept_segments.index(cut[0]) + 1]
+    later = [path for _, path in segments(data) if path not in kept_segments]
+    discarded = [_event_line(tail, index) for index in range(keep, tail.end)]
+    discarded += [f"unreadable data: {damage}" for damage in damages]
+    for path in later:
+        scan = scan_segment(path, 0, newest=False)
+        discarded += [
+            f"a {event.get('k')!r} event in {path} at byte {at}"
+            for event, at in zip(scan.events, scan.offsets, strict=True)
+        ]
+    return RepairPlan(keep, cut, [*later, *(p for p in moved if p is not None)], discarded)
+
+
+def _event_line(tail: LogTail, index: int) -> str:
+    path, at = tail.position(index)
+    return f"event {index} ({tail.events[index - tail.start].get('k')!r}) in {path} at byte {at}"
+
+
+def repair(data: Path, plan: RepairPlan) -> Path:
+    """Carry out ``plan`` (the caller holds the directory's `DataLock`): copy the segment
+    to cut and move the discarded files into a new ``discarded-<UTC time>`` directory, then
+    cut. Answers that directory."""
+    aside = data / time.strftime("discarded-%Y%m%dT%H%M%SZ", time.gmtime())
+    aside.mkdir()
+    (aside / "repair.txt").write_text(plan.describe(data) + "\n", encoding="utf-8")
+    if plan.cut is not None:
+        shutil.copy2(plan.cut[0], aside / plan.cut[0].name)
+    for path in plan.moved:
+        os.replace(path, aside / path.name)
+    sync_dir(aside)
+    if plan.cut is not None:  # last: until here, the directory lost nothing
+        with plan.cut[0].open("r+b") as out:
+            out.truncate(max(plan.cut[1], len(MAGIC)))
+            os.fsync(out.fileno())
+    sync_dir(data)
+    return aside

@@ -24,6 +24,7 @@ from typing import Any
 from avm_vm.diagnostics import DiagnosticError
 from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.format.bytecode import content_hash, decode
+from avm_vm.format.opcodes import Op
 from avm_vm.format.program import Program
 from avm_vm.node import entry
 from avm_vm.node.codec import value_from_json, value_to_json
@@ -44,7 +45,7 @@ from avm_vm.runtime.handlers.events import EntropyPool
 from avm_vm.runtime.registry import RegistryError
 from avm_vm.runtime.runs import Done, Failed, MoveOut, Outcome, Parked, Preempted, Teleport
 from avm_vm.trace import BehaviorUpgraded, entry_json
-from avm_vm.values import NOTHING, ObjectRef
+from avm_vm.values import NOTHING, ObjectRef, Value, kind_of
 from avm_vm.vm.interpreter import Interpreter
 
 STATUS_OBJECTS = 1000  # objects listed by `avm status` (the count is always exact)
@@ -154,6 +155,19 @@ class Engine:
                     f"{list(fields)} to {list(behavior.fields)}, and objects keep their state"
                 )
         return program
+
+    def check_field_types(self, program: Program) -> None:
+        """`LoadError` if an upgrade to ``program`` changes a field's type. Checked before
+        an upgrade is logged, never when a logged one is applied: a log written before this
+        rule replays as it ran."""
+        registry = self.runtime.registry
+        for behavior in program.behaviors:
+            old = registry.behavior(behavior.name)
+            if old is None:
+                continue
+            retyped = _retyped_field(old.interpreter.program, program, behavior.name)
+            if retyped:
+                raise LoadError(f"behavior {behavior.name} cannot be upgraded: {retyped}")
 
     def has_program(self, program: Program) -> bool:
         digest = content_hash(program)
@@ -353,3 +367,27 @@ def failure_of(outcome: Failed) -> tuple[str, str]:
 
 def _fields(program: Program, behavior: str) -> tuple[str, ...]:
     return next(b.fields for b in program.behaviors if b.name == behavior)
+
+
+def _field_defaults(program: Program, behavior: str) -> tuple[Value, ...] | None:
+    """The field defaults a behavior's GETFIELD / SETFIELD carry (None if it uses no field)."""
+    function = next(b.function for b in program.behaviors if b.name == behavior)
+    for instr in program.functions[function].code:
+        if instr[0] is Op.GETFIELD or instr[0] is Op.SETFIELD:
+            return program.constants[instr[-1]]  # type: ignore[return-value]
+    return None
+
+
+def _retyped_field(old: Program, new: Program, behavior: str) -> str | None:
+    """Why an upgrade changes a field's type (the kind of its default value), or None:
+    objects keep values of the old kind, which the new code would misread."""
+    before, after = _field_defaults(old, behavior), _field_defaults(new, behavior)
+    if before is None or after is None:
+        return None
+    for name, was, now in zip(_fields(new, behavior), before, after, strict=False):
+        if kind_of(was) is not kind_of(now):
+            return (
+                f"field {name} changes type from {kind_of(was).name.lower()} to "
+                f"{kind_of(now).name.lower()}, and objects keep their state"
+            )
+    return None

@@ -14,20 +14,22 @@ raises `LogWriteError`: the log is exactly as it was before that flush. `rotate`
 segment at the next event; the node rotates after each snapshot, so a restart reads only the
 segments from its snapshot on.
 
-Reading (`read_log`): a record that is cut short or fails its checksum ends the log: it and
-everything after it (the rest of its segment, and the later segments) are dropped with a
-warning on stderr (and, with ``repair``, removed from disk); nothing before it is touched.
+Reading (`read_log`): only a torn tail, the newest segment's last record cut off by a write
+that never finished (so never acknowledged), is dropped, with a warning on stderr (and, with
+``repair``, cut off the disk). Any other damage (a bad checksum or length before the end, a
+missing segment, a segment cut short) raises `DamageError` naming the file and byte offset,
+and nothing is removed: `scan_log` lists every problem for `avm log verify`.
 """
 
 from __future__ import annotations
 
+import bisect
 import errno
 import os
 import re
 import struct
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,38 +89,128 @@ def sync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _records(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(end offset, payload) of each intact record; stops at the first bad one."""
-    offset = len(MAGIC)
-    while offset + _HEAD.size <= len(data):
-        length, crc = _HEAD.unpack_from(data, offset)
-        start = offset + _HEAD.size
-        if length > MAX_RECORD or start + length > len(data):
-            return
-        payload = data[start : start + length]
-        if zlib.crc32(payload) != crc:
-            return
-        offset = start + length
-        yield offset, payload
+@dataclass(frozen=True)
+class Damage:
+    """A place where a log or snapshot file does not hold what avm wrote there."""
+
+    path: Path
+    offset: int  # the byte where the damage begins
+    why: str
+    index: int  # the events before it: the index of the first event it makes unreadable
+
+    def __str__(self) -> str:
+        return f"{self.path} at byte {self.offset} (after event {self.index}): {self.why}"
 
 
-def _scan(path: Path) -> tuple[list[Event], int]:
-    """The intact events of one segment and the offset where they end (the file's size
-    when it is undamaged)."""
+class DamageError(LogError):
+    """Damage before the torn tail, which a restart must not discard on its own."""
+
+    def __init__(self, damage: Damage, advice: str) -> None:
+        super().__init__(f"{damage}. {advice}")
+        self.damage = damage
+
+
+def advice(directory: Path, index: int) -> str:
+    """What a user can do about damage that makes event ``index`` and later unreadable."""
+    return (
+        f"Events after the damage were acknowledged, so nothing is discarded on its own: "
+        f"restore {directory} from a backup, or run `avm log verify {directory}` to see every "
+        f"problem and `avm log repair {directory} --truncate-at {index} --yes` to move the "
+        "events from there on (and the snapshots after them) aside into "
+        f"{directory}/discarded-<time>/ and go on without them"
+    )
+
+
+def _intact_at(data: bytes, offset: int, resync: bool = False) -> int | None:
+    """The end of the intact record at ``offset``, or None. When searching for where
+    records resume (``resync``), only a payload that looks like a JSON object counts."""
+    if offset + _HEAD.size > len(data):
+        return None
+    length, crc = _HEAD.unpack_from(data, offset)
+    start = offset + _HEAD.size
+    if start + length > len(data) or (resync and (length < 2 or data[start] != ord("{"))):
+        return None
+    if zlib.crc32(memoryview(data)[start : start + length]) != crc:
+        return None
+    return start + length
+
+
+def _next_intact(data: bytes, offset: int) -> int | None:
+    """The first offset from ``offset`` on where an intact record begins. A length below
+    the file's size has a first byte of at most size >> 24, and payloads (JSON text) hold
+    no such control byte, so only those positions are tried."""
+    top = min(len(data) >> 24, 0x1F)
+    candidates = re.compile(b"[\\x00-" + re.escape(bytes([top])) + b"]")
+    for match in candidates.finditer(data, offset):
+        if _intact_at(data, match.start(), resync=True) is not None:
+            return match.start()
+    return None
+
+
+@dataclass
+class Scan:
+    """One segment read: its intact events with their offsets, and what is wrong with it."""
+
+    path: Path
+    events: list[Event]
+    offsets: list[int]  # the byte offset of each event's record
+    problems: list[Damage]
+    torn: int | None = None  # where a torn tail begins (newest segment only)
+
+
+def scan_segment(path: Path, start: int, newest: bool) -> Scan:
+    """Read the segment ``path`` of events from ``start``; ``newest``: it is the segment
+    written last, the only one that may end in a torn record. After a damaged record the
+    scan goes on at the next intact record, so every problem is found."""
     data = path.read_bytes()
+    scan = Scan(path, [], [], [])
+
+    def damaged(offset: int, why: str) -> None:
+        scan.problems.append(Damage(path, offset, why, start + len(scan.events)))
+
     if not data.startswith(MAGIC):
-        if MAGIC.startswith(data):
-            return [], 0  # empty, or the header itself was torn: no events
-        raise LogError(f"{path} is not an avm event log")
-    events: list[Event] = []
-    good = len(MAGIC)
-    for end, payload in _records(data):
-        try:
-            events.append(loads_json(payload))
-        except ValueError:
-            break  # a checksummed record that is not JSON: treat as corruption
-        good = end
-    return events, good
+        if not MAGIC.startswith(data):
+            damaged(0, f"not an avm event log (it does not begin with {MAGIC!r})")
+        elif newest:
+            scan.torn = 0 if data else None  # the header itself was torn: no events
+        else:
+            damaged(0, "the segment is cut short inside its header")
+        return scan
+    offset = len(MAGIC)
+    while offset < len(data):
+        end = _intact_at(data, offset)
+        if end is not None:
+            try:
+                event = loads_json(memoryview(data)[offset + _HEAD.size : end].tobytes())
+            except ValueError as error:
+                damaged(offset, f"a checksummed record is not valid JSON ({error})")
+                offset = end
+                continue
+            if isinstance(event, dict):
+                scan.events.append(event)
+                scan.offsets.append(offset)
+            else:
+                damaged(offset, "a checksummed record holds no event (not a JSON object)")
+            offset = end
+            continue
+        after = _next_intact(data, offset + 1)
+        if after is None and newest and not scan.problems and _runs_past_end(data, offset):
+            scan.torn = offset  # an unfinished write: no acknowledged event is in it
+            break
+        if after is None:
+            damaged(offset, f"the last {len(data) - offset} bytes hold no intact record")
+            break
+        damaged(offset, f"{after - offset} bytes hold no intact record (a bad checksum or length)")
+        offset = after
+    return scan
+
+
+def _runs_past_end(data: bytes, offset: int) -> bool:
+    """Whether the record at ``offset`` is incomplete: its header or payload is cut off."""
+    if offset + _HEAD.size > len(data):
+        return True
+    (length,) = struct.unpack_from(">I", data, offset)
+    return offset + _HEAD.size + length > len(data)
 
 
 @dataclass
@@ -127,6 +219,8 @@ class LogTail:
 
     start: int
     events: list[Event]
+    files: list[tuple[int, Path]] = field(default_factory=list)  # segments read, in order
+    offsets: list[int] = field(default_factory=list)  # each event's record offset
 
     @property
     def end(self) -> int:
@@ -137,46 +231,90 @@ class LogTail:
         """The events from ``index`` (within ``start`` .. ``end``) on."""
         return self.events[index - self.start :]
 
+    def position(self, index: int) -> tuple[Path, int]:
+        """The file and byte offset of event ``index``'s record."""
+        segment = bisect.bisect_right([start for start, _ in self.files], index) - 1
+        return self.files[segment][1], self.offsets[index - self.start]
 
-def read_log(directory: Path, since: int = 0, repair: bool = False) -> LogTail:
-    """The log's events from the segment holding event ``since`` (or the oldest segment
-    left, if that one is gone) to the end. Older segments are not read. Whatever follows
-    the first damaged record is dropped with a warning on stderr, and with ``repair``
-    cut off the disk, so that new records follow the last good one."""
+
+def scan_log(directory: Path, since: int = 0) -> tuple[LogTail, list[Damage], Scan | None]:
+    """Every segment from the one holding event ``since`` (or the oldest left) on: the
+    intact events up to the first damage, every damage found, and the newest segment's
+    scan when it ends in a torn tail."""
     found = segments(directory)
     first = max((i for i, (start, _) in enumerate(found) if start <= since), default=0)
     tail = LogTail(found[first][0] if found else 0, [])
+    problems: list[Damage] = []
+    expected: int | None = tail.start  # None after damage: how many events it hid is unknown
+    if first > 0:  # the segment read first must begin where the one before it ends
+        expected = _end_of(*found[first - 1])
+    torn = None
     for position in range(first, len(found)):
         start, path = found[position]
-        if start != tail.end:  # a segment must begin where the one before it ended
-            _drop(found[position:], f"it does not begin at event {tail.end}", repair)
-            return tail
-        events, good = _scan(path)
-        tail.events += events
-        size = path.stat().st_size
-        if good < size:
-            logger.warning(
-                "warning: %s: dropped a torn or corrupt tail of %d bytes after event %d",
-                path,
-                size - good,
-                tail.end,
+        if expected is not None and start != expected:
+            why = (
+                f"the segment begins at event {start}, but the one before it ends at event "
+                f"{expected}: " + ("a segment is missing" if start > expected else "they overlap")
             )
-            if repair:
-                with path.open("r+b") as out:
-                    out.truncate(good)
-                    os.fsync(out.fileno())
-            _drop(found[position + 1 :], f"it follows the damaged {path.name}", repair)
-            return tail
-    return tail
+            problems.append(Damage(path, 0, why, expected))
+        scan = scan_segment(path, start, newest=position == len(found) - 1)
+        if not problems:  # the tail is the events before the first damage
+            tail.files.append((start, path))
+            cut = _before(scan)
+            tail.events += scan.events[:cut]
+            tail.offsets += scan.offsets[:cut]
+        problems += scan.problems
+        expected = None if scan.problems else start + len(scan.events)
+        if scan.torn is not None:
+            torn = scan
+    return tail, problems, torn
 
 
-def _drop(later: list[tuple[int, Path]], why: str, repair: bool) -> None:
-    for _, path in later:
-        logger.warning("warning: %s: dropped: %s", path, why)
+def _end_of(start: int, path: Path) -> int | None:
+    """The index after the last event of a segment, counted without decoding its events
+    (None when it is damaged: that is for a full scan to report)."""
+    data = path.read_bytes()
+    offset, count = len(MAGIC), 0
+    while offset < len(data):
+        end = _intact_at(data, offset)
+        if end is None:
+            return None
+        offset, count = end, count + 1
+    return start + count if data.startswith(MAGIC) else None
+
+
+def _before(scan: Scan) -> int:
+    """How many of a segment's events come before its first damage."""
+    if not scan.problems:
+        return len(scan.events)
+    first = scan.problems[0].offset
+    return sum(1 for offset in scan.offsets if offset < first)
+
+
+def read_log(directory: Path, since: int = 0, repair: bool = False) -> LogTail:
+    """The log's events from the segment holding event ``since`` (or the oldest segment
+    left, if that one is gone) to the end; older segments are not read. Only a torn tail
+    (the newest segment's last record, cut off by a write that never finished, so never
+    acknowledged) is dropped, with a warning, and with ``repair`` cut off the disk so that
+    new records follow the last good one. Any other damage raises `DamageError` naming the
+    file and offset; nothing is changed on disk then."""
+    tail, problems, torn = scan_log(directory, since)
+    if problems:
+        raise DamageError(problems[0], advice(directory, problems[0].index))
+    if torn is not None and torn.torn is not None:  # the newest segment's unfinished write
+        size = torn.path.stat().st_size
+        logger.warning(
+            "warning: %s: dropped a torn tail of %d bytes after event %d (a write that never "
+            "finished)",
+            torn.path,
+            size - torn.torn,
+            tail.end,
+        )
         if repair:
-            path.unlink()
-    if repair and later:
-        sync_dir(later[0][1].parent)
+            with torn.path.open("r+b") as out:
+                out.truncate(torn.torn)
+                os.fsync(out.fileno())
+    return tail
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:

@@ -37,7 +37,14 @@ from avm_vm.format.bytecode import encode
 from avm_vm.format.program import Program
 from avm_vm.node.auth import HandshakeError, Hello, handshake
 from avm_vm.node.directory import PREFIX_SHIFT, Directory
-from avm_vm.node.durable import RESTARTED, Meta, Recorder, open_data, settle_meta
+from avm_vm.node.durable import (
+    RESTARTED,
+    DataLock,
+    Meta,
+    Recorder,
+    open_data,
+    settle_meta,
+)
 from avm_vm.node.engine import Engine, LoadError, Step, failure_of
 from avm_vm.node.eventlog import Event, LogError, LogWriteError
 from avm_vm.node.logs import logger
@@ -110,6 +117,7 @@ class NodeConfig:
     prefix: int | None = None  # None: the listening port, as the reference does (§11.7)
     call_timeout: float = 5.0
     fuel: int = RuntimeOptions.fuel
+    max_value_bytes: int = RuntimeOptions.max_value_bytes
     jit: str = RuntimeOptions.jit
     record_trace: bool = False
     trace_out: Path | None = None
@@ -216,16 +224,29 @@ class Node:
         config = self.config
         trace = config.record_trace or config.trace_out is not None
         if config.data is None:
-            meta = Meta(self.name, self.prefix, config.fuel)
+            meta = Meta(self.name, self.prefix, config.fuel, config.max_value_bytes)
             options = meta.options(config.jit, trace)
             engine = Engine(options, Directory(self.name, self.prefix), config.trace_out)
             return Recorder(engine)
-        meta = settle_meta(config.data, self.name, config.prefix, self.prefix, config.fuel)
-        self.prefix = meta.prefix
-        directory = Directory(self.name, self.prefix)
-        recorder, replayed = open_data(
-            config.data, meta, config.jit, trace, config.trace_out, directory
-        )
+        lock = DataLock(config.data, f"avm node {self.name}")  # held until the recorder closes
+        try:
+            meta = settle_meta(
+                config.data,
+                self.name,
+                config.prefix,
+                self.prefix,
+                config.fuel,
+                config.max_value_bytes,
+            )
+            self.prefix = meta.prefix
+            directory = Directory(self.name, self.prefix)
+            recorder, replayed = open_data(
+                config.data, meta, config.jit, trace, config.trace_out, directory
+            )
+        except BaseException:
+            lock.release()
+            raise
+        recorder.lock = lock
         recorder.snapshot_every = config.snapshot_every
         recorder.checkpoint_every = config.checkpoint_every
         if replayed:
@@ -638,6 +659,7 @@ class Node:
         async with self.vm:
             try:
                 program = engine.check_load(tape, upgrade=True)
+                engine.check_field_types(program)
             except LoadError as error:
                 conn.send(message("error", message=f"load refused: {error}"))
                 return

@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass
 from typing import Protocol
 
-from avm_vm.errors import AvmError, ErrorKind
+from avm_vm.errors import AvmError, ErrorKind, vm_error
 from avm_vm.format.program import Program
 from avm_vm.runtime.handlers import PARK, SUSPEND, handler_table
 from avm_vm.runtime.handlers.events import EntropyPool
@@ -56,7 +56,8 @@ from avm_vm.trace import (
     Trace,
     TransactionAborted,
 )
-from avm_vm.values import NO_OBJECT_ID, NOTHING, Just, Value
+from avm_vm.values import BOX_BYTES, NO_OBJECT_ID, NOTHING, WALK_STEPS, Just, Value, parts_within
+from avm_vm.vm.frames import DEFAULT_MAX_VALUE_BYTES
 from avm_vm.vm.interpreter import PREEMPTED, Fault, Frame, Fuel, Interpreter, Ret, Vis
 
 PROFILES = ("ours", "r")
@@ -65,6 +66,7 @@ PROFILES = ("ours", "r")
 @dataclass(frozen=True)
 class RuntimeOptions:
     fuel: int = 1_000_000_000  # VM steps for one top-level run (pure calls included)
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES  # bytes of values one run may build
     max_depth: int = 250_000  # nested object calls
     max_frames: int = 100_000  # pure-function frames within one activation
     machine: str = "local"  # the executing machine's name
@@ -170,7 +172,7 @@ class Runtime:
         self.journal = Journal()
         self.store = Store(self.journal)
         self.registry = Registry(self.journal)
-        self.constraints = ConstraintStore(self.journal)
+        self.constraints = ConstraintStore(self.journal, self._pay)
         self.trace = Trace(options.record_trace)
         self.ids = IdGenerator(options.node_prefix)
         self.rng = random.Random(options.seed)
@@ -187,7 +189,7 @@ class Runtime:
         self.request: Request | None = None  # set by a handler that answers PARK
         self.stack: list[Activation] = []  # the executing run's activations
         self.act: Activation  # the top of `stack` while running
-        self.fuel = Fuel(options.fuel)
+        self.fuel = Fuel(options.fuel, options.max_value_bytes)
         # Steps a run takes before it is preempted (None: runs are never cut): a server
         # runs short work inline and hands what is left of a long run to a thread.
         self.slice: int | None = None
@@ -326,7 +328,8 @@ class Runtime:
         if self.run is not None:
             raise RuntimeError("a run is executing; runs start between runs")
         self.runs += 1
-        run = Run(self.runs, [act], Fuel(self.options.fuel), len(self.journal.entries), undoable)
+        fuel = Fuel(self.options.fuel, self.options.max_value_bytes)
+        run = Run(self.runs, [act], fuel, len(self.journal.entries), undoable)
         self._enter(run)
         act.mark = run.base
         act.trace_mark = len(self.trace.entries)
@@ -354,8 +357,19 @@ class Runtime:
             value = self._loop(result)
         except _Abandon as stop:
             return Failed(run, self._abandon(stop.error, stop.fault))
-        except AvmError as error:  # fatal: fuel or depth
+        except AvmError as error:  # fatal: fuel, depth or memory
             return Failed(run, self._abandon(error, None))
+        except MemoryError:  # the process ran out before the run's budget did
+            error = vm_error(ErrorKind.MEMORY_EXHAUSTED, "the process could not allocate more")
+            return Failed(run, self._abandon(error, None))
+        except BaseException:
+            # A bug (or an interrupt) must not leave this run executing: every later run
+            # would be refused. Undo it as a failed run, then let the exception go on.
+            try:
+                self._abandon(vm_error(ErrorKind.FAILED, "internal error"), None)
+            finally:
+                self.run, self.stack = None, []
+            raise
         finally:
             gc.set_threshold(*thresholds)
         if value is PARK:
@@ -378,6 +392,9 @@ class Runtime:
             kind = type(result)
             if kind is Vis:
                 try:
+                    # What an instruction keeps (a trace entry, an undo entry, a record)
+                    # counts as a box of value bytes: a run cannot grow the heap unboundedly.
+                    fuel.build(BOX_BYTES)
                     answer = handlers[result.instruction](self, result.args)
                 except AvmError as error:
                     if error.fatal:
@@ -394,6 +411,7 @@ class Runtime:
                     act.frames[-1].regs[result.dst] = answer
             elif kind is Ret:
                 if len(stack) == 1:
+                    self._pay_result(result.value, act)
                     return result.value
                 act = self._finish(result.value)
             elif result is PREEMPTED:
@@ -403,6 +421,22 @@ class Runtime:
                     raise _Abandon(result.error, result)
                 act = self._finish(None)
             result = act.interpreter.run(act.frames, fuel, max_frames)
+
+    def pay_walk(self, value: Value) -> None:
+        """Charge the run for walking ``value`` as a tree, WALK_STEPS per part after the
+        first (like `str()`), before it leaves the run to be printed, sent or stored: a
+        value that shares itself over and over is cheap to build but not to encode, and
+        fails here (FuelExhausted) instead of wedging whoever encodes it."""
+        fuel = self.fuel
+        parts = parts_within(value, (fuel.remaining + fuel.reserve) // WALK_STEPS + 1)
+        fuel.take(WALK_STEPS * (parts - 1))
+
+    def _pay_result(self, value: Value, act: Activation) -> None:
+        """The run's value leaves it: printed, or sent as an answer (`pay_walk`)."""
+        try:
+            self.pay_walk(value)
+        except AvmError as error:
+            raise _Abandon(error, Fault(error, act.behavior, 0, 0, 0)) from None
 
     def _park(self, dst: int) -> None:
         """Set the executing run aside: its transaction and undo state leave with it."""
@@ -516,6 +550,10 @@ class Runtime:
         return tx.id
 
     # ----------------------------------------------------------------- helpers for handlers
+
+    def _pay(self, steps: int) -> None:
+        """Charge the executing run ``steps`` of fuel for work a handler does (the solver)."""
+        self.fuel.take(steps)
 
     def emit(self, event: Event) -> None:
         """Log ``event`` with the executing controller (spec §10.3) and the current duct."""

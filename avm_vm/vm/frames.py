@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from avm_vm.errors import AvmError
+from avm_vm.errors import AvmError, ErrorKind, vm_error
 from avm_vm.values import Value
 
 if TYPE_CHECKING:
@@ -26,21 +26,30 @@ DEOPT = object()
 PREEMPTED = object()
 
 
+# Bytes of values a run may build by default (`RuntimeOptions.max_value_bytes`).
+DEFAULT_MAX_VALUE_BYTES = 256 << 20
+
+
 class Fuel:
-    """A step budget shared by a whole run: one unit per executed instruction.
+    """A run's budgets: steps (one per executed instruction, plus the size charges of
+    docs/semantics.md, "Resource limits") and ``room``, the bytes of values it may still
+    build. Both are counted in value sizes, never measured, so a run fails the same way
+    wherever it is run or replayed.
 
     A server can hand the VM its fuel in slices (`start_slice`): ``remaining`` then holds
     the slice and ``reserve`` the rest. When the slice runs out at a block start the VM
     answers `PREEMPTED` (with ``preempt`` set), so the server can serve others and go on
     later; slices never change what a run computes or how much fuel it uses."""
 
-    __slots__ = ("limit", "preempt", "remaining", "reserve")
+    __slots__ = ("limit", "max_bytes", "preempt", "remaining", "reserve", "room")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> None:
         self.limit = limit
         self.remaining = limit
         self.reserve = 0
         self.preempt = False
+        self.max_bytes = max_bytes
+        self.room = max_bytes
 
     @property
     def used(self) -> int:
@@ -58,6 +67,31 @@ class Fuel:
         moved = self.reserve if most is None else min(self.reserve, most)
         self.remaining += moved
         self.reserve -= moved
+
+    def take(self, steps: int) -> None:
+        """Pay ``steps`` more at once (a size charge); raises FuelExhausted when the run's
+        fuel cannot pay. A slice that cannot pay borrows from the reserve: charges never
+        depend on where a slice ends."""
+        self.remaining -= steps
+        if self.remaining < 0:
+            self.reserve += self.remaining
+            self.remaining = 0
+            if self.reserve < 0:
+                self.reserve = 0
+                raise AvmError(ErrorKind.FUEL_EXHAUSTED, steps=self.limit)
+
+    def build(self, nbytes: int) -> None:
+        """Count ``nbytes`` of values built; raises MemoryExhausted past the budget."""
+        self.room -= nbytes
+        if self.room < 0:
+            raise memory_exhausted(self)
+
+
+def memory_exhausted(fuel: Fuel) -> AvmError:
+    return vm_error(
+        ErrorKind.MEMORY_EXHAUSTED,
+        f"the run built more than {fuel.max_bytes} bytes of values (--max-value-bytes)",
+    )
 
 
 @dataclass(slots=True)

@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 JIT_MODES = ("off", "auto", "on")
+# Instructions past which a function is translated block by block as it runs (`Proc`).
+LARGE_FUNCTION = 20_000
 # Steps a sliced run takes past its slice's end inside a pure call (which cannot stop); then
 # it looks again.
 SLICE_OVERRUN = 4096
@@ -103,8 +105,17 @@ class Proc:
         return source_of(self, careful)
 
     def _translate_fast(self, *args: object) -> object:
-        self.fast = translate(self)
+        large = len(self.function.code) > LARGE_FUNCTION
+        self.fast = self._run_by_blocks if large else translate(self)
         return self.fast(*args)
+
+    def _run_by_blocks(
+        self, frame: Frame, frames: list[Frame], fuel: Fuel, max_frames: int
+    ) -> object:
+        """A large function runs one block at a time, each translated when first reached:
+        translating it whole would cost time and memory out of proportion to the steps
+        one call takes (CPython compiles a 200k-instruction function in seconds)."""
+        return self.careful(frame.pc)(frame, frames, fuel, max_frames)
 
     def tier_up(self) -> None:
         """Called by the counting translation once this function is hot (see vm_translate)."""
@@ -145,7 +156,8 @@ class Interpreter:
         """Run ``frames[-1]`` until the activation returns, performs an instruction or fails
         (or, when the fuel is sliced, answers `PREEMPTED` at the end of a slice).
 
-        Every executed instruction costs one unit of fuel, a failing one included. On a
+        Every executed instruction costs one unit of fuel, a failing one included, plus
+        its size charge (docs/semantics.md, "Resource limits"). On a
         Fault the frames are left as they were when the error happened, the top frame's pc
         at the failing instruction (for fuel: the one that found the budget empty).
         """
@@ -184,6 +196,8 @@ class Interpreter:
                     careful = True
                     continue
                 outcome = AvmError(ErrorKind.FUEL_EXHAUSTED, steps=fuel.limit)
+            if outcome.kind is ErrorKind.FUEL_EXHAUSTED or fuel.remaining < 0:  # type: ignore[union-attr]
+                fuel.remaining = 0  # a failed size charge's block may have written back more
             fault = _unwind(frames, outcome)  # type: ignore[arg-type]
             if fault is not None:
                 return fault

@@ -16,7 +16,10 @@ instruction (pc 0, jump and handler targets, the instruction after a CALL or an 
 ``while`` loop dispatches on ``pc`` to block starts through a shallow tree of ``if`` tests
 (jumps ``continue``; falling into the next block takes one test). Each block pays the fuel of
 all its instructions on entry, and a conditional jump taken or an error gives back what the
-block did not run, so fuel stays exact. A block the fuel left cannot pay for sends the run to
+block did not run, so fuel stays exact. An op whose work grows with its values (building,
+printing or comparing strings and lists) also pays a size charge when it runs, and counts
+the bytes it built in ``fuel.room`` (docs/semantics.md, "Resource limits"); a charge the
+fuel left cannot pay fails the op. A block the fuel left cannot pay for sends the run to
 *careful* code: each block has a careful translation, made when first needed, in which every
 instruction is a block of its own and leaving the block returns ``None`` to the trampoline.
 
@@ -34,15 +37,28 @@ helpers are globals of the generated function.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind, failed, vm_error
 from avm_vm.format.opcodes import OPCODES, Op, RegType
-from avm_vm.values import NAT_MAX, Just, Kind, Pair, kind_of, to_text, values_equal
+from avm_vm.values import (
+    BOX_BYTES,
+    ITEM_BYTES,
+    NAT_MAX,
+    SIZE_UNIT,
+    Just,
+    Kind,
+    Pair,
+    Value,
+    compare_within,
+    kind_of,
+    render_within,
+)
 from avm_vm.vm import ops
-from avm_vm.vm.frames import Frame, Ret, Vis
+from avm_vm.vm.frames import Frame, Fuel, Ret, Vis, memory_exhausted
 
 if TYPE_CHECKING:
     from avm_vm.format.program import Function
@@ -56,6 +72,14 @@ _SCALARS = {RegType.NAT: "int", RegType.BOOL: "bool", RegType.STR: "str"}
 # instruction, a block start). A conditional jump stays inside its block: when taken, it gives
 # back the fuel of the block's instructions after it.
 _BLOCK_ENDS = frozenset({Op.JMP, Op.RET, Op.FAIL, Op.CALL, Op.EFFECT})
+# Ops that may pay a size charge (docs/semantics.md, "Resource limits"): a charge the run
+# cannot pay fails at the op, so the op's pc must be known.
+_CHARGED = frozenset(
+    {
+        Op.CONCAT, Op.APPEND, Op.SLICE, Op.DROP, Op.MKLIST, Op.MKPAIR, Op.MKJUST, Op.TOSTR,
+        Op.SETFIELD, Op.EQ, Op.NE, Op.LT, Op.LE, Op.GT, Op.GE, Op.FAIL,
+    }
+)  # fmt: skip
 
 
 class OutOfFuel(Exception):
@@ -89,6 +113,51 @@ def _bad_pc(pc: int) -> ValueError:
     return ValueError(f"no instruction starts a block at pc {pc}")
 
 
+# Size charges. Translated code keeps the fuel left in a local, ``left``, and counts bytes
+# built in ``fuel.room``; these helpers settle both when a charge overdraws either.
+
+
+def _overdraw(fuel: Fuel, left: int) -> int:
+    """A charge took ``left`` or the memory budget below zero: the fuel left once the
+    reserve paid, else MemoryExhausted or FuelExhausted."""
+    if fuel.room < 0:
+        raise memory_exhausted(fuel)
+    fuel.remaining = left
+    fuel.take(0)
+    return fuel.remaining
+
+
+def _tostr(value: Value, fuel: Fuel, left: int) -> tuple[str, int]:
+    """``str(value)`` and the fuel left after its charge: rendering never builds a text the
+    budgets could not pay for."""
+    if type(value) is str:
+        return value, left
+    if type(value) is int:  # the common case, without a walk (render_within's cost)
+        text: str | None = str(value)
+        cost = len(text) // SIZE_UNIT  # type: ignore[arg-type]
+    else:
+        text, cost = render_within(value, left + fuel.reserve, fuel.room - BOX_BYTES)
+    left -= cost
+    if text is None:
+        if left + fuel.reserve >= 0:  # stopped by the memory budget, not the fuel
+            fuel.room = -1
+        return "", _overdraw(fuel, left)  # raises
+    fuel.room -= BOX_BYTES + len(text)
+    if left < 0 or fuel.room < 0:
+        left = _overdraw(fuel, left)
+    return text, left
+
+
+def _equal(x: Value, y: Value, fuel: Fuel, left: int) -> tuple[bool, int]:
+    """``values_equal(x, y)`` and the fuel left after its charge."""
+    same, cost = compare_within(x, y, left + fuel.reserve)
+    if cost:
+        left -= cost
+        if left < 0:
+            left = _overdraw(fuel, left)
+    return same, left
+
+
 # The globals every translated function sees; the translator adds constants and callees.
 _HELPERS: dict[str, object] = {
     "AvmError": AvmError,
@@ -102,8 +171,9 @@ _HELPERS: dict[str, object] = {
     "Just": Just,
     "Kind": Kind,
     "kind_of": kind_of,
-    "to_text": to_text,
-    "values_equal": values_equal,
+    "overdraw": _overdraw,
+    "tostr": _tostr,
+    "equal": _equal,
     "failed": failed,
     "depth_exceeded": _depth_exceeded,
     "end_try": _end_try,
@@ -159,11 +229,13 @@ class _Translator:
         self.program = proc.program
         self.types = proc.function.reg_types
         self.careful = careful is not None
-        ends = [*proc.starts[1:], len(self.function.code)]
+        starts = proc.starts
         if careful is None:
-            self.blocks = list(zip(proc.starts, ends, strict=True))
-        else:
-            end = ends[proc.starts.index(careful)]
+            ends = [*starts[1:], len(self.function.code)]
+            self.blocks = list(zip(starts, ends, strict=True))
+        else:  # one block: found by bisection, so its cost does not grow with the function
+            after = bisect_right(starts, careful)
+            end = starts[after] if after < len(starts) else len(self.function.code)
             self.blocks = [(pc, pc + 1) for pc in range(careful, end)]
         self.lines: list[str] = []
         self.depth = 0
@@ -250,7 +322,7 @@ class _Translator:
         code = self.function.code
         for pc in range(start, end):
             op, *operands = _checked(code[pc])
-            if (OPCODES[op].may_fail or op is Op.ENDTRY) and pc != start:
+            if (OPCODES[op].may_fail or op is Op.ENDTRY or op in _CHARGED) and pc != start:
                 self.emit(f"pc = {pc}")  # where an error happened
             getattr(self, f"op_{op.name.lower()}")(pc, *operands)
         if code[end - 1][0] not in _BLOCK_ENDS:
@@ -326,23 +398,59 @@ class _Translator:
     def op_mod(self, pc: int, a: int, b: int, c: int) -> None:
         self.arith(a, b, c, "mod", f"r{c} != 0", f"r{b} % r{c}")
 
-    def equal(self, b: int, c: int) -> str:
-        """An expression for ``values_equal(r{b}, r{c})``, cheaper when a type is known."""
+    def charge(self, steps: str | None, nbytes: str | None) -> None:
+        """Pay a size charge: ``steps`` more fuel and ``nbytes`` of values built."""
+        tests = []
+        if steps is not None:
+            self.emit(f"left -= {steps}")
+            tests.append("left < 0")
+        if nbytes is not None:
+            self.emit(f"fuel.room -= {nbytes}")
+            tests.append("fuel.room < 0")
+        with self.block(f"if {' or '.join(tests)}:"):
+            self.emit("left = overdraw(fuel, left)")
+
+    def built(self, a: int, kind: RegType) -> None:
+        """Charge for ``r{a}``, just built as a list or a string (``kind`` ANY: either)."""
+        self.emit(f"size = len(r{a})")
+        items = {
+            RegType.LIST: f"{ITEM_BYTES} * size",
+            RegType.STR: "size",
+            RegType.ANY: f"({ITEM_BYTES} * size if type(r{a}) is tuple else size)",
+        }[kind]
+        self.charge(f"size // {SIZE_UNIT}", f"{BOX_BYTES} + {items}")
+
+    def string_charge(self, b: int) -> None:
+        """Comparing strings: charge by the length of ``r{b}`` when it holds one."""
+        if self.is_(b, RegType.STR):
+            self.charge(f"len(r{b}) // {SIZE_UNIT}", None)
+        elif self.is_(b, RegType.ANY):
+            with self.block(f"if type(r{b}) is str:"):
+                self.charge(f"len(r{b}) // {SIZE_UNIT}", None)
+
+    def equal(self, a: int, b: int, c: int, negate: bool) -> None:
+        """``r{a} := values_equal(r{b}, r{c})`` (negated), cheaper when a type is known."""
         tb, tc = self.types[b], self.types[c]
         if tb is not RegType.ANY and tc is not RegType.ANY and tb is not tc:
-            return "False"  # different kinds
+            self.emit(f"r{a} = {negate}")  # different kinds
+            return
         known = tb if tb in _SCALARS else tc
         if known not in _SCALARS:
-            return f"values_equal(r{b}, r{c})"
+            self.emit(f"v, left = equal(r{b}, r{c}, fuel, left)")
+            self.emit(f"r{a} = {'not v' if negate else 'v'}")
+            return
         name = _SCALARS[known]
         tests = [f"type(r{r}) is {name}" for r in (b, c) if self.types[r] is not known]
-        return " and ".join([*tests, f"r{b} == r{c}"])
+        test = " and ".join([*tests, f"r{b} == r{c}"])
+        self.emit(f"r{a} = not ({test})" if negate else f"r{a} = {test}")
+        if known is RegType.STR:
+            self.string_charge(b if tb is known else c)
 
     def op_eq(self, pc: int, a: int, b: int, c: int) -> None:
-        self.emit(f"r{a} = {self.equal(b, c)}")
+        self.equal(a, b, c, negate=False)
 
     def op_ne(self, pc: int, a: int, b: int, c: int) -> None:
-        self.emit(f"r{a} = not ({self.equal(b, c)})")
+        self.equal(a, b, c, negate=True)
 
     def order(self, a: int, b: int, c: int, symbol: str, helper: str) -> None:
         """Nats or strings compared; the fast path assumes the kind a register type names."""
@@ -353,6 +461,7 @@ class _Translator:
             return
         tests = self.check(b, name, known) + self.check(c, name, known)
         self.fast_or(a, tests, f"r{b} {symbol} r{c}", f"{helper}(r{b}, r{c})")
+        self.string_charge(b)
 
     def op_lt(self, pc: int, a: int, b: int, c: int) -> None:
         self.order(a, b, c, "<", "lt")
@@ -372,6 +481,7 @@ class _Translator:
     def op_concat(self, pc: int, a: int, b: int, c: int) -> None:
         same = self.types[b] is self.types[c] and self.is_(b, RegType.STR, RegType.LIST)
         self.emit(f"r{a} = r{b} + r{c}" if same else f"r{a} = concat(r{b}, r{c})")
+        self.built(a, self.types[b] if same else RegType.ANY)
 
     def op_len(self, pc: int, a: int, b: int) -> None:
         known = self.is_(b, RegType.STR, RegType.LIST)
@@ -384,22 +494,27 @@ class _Translator:
 
     def op_slice(self, pc: int, a: int, b: int, c: int, d: int) -> None:
         self.emit(f"r{a} = slice_(r{b}, r{c}, r{d})")
+        self.built(a, self.types[b] if self.is_(b, RegType.STR, RegType.LIST) else RegType.ANY)
 
     def op_append(self, pc: int, a: int, b: int, c: int) -> None:
         fast = self.is_(b, RegType.LIST)
         self.emit(f"r{a} = (*r{b}, r{c})" if fast else f"r{a} = append(r{b}, r{c})")
+        self.built(a, RegType.LIST)
 
     def op_mklist(self, pc: int, a: int, items: tuple[int, ...]) -> None:
         self.emit(f"r{a} = {self.tuple_of(items)}")
+        self.charge(None, str(BOX_BYTES + ITEM_BYTES * len(items)))
 
     def tuple_of(self, regs: tuple[int, ...]) -> str:
         return "(" + "".join(f"r{r}, " for r in regs) + ")"
 
     def op_mkpair(self, pc: int, a: int, b: int, c: int) -> None:
         self.emit(f"r{a} = Pair(r{b}, r{c})")
+        self.charge(None, str(BOX_BYTES))
 
     def op_mkjust(self, pc: int, a: int, b: int) -> None:
         self.emit(f"r{a} = Just(r{b})")
+        self.charge(None, str(BOX_BYTES))
 
     def op_fst(self, pc: int, a: int, b: int) -> None:
         self.fast_or(a, [f"type(r{b}) is Pair"], f"r{b}.first", f"first(r{b})")
@@ -425,9 +540,12 @@ class _Translator:
 
     def op_drop(self, pc: int, a: int, b: int, n: int) -> None:
         self.emit(f"r{a} = r{b}[{n}:]" if self.is_(b, RegType.LIST) else f"r{a} = drop(r{b}, {n})")
+        self.built(a, RegType.LIST)
 
     def op_tostr(self, pc: int, a: int, b: int) -> None:
-        self.emit(f"r{a} = r{b}" if self.is_(b, RegType.STR) else f"r{a} = to_text(r{b})")
+        self.emit(
+            f"r{a} = r{b}" if self.is_(b, RegType.STR) else f"r{a}, left = tostr(r{b}, fuel, left)"
+        )
 
     def op_getfield(self, pc: int, a: int, b: int, field: int, k: int) -> None:
         self.emit(f"r{a} = get_field(r{b}, {field}, {self.const(k)})")
@@ -435,6 +553,7 @@ class _Translator:
     def op_setfield(self, pc: int, a: int, b: int, field: int, c: int, k: int) -> None:
         args = f"r{b}, {field}, r{c}, {self.const(k)}"
         self.emit(f"r{a} = set_field({args})")
+        self.built(a, RegType.LIST)
 
     def jump(self, target: int | str, pc: int | None = None) -> None:
         """Go to ``target``; from a conditional jump at ``pc``, refund the rest of the block."""
@@ -517,7 +636,7 @@ class _Translator:
         self.emit(f"return Vis({instruction}, {self.tuple_of(args)}, {a})")
 
     def op_fail(self, pc: int, a: int) -> None:
-        self.emit(f"raise failed(r{a})")
+        self.emit(f"v, left = tostr(r{a}, fuel, left)", "raise failed(v)")
 
     def op_try(self, pc: int, a: int, target: int) -> None:
         self.emit(f"frame.handlers.append(({target}, {a}))")

@@ -76,6 +76,18 @@ def test_9_pure_recursion_beyond_the_frame_limit_is_depth_exceeded(run):
     assert out.failure.function == "down"
 
 
+def test_9_building_past_the_value_budget_is_memory_exhausted(run):
+    """docs/semantics.md Resource limits: values built count against --max-value-bytes; past
+    it the run stops (no try catches it), at the instruction that built too much."""
+    source = 'main { let s = "ab" atomic { while true { s = s ++ s } } else (e) { return e } }'
+    out = run(source, max_value_bytes=1 << 16)
+    assert out.error == (
+        f"MemoryExhausted: out of memory: the run built more than {1 << 16} bytes of values"
+        " (--max-value-bytes)"
+    )
+    assert out.failure.line == 1
+
+
 def test_9_3_failed_top_level_program_keeps_its_effects_and_trace(run, run_on):
     """§9.3 rule 1: state changes made before the error remain. Our runtime also keeps the
     partial trace (R loses it, docs/semantics.md "The trace"), and the next run on the same

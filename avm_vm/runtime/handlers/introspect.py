@@ -47,6 +47,7 @@ def get_state_r(rt: Runtime, args: tuple[Value, ...]) -> Value:
 
 def set_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
     state = values(args[0], "set_state")
+    rt.pay_walk(state)  # snapshots and state hashes encode it
     self_id = rt.act.self_id
     if rt.tx is None:
         rt.store.set_state(self_id, state)

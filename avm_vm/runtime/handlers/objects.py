@@ -80,6 +80,7 @@ def _remote(rt: Runtime, target: int, machine: str, behavior: str, message: Valu
     """§7.5: not transactional, no local lookup. A node parks the run until the answer
     arrives (`complete_remote_call`); otherwise the transport answers at once."""
     caller = rt.act
+    rt.pay_walk(message)  # it is encoded to be sent
     if rt.network is not None:
         duct = DuctLink(target, behavior, rt.next_call_id(), caller.duct)
         rt.request = RemoteCall(machine, target, message, caller.self_id, duct)

@@ -9,6 +9,10 @@ Every operation is all-or-nothing: it propagates on a working copy of the domain
 writes back through the journal (as a world change) only when consistent, so the store
 never holds an empty domain, a failed `narrow`/`post` changes nothing, and a transaction's
 abort restores the domains as they were at begin (variables made in it vanish).
+
+The solver's work is charged to the run's fuel before it is done, WALK_STEPS per value a
+propagation may compare or hash (docs/semantics.md, "Resource limits"), so a large
+constraint costs fuel in proportion to its time.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Callable
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
 from avm_vm.runtime.store import Journal
-from avm_vm.values import Value, render, values_equal
+from avm_vm.values import WALK_STEPS, Value, render, value_hash, values_equal
 from avm_vm.vm.ops import describe
 
 Domains = dict[int, tuple[Value, ...]]
@@ -54,6 +58,15 @@ class Constraint:
         self.vars = vars
         self.value = value
         self.offset = offset
+
+    def work(self, doms: Domains) -> int:
+        """What `prune` is charged: WALK_STEPS per value comparison it may make."""
+        sizes = [len(doms[var]) for var in self.vars]
+        if self.kind == "alldiff":  # each fixed variable's value is taken out of the others
+            return WALK_STEPS * (1 + sizes.count(1)) * sum(sizes)
+        if len(sizes) == 1:
+            return WALK_STEPS * sizes[0]
+        return WALK_STEPS * 2 * sizes[0] * sizes[1]
 
     def prune(self, doms: Domains) -> bool | None:
         """Narrow ``doms`` in place; None when a domain wipes out, else whether it changed."""
@@ -100,18 +113,18 @@ def _alldiff(vars: tuple[int, ...], doms: Domains) -> bool | None:
                 if step is None:
                     return None
                 changed = changed or step
-    distinct: list[Value] = []
-    for var in vars:
-        for a in doms[var]:
-            if not any(values_equal(a, b) for b in distinct):
-                distinct.append(a)
+    distinct = _dedup(tuple(a for var in vars for a in doms[var]))
     return None if len(distinct) < len(set(vars)) else changed
 
 
 def _dedup(values: tuple[Value, ...]) -> tuple[Value, ...]:
+    """``values`` without repeats, first occurrences in order (buckets by hash: linear)."""
     out: list[Value] = []
+    seen: dict[int, list[Value]] = {}
     for a in values:
-        if not any(values_equal(a, b) for b in out):
+        bucket = seen.setdefault(value_hash(a), [])
+        if not any(values_equal(a, b) for b in bucket):
+            bucket.append(a)
             out.append(a)
     return tuple(out)
 
@@ -123,25 +136,29 @@ def _bad(detail: str) -> AvmError:
 class ConstraintStore:
     """Variables with their domains and the posted constraints."""
 
-    __slots__ = ("constraints", "domains", "journal", "next_constraint", "next_var")
+    __slots__ = ("constraints", "domains", "journal", "next_constraint", "next_var", "pay")
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, pay: Callable[[int], None]) -> None:
         self.journal = journal
+        self.pay = pay  # charges the executing run for work about to be done
         self.domains: Domains = {}
         self.constraints: dict[int, Constraint] = {}
         self.next_var = 0  # like object ids, never rolled back
         self.next_constraint = 0
 
     def new_var(self, domain: Value) -> int:
+        values = self._domain(domain)
+        self.pay(WALK_STEPS * len(values))
         var = self.next_var
         self.next_var += 1
-        self.journal.put(self.domains, var, _dedup(self._domain(domain)), world=True)
+        self.journal.put(self.domains, var, _dedup(values), world=True)
         return var
 
     def narrow(self, var: Value, domain: Value) -> bool:
         """Intersect ``var``'s domain with ``domain`` and propagate; False if inconsistent."""
         x = self._var(var)
         allowed = self._domain(domain)
+        self.pay(WALK_STEPS * len(self.domains[x]) * len(allowed))
         kept = [a for a in self.domains[x] if any(values_equal(a, b) for b in allowed)]
         doms = dict(self.domains)
         if _keep(doms, x, kept) is None:
@@ -174,6 +191,7 @@ class ConstraintStore:
         while changed:
             changed = False
             for constraint in constraints:
+                self.pay(constraint.work(doms))
                 step = constraint.prune(doms)
                 if step is None:
                     return False
