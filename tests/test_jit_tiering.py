@@ -136,7 +136,9 @@ def test_a_failed_compilation_leaves_the_vm_running_and_is_not_retried(
     interpreter = Interpreter(program, "auto")
     expected = run_main(Interpreter(program, "off"))
     assert run_main(interpreter) == expected
+    settle(interpreter)  # the attempt runs on the compile thread: let it finish
     assert run_main(interpreter) == expected
+    settle(interpreter)
     assert len(attempts) == 1
     assert proc_named(interpreter, "spin").native is None
     assert run_main(Interpreter(program, "on")) == expected  # on: everything stays on the VM
