@@ -27,7 +27,7 @@ BLOCK_SECONDS = 120
 PROMISES = {
     1: [(ROOT / "examples" / "bank.expected").read_text().strip()],  # `avm run bank.tape`
     2: ['just just just just ["done", 3]', "peers: 1"],
-    3: ["just 5", "snapshot at event", "match"],
+    3: ["just 5", "snapshot at event", "match", "no problem found"],
 }
 
 
