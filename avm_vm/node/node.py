@@ -24,7 +24,6 @@ import asyncio
 import base64
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -47,6 +46,7 @@ from avm_vm.node.durable import (
 )
 from avm_vm.node.engine import Engine, LoadError, Step, failure_of
 from avm_vm.node.eventlog import Event, LogError, LogWriteError
+from avm_vm.node.fairqueue import FairQueue
 from avm_vm.node.logs import logger
 from avm_vm.node.messages import Message, RequestIds, message
 from avm_vm.node.peers import NODE_ROOM, Connection, Limits, peer_address, refuse
@@ -164,7 +164,7 @@ class Node:
         self.connections: set[Connection] = set()
         self.accepted = 0  # accepted connections open now, served or in their handshake
         self.unsent: dict[str, list[tuple[int, Message]]] = {}  # for peers not connected yet
-        self.jobs: deque[tuple[Origin | None, Event]] = deque()
+        self.jobs: FairQueue[tuple[Origin | None, Event]] = FairQueue()  # by source
         self.answers: dict[Run, dict[str, Any]] = {}  # a parked run's answer, as logged
         self.origins: dict[Run, Origin] = {}
         self.stopping = False
@@ -780,7 +780,7 @@ class Node:
         if self.stopping and origin.conn is not None:
             self._reply_error(origin, "Failed", "the node is shutting down")
             return
-        self.jobs.append((origin, event))
+        self.jobs.append(origin.conn or origin.peer, (origin, event))
         self.wake.set()
 
     def _next_ready(self) -> Run | bool | None:
