@@ -1,4 +1,4 @@
-"""Fixtures shared by the suites that start nodes as real processes."""
+"""Fixtures shared by the suites: node processes, and a JIT compile thread left idle."""
 
 from __future__ import annotations
 
@@ -7,6 +7,16 @@ from pathlib import Path
 
 import pytest
 from node_harness import Nodes
+
+from avm_vm.jit import tiering
+
+
+@pytest.fixture(autouse=True)
+def _compile_thread_idle() -> Iterator[None]:
+    """After each test, wait for compilations it started in this process (auto mode
+    compiles on a thread of its own), so they do not run on into a later test's timing."""
+    yield
+    assert tiering._compiler.idle(60), "a JIT compilation still runs 60 s after its test"
 
 
 @pytest.fixture

@@ -131,6 +131,7 @@ class _Compiler:
         self.thread: threading.Thread | None = None
         self.closed = False  # the process is exiting: no new compilation starts
         self._engine: JitEngine | None = None
+        self.unfinished = 0  # jobs submitted and not done yet
 
     def engine(self) -> JitEngine:
         if self._engine is None:
@@ -145,6 +146,7 @@ class _Compiler:
                 job.done.set()  # nothing compiled: the functions stay on the VM
                 return
             self.jobs.put(job)
+            self.unfinished += 1
             if self.thread is None:
                 self.thread = threading.Thread(target=self._serve, name="avm-jit", daemon=True)
                 self.thread.start()
@@ -166,6 +168,16 @@ class _Compiler:
                     job.jit.build(job)
             finally:
                 job.done.set()
+                with self.lock:
+                    self.unfinished -= 1
+
+    def idle(self, timeout: float) -> bool:
+        """Wait until no compilation is queued or under way (tests: a compilation left
+        running by one test must not take the interpreter from the next)."""
+        deadline = time.monotonic() + timeout
+        while self.unfinished and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self.unfinished
 
     def close(self) -> None:
         """At exit: start nothing new, and let a compilation under way finish."""
