@@ -1,0 +1,98 @@
+"""Trace entries and the trace itself: stamps, controllers, ducts and the reverted flag.
+
+An entry is stamped with the event counter, the executing controller (spec §10.3), a
+`reverted` flag (set when the call that made it failed and was undone) and its duct: the
+chain of calls that led to it. Ducts are linked lists of `DuctLink`, so a call a million
+levels deep costs one link, not a million-long tuple. An `ObjectCalled` entry's duct ends
+with the call it reports.
+"""
+
+from __future__ import annotations
+
+from avm_vm.trace.events import Event
+
+
+class DuctLink:
+    """One call in a duct: the called object, its behavior, the call id, and the caller's link."""
+
+    __slots__ = ("behavior", "call_id", "object_id", "parent")
+
+    def __init__(
+        self, object_id: int, behavior: str, call_id: int, parent: DuctLink | None
+    ) -> None:
+        self.object_id = object_id
+        self.behavior = behavior
+        self.call_id = call_id
+        self.parent = parent
+
+    def chain(self) -> tuple[tuple[int, str, int], ...]:
+        """The duct from the outermost call inward."""
+        links = []
+        link: DuctLink | None = self
+        while link is not None:
+            links.append((link.object_id, link.behavior, link.call_id))
+            link = link.parent
+        return tuple(reversed(links))
+
+
+class TraceEntry:
+    __slots__ = ("controller", "duct_link", "event", "reverted", "run", "timestamp")
+
+    def __init__(
+        self,
+        timestamp: int,
+        event: Event,
+        controller: str | None,
+        duct_link: DuctLink | None,
+        run: int = 0,
+    ) -> None:
+        self.timestamp = timestamp
+        self.event = event
+        self.controller = controller
+        self.duct_link = duct_link
+        self.reverted = False
+        self.run = run  # the top-level run that logged it (a node interleaves parked runs)
+
+    @property
+    def duct(self) -> tuple[tuple[int, str, int], ...]:
+        return () if self.duct_link is None else self.duct_link.chain()
+
+    def __repr__(self) -> str:
+        return f"TraceEntry({self.timestamp}, {self.event!r}, reverted={self.reverted})"
+
+
+class Trace:
+    """The entries of a run and the event counter that stamps them (spec §10.1, §10.2).
+
+    Entries carry the number of the run that logged them (`run`, set by the runtime): on a
+    node, runs served while another is parked log between its entries, and undoing a failed
+    call must touch only its own run's entries.
+    """
+
+    __slots__ = ("clock", "entries", "recording", "run")
+
+    def __init__(self, recording: bool = True) -> None:
+        self.entries: list[TraceEntry] = []
+        self.clock = 0  # the next timestamp; never rolled back
+        self.recording = recording  # False: count events but keep no entries (benchmarks)
+        self.run = 0  # the number of the run now logging
+
+    def emit(self, event: Event, controller: str | None, duct_link: DuctLink | None) -> None:
+        if self.recording:
+            self.entries.append(TraceEntry(self.clock, event, controller, duct_link, self.run))
+        self.clock += 1
+
+    def mark(self) -> int:
+        return len(self.entries)
+
+    def revert_from(self, mark: int) -> None:
+        """Flag the running run's entries since ``mark`` as made by a call that was undone."""
+        run = self.run
+        for entry in self.entries[mark:]:
+            if entry.run == run:
+                entry.reverted = True
+
+    def drop_from(self, mark: int) -> None:
+        """Forget the running run's entries since ``mark`` (profile R drops a failed callee's)."""
+        run = self.run
+        self.entries[mark:] = [entry for entry in self.entries[mark:] if entry.run != run]
