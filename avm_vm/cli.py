@@ -2,7 +2,8 @@
 
 `avm run FILE` prints exactly the result of `main` on stdout (canonical text, spec §2.2);
 the trace, when asked for, goes to stderr or to `--trace-out`, so the result stays
-machine-readable. Exit codes: 0 main returned, 1 a load, compile or runtime error (the
+machine-readable. Compiler warnings of a source file and errors go to stderr, coloured on a
+terminal (`--color`). Exit codes: 0 main returned, 1 a load, compile or runtime error (the
 message on stderr), 2 a usage error (click's own).
 """
 
@@ -14,14 +15,24 @@ from pathlib import Path
 
 import click
 
-from avm_vm.cli_options import fuel_option, jit_option, max_value_bytes_option
-from avm_vm.diagnostics import Diagnostic, DiagnosticError, Severity, Span
+from avm_vm.cli_options import (
+    RUN_FUEL,
+    color_option,
+    fuel_option,
+    jit_option,
+    max_value_bytes_option,
+    version_option,
+)
+from avm_vm.diagnostics import Diagnostic, DiagnosticError, Severity, Span, use_color
+from avm_vm.errors import AvmError, ErrorKind
+from avm_vm.format.bytecode import VERSION as TAPE_VERSION
 from avm_vm.format.bytecode import decode, load
 from avm_vm.format.program import Program
+from avm_vm.node.auth import PROTOCOL_VERSION
 from avm_vm.node.cli import COMMANDS as NODE_COMMANDS
 from avm_vm.runtime.core import RunError, Runtime, RuntimeOptions
 from avm_vm.trace import duct_text, render_json_lines, render_mermaid, render_text
-from avm_vm.values import NO_OBJECT_ID, render
+from avm_vm.values import NO_OBJECT_ID, Value, render
 
 _RENDERERS = {
     "text": lambda entries, duct: render_text(entries, duct),
@@ -30,18 +41,50 @@ _RENDERERS = {
 }
 
 
+# Runtime errors whose usual cause a hint can name: (kind, text in the message, hint).
+_RUNTIME_HINTS = (
+    (
+        ErrorKind.TYPE_MISMATCH,
+        "found a just value",
+        "a maybe (what `call` answers) is not the value itself: use `call!`, `unwrap` or "
+        "`match` to get at it",
+    ),
+    (
+        ErrorKind.TYPE_MISMATCH,
+        "found nothing",
+        "`call` answers `nothing` when the call fails: use `call!` to fail with the callee's "
+        "reason instead, or `match` the answer",
+    ),
+    (
+        ErrorKind.TYPE_MISMATCH,
+        "expected a string, found an object reference",
+        'controllers are names (strings) such as "alice", not objects',
+    ),
+    (ErrorKind.FUEL_EXHAUSTED, "", "raise the limit with --fuel, unless the program never ends"),
+    (ErrorKind.DEPTH_EXCEEDED, "", "raise the limit with --max-depth"),
+)
+
+
 class _Exit(Exception):
     """Stop with a message on stderr and exit status 1."""
 
 
 @click.group()
+@version_option(
+    "avm", f".tape format version {TAPE_VERSION}", f"wire protocol version {PROTOCOL_VERSION}"
+)
 def main() -> None:
     """avm: run AVM programs (.tape bytecode, or .avm source when avmc is installed)."""
 
 
 @main.command("run")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@fuel_option("VM steps the whole run may take.")
+@fuel_option(
+    "VM steps the whole run may take (one per instruction, plus size charges: "
+    "docs/semantics.md, Limits); past them the run stops with FuelExhausted. The default "
+    "stops an endless loop within seconds.",
+    default=RUN_FUEL,
+)
 @max_value_bytes_option
 @click.option(
     "--max-depth",
@@ -83,6 +126,7 @@ def main() -> None:
     help="Fix now() to this many milliseconds (default: the wall clock).",
 )
 @jit_option
+@color_option
 def run_command(
     file: Path,
     fuel: int,
@@ -97,6 +141,7 @@ def run_command(
     seed: int,
     now: int | None,
     jit: str,
+    color: str,
 ) -> None:
     """Run the main program of FILE and print its result."""
     options = RuntimeOptions(
@@ -109,28 +154,36 @@ def run_command(
         profile=profile,
         jit=jit,
     )
+    colored = use_color(click.get_text_stream("stderr"), color)
     try:
-        program = _load(file)
+        program = _load(file, colored)
         if program.main is None:
             raise _Exit(f"error: {file} has no main program to run")
         runtime = Runtime(program, options)
+        runtime.log_sink = _print_log
         try:
             value = runtime.run_main()
         except RunError as failure:
             _emit_trace(runtime, show_trace, trace_format, trace_out, duct)
-            raise _Exit(_describe(failure, file)) from None
+            raise _Exit(_describe(failure, file, colored)) from None
         _emit_trace(runtime, show_trace, trace_format, trace_out, duct)
         click.echo(render(value))
     except _Exit as stop:
-        click.echo(str(stop), err=True)
+        click.echo(str(stop), err=True, color=colored)
         sys.exit(1)
     except Exception as exc:  # a bug must still not show a traceback to the user
         click.echo(f"error: internal error: {exc!r}", err=True)
         sys.exit(1)
 
 
-def _load(file: Path) -> Program:
-    """A verified program: `.avm` compiled through avmc, anything else read as `.tape`."""
+def _print_log(value: Value, where: str | None) -> None:
+    """A `log(v)` as it runs: the value and where it ran, on stderr (stdout is the result)."""
+    click.echo(f"log: {render(value)}" + (f"  ({where})" if where else ""), err=True)
+
+
+def _load(file: Path, colored: bool) -> Program:
+    """A verified program: `.avm` compiled through avmc (its warnings shown on stderr),
+    anything else read as `.tape`."""
     if file.suffix == ".avm":
         try:
             from avmc.compiler import build_path
@@ -139,20 +192,23 @@ def _load(file: Path) -> Program:
                 "error: running .avm source needs the compiler (avmc), which is not installed"
             ) from None
         try:
-            tape = build_path(file).tape
+            compiled = build_path(file)
         except DiagnosticError as exc:
-            raise _Exit(exc.render(_read_text(file))) from None
+            raise _Exit(exc.render(_read_text(file), color=colored)) from None
+        for diagnostic in compiled.warnings:
+            click.echo(diagnostic.render(compiled.source, color=colored), err=True, color=colored)
+        tape = compiled.tape
         # What was compiled goes through the same decoder and verifier as any `.tape` file.
-        return _checked(lambda: decode(tape, str(file)))
-    return _checked(lambda: load(file))
+        return _checked(lambda: decode(tape, str(file)), colored)
+    return _checked(lambda: load(file), colored)
 
 
-def _checked(read: Callable[[], Program]) -> Program:
+def _checked(read: Callable[[], Program], colored: bool) -> Program:
     """The program ``read`` decodes and verifies, or exit with its load error."""
     try:
         return read()
     except DiagnosticError as exc:
-        raise _Exit(exc.render()) from None
+        raise _Exit(exc.render(color=colored)) from None
 
 
 def _emit_trace(runtime: Runtime, show: bool, fmt: str, out: Path | None, duct: bool) -> None:
@@ -168,12 +224,16 @@ def _emit_trace(runtime: Runtime, show: bool, fmt: str, out: Path | None, duct: 
         raise _Exit(f"error: cannot write the trace to {out}: {exc.strerror or exc}") from None
 
 
-def _describe(failure: RunError, file: Path) -> str:
-    """The error kind and message, where it happened (with the source line) and the duct."""
+def _describe(failure: RunError, file: Path, colored: bool) -> str:
+    """The error kind and message, where it happened (with the source line, the whole
+    failing expression underlined), the duct, and a hint when the cause is a common one."""
     error = failure.error
+    source = _source_of(failure.source_name, file)
     span = None
     if failure.line:
         span = Span(failure.source_name, failure.line, failure.col)
+        if source is not None:
+            span = _whole_expression(source, span, error) or span
     if failure.object_id == NO_OBJECT_ID:
         where = f"while running main (function {failure.function})"
     else:
@@ -181,10 +241,35 @@ def _describe(failure: RunError, file: Path) -> str:
             f"while running obj:{failure.object_id} (behavior {failure.behavior}), "
             f"function {failure.function}"
         )
-    notes = (where, f"duct: {duct_text(failure.duct)}")
+    notes: tuple[str, ...] = (where, f"duct: {duct_text(failure.duct)}")
+    origin = failure.origin
+    if origin is not None and origin.location is not None:
+        notes += (f"the callee failed at {origin.location}",)
     message = f"{error.kind.qualified_name}: {error.message}"
-    diagnostic = Diagnostic(Severity.ERROR, message, span, notes)
-    return diagnostic.render(_source_of(failure.source_name, file))
+    diagnostic = Diagnostic(Severity.ERROR, message, span, notes, _hint(error))
+    return diagnostic.render(source, color=colored)
+
+
+def _hint(error: AvmError) -> str | None:
+    return next(
+        (
+            hint
+            for kind, text, hint in _RUNTIME_HINTS
+            if kind is error.kind and text in error.message
+        ),
+        None,
+    )
+
+
+def _whole_expression(source: str, start: Span, error: AvmError) -> Span | None:
+    """The span of the construct that failed at ``start`` (the line table keeps only where
+    each instruction's expression starts); None without the compiler."""
+    try:
+        from avmc.source import failure_span
+    except ImportError:
+        return None
+    kind = error.kind.qualified_name
+    return failure_span(source, start.file, start.line, start.col, kind, error.message)
 
 
 def _source_of(source_name: str, file: Path) -> str | None:
@@ -201,6 +286,28 @@ def _read_text(path: Path) -> str | None:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError, ValueError):
         return None
+
+
+@main.command("lsp")
+@click.option("--stdio", is_flag=True, help="Talk over stdin/stdout (the only transport).")
+def lsp_command(stdio: bool) -> None:
+    """Run the language server for editors over stdin/stdout (see docs/editors.md)."""
+    try:
+        from avmc.lsp.server import serve
+    except ImportError as exc:
+        click.echo(f"error: the language server needs avmc and pygls: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(serve())
+
+
+@main.command("repl")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+def repl_command(files: tuple[Path, ...]) -> None:
+    """An interactive world: load FILES (.avm or .tape), then create, call, look at state
+    and traces, and run snippets of the language (see docs/repl.md)."""
+    from avm_vm.repl import run
+
+    sys.exit(run(list(files)))
 
 
 for _command in NODE_COMMANDS:  # avm node, call, create, status

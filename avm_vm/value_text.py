@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from avm_vm.values import NAT_MAX, NOTHING, Just, ObjectRef, Pair, TxRef, Value
+from avm_vm.values import NAT_MAX, NOTHING, Just, ObjectRef, Pair, TxRef, Value, render
 
 _TOKEN = re.compile(
     r"""
@@ -151,3 +151,81 @@ class _Parser:
 def parse_value(text: str) -> Value:
     """The value ``text`` writes in canonical form; ``ValueTextError`` with the column if none."""
     return _Parser(text).parse()
+
+
+# ---------------------------------------------------------------- elided text for traces
+
+# Text and Mermaid traces show values at a glance; the JSON trace keeps them whole.
+ELIDE_WIDTH = 80  # characters of text before the rest of a value becomes `…`
+ELIDE_ITEMS = 6  # items of a list shown before `…(+N items)`
+ELIDE_CHARS = 48  # characters of a string shown before `…(+N chars)`
+_JUST_RUN = 3  # a longer chain of `just`s is written once, with its count
+
+
+class _Piece:
+    """Literal text among the values still to write; ``closer`` survives the cut-off."""
+
+    __slots__ = ("closer", "text")
+
+    def __init__(self, text: str, closer: bool = False) -> None:
+        self.text = text
+        self.closer = closer
+
+
+_CLOSE_LIST, _CLOSE_PAIR, _SEPARATOR = _Piece("]", True), _Piece(")", True), _Piece(", ")
+
+
+def cut_text(text: str, chars: int = ELIDE_CHARS) -> str:
+    """``text`` with what lies past ``chars`` characters replaced by ``…(+N chars)``."""
+    cut = len(text) - chars
+    return text if cut <= 0 else f"{text[:chars]}…(+{cut} chars)"
+
+
+def elide(
+    value: Value, width: int = ELIDE_WIDTH, items: int = ELIDE_ITEMS, chars: int = ELIDE_CHARS
+) -> str:
+    """``render(value)`` cut to a glance: a string past ``chars`` characters ends in
+    ``…(+N chars)``, a list past ``items`` items in ``…(+N items)``, a chain of more than
+    three ``just``s is written once with its count, and past ``width`` characters of text
+    the rest becomes ``…`` (brackets still close). Short values read exactly as ``render``
+    writes them. The work is bounded by the limits (a chain of ``just``s is walked once to
+    count it), whatever the value's size."""
+    out: list[str] = []
+    size = 0
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is _Piece:
+            text = item.text
+        elif size > width:
+            # Out of room: one `…` for everything left, then only the closing brackets.
+            out.append("…")
+            out.extend(p.text for p in reversed(stack) if type(p) is _Piece and p.closer)
+            break
+        elif type(item) is str:
+            text = f'"{cut_text(item, chars)}"'
+        elif type(item) is tuple or type(item) is Pair:
+            if type(item) is tuple:
+                parts: list[object] = list(item[:items])
+                if len(item) > items:
+                    parts.append(_Piece(f"…(+{len(item) - items} items)"))
+                text, closer = ("[", _CLOSE_LIST) if parts else ("[]", None)
+            else:
+                parts, text, closer = [item.first, item.second], "(", _CLOSE_PAIR  # type: ignore[union-attr]
+            if closer is not None:
+                stack.append(closer)
+            for index in range(len(parts) - 1, -1, -1):
+                stack.append(parts[index])
+                if index:
+                    stack.append(_SEPARATOR)
+        elif type(item) is Just:
+            count, inner = 0, item
+            while type(inner) is Just:
+                count, inner = count + 1, inner.value
+            stack.append(inner)
+            text = "just " * count if count <= _JUST_RUN else f"just\u00d7{count} "
+        else:
+            text = render(item)  # type: ignore[arg-type]
+        out.append(text)
+        size += len(text)
+    return "".join(out)

@@ -35,6 +35,11 @@ BOX_BYTES = 48
 ITEM_BYTES = 8
 SIZE_UNIT = 16
 WALK_STEPS = 8
+# Fuel an AVM instruction (an EFFECT) costs beyond its own step. Measured on a 2-core
+# machine, the runtime's side of one takes 2 to 4 us (an object call, a field's state read
+# and write, a pure call) while a VM step takes 15 to 40 ns: 32 more steps keep every unit of
+# fuel below about 100 ns of work (docs/semantics.md, "Fuel and time").
+EFFECT_STEPS = 32
 _UNBOUNDED = 1 << 62
 
 

@@ -1,7 +1,8 @@
 """The abstract syntax tree: plain dataclasses with source spans.
 
 Spans are excluded from equality (``compare=False``) so tests can compare trees built by
-hand with parsed ones. Every node carries a ``span`` as its last field.
+hand with parsed ones. Every node carries a ``span`` as its last positional field; a node
+that names something also has a keyword-only ``name_span``, where the name itself is written.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ NO_SPAN = Span("<none>", 0, 0)
 
 def _span() -> Span:
     return field(default=NO_SPAN, compare=False, repr=False)
+
+
+def _name_span() -> Span:
+    """Where the node's name is written (for editors); keyword-only, so it follows ``span``."""
+    return field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
 
 
 # ---------------------------------------------------------------- expressions
@@ -103,6 +109,7 @@ class Call:
     unwrap: bool = False
     unsafe: bool = False
     span: Span = _span()
+    name_span: Span = _name_span()
 
 
 @dataclass
@@ -112,6 +119,7 @@ class Create:
     behavior: str
     controller: Expr | None
     span: Span = _span()
+    name_span: Span = _name_span()
 
 
 @dataclass
@@ -197,6 +205,7 @@ class Let:
     name: str
     value: Expr
     span: Span = _span()
+    name_span: Span = _name_span()
 
 
 @dataclass
@@ -230,6 +239,7 @@ class For:
     iterable: Expr
     body: Block
     span: Span = _span()
+    name_span: Span = _name_span()
 
 
 @dataclass
@@ -273,11 +283,12 @@ class Fail:
 
 @dataclass
 class Atomic:
-    """``atomic [under ctrl] { body } [else [(err)] { handler }]``.
+    """``atomic [under ctrl] { body } [else [(err[, kind])] { handler }]``.
 
-    Begins a transaction, runs the body and commits. If the body fails, the transaction is
-    aborted and the handler runs (with the failure message bound to ``error_name``), or, with
-    no handler, the failure propagates.
+    Begins a transaction, runs the body and commits. If the body (or its commit) fails, the
+    transaction is aborted and the handler runs (with the failure message bound to
+    ``error_name`` and its error kind, e.g. ``"Failed"``, to ``kind_name``), or, with no
+    handler, the failure propagates.
     """
 
     controller: Expr | None
@@ -285,6 +296,7 @@ class Atomic:
     handler: Block | None = None
     error_name: str | None = None
     span: Span = _span()
+    kind_name: str | None = None
 
 
 @dataclass
@@ -313,6 +325,7 @@ class FieldDef:
     name: str
     default: Expr
     span: Span = _span()
+    name_span: Span = _name_span()
 
 
 @dataclass
@@ -331,6 +344,7 @@ class BehaviorDef:
     fields: list[FieldDef]
     clauses: list[Clause]
     span: Span = _span()
+    name_span: Span = _name_span()
 
 
 @dataclass
@@ -339,6 +353,7 @@ class ExternBehavior:
 
     name: str
     span: Span = _span()
+    name_span: Span = _name_span()
 
 
 @dataclass
@@ -349,6 +364,7 @@ class FunctionDef:
     params: list[Param]
     body: Block
     span: Span = _span()
+    name_span: Span = _name_span()
 
 
 @dataclass

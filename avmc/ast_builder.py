@@ -62,10 +62,12 @@ class AstBuilder(Transformer_NonRecursive):
                 )
             else:
                 fields.append(member)
-        return ast.BehaviorDef(str(name), fields, clauses, self._span(meta))
+        return ast.BehaviorDef(
+            str(name), fields, clauses, self._span(meta), name_span=self._token_span(name)
+        )
 
     def item_extern(self, meta: Meta, name: Token) -> ast.ExternBehavior:
-        return ast.ExternBehavior(str(name), self._span(meta))
+        return ast.ExternBehavior(str(name), self._span(meta), name_span=self._token_span(name))
 
     def item_fn(self, meta: Meta, name: Token, *rest: Token | ast.Block) -> ast.FunctionDef:
         *params, body = rest
@@ -74,13 +76,14 @@ class AstBuilder(Transformer_NonRecursive):
             [ast.Param(str(p), self._token_span(p)) for p in params],  # type: ignore[arg-type]
             body,  # type: ignore[arg-type]
             self._span(meta),
+            name_span=self._token_span(name),
         )
 
     def item_main(self, meta: Meta, body: ast.Block) -> ast.MainDef:
         return ast.MainDef(body, self._span(meta))
 
     def member_field(self, meta: Meta, name: Token, default: ast.Expr) -> ast.FieldDef:
-        return ast.FieldDef(str(name), default, self._span(meta))
+        return ast.FieldDef(str(name), default, self._span(meta), name_span=self._token_span(name))
 
     def member_clause(
         self, meta: Meta, pattern: ast.Pattern, guard: ast.Expr | None, body: ast.Block
@@ -93,7 +96,7 @@ class AstBuilder(Transformer_NonRecursive):
         return ast.Block(list(stmts), self._span(meta))
 
     def stmt_let(self, meta: Meta, name: Token, value: ast.Expr) -> ast.Let:
-        return ast.Let(str(name), value, self._span(meta))
+        return ast.Let(str(name), value, self._span(meta), name_span=self._token_span(name))
 
     def stmt_assign(self, meta: Meta, name: Token, op: Token, value: ast.Expr) -> ast.Assign:
         # "+=" is stored as "+"; a plain "=" has no operator.
@@ -115,7 +118,7 @@ class AstBuilder(Transformer_NonRecursive):
         return ast.While(cond, body, self._span(meta))
 
     def stmt_for(self, meta: Meta, var: Token, iterable: ast.Expr, body: ast.Block) -> ast.For:
-        return ast.For(str(var), iterable, body, self._span(meta))
+        return ast.For(str(var), iterable, body, self._span(meta), name_span=self._token_span(var))
 
     def stmt_match(self, meta: Meta, subject: ast.Expr, *arms: ast.MatchArm) -> ast.Match:
         return ast.Match(subject, list(arms), self._span(meta))
@@ -142,15 +145,19 @@ class AstBuilder(Transformer_NonRecursive):
         meta: Meta,
         controller: ast.Expr | None,
         body: ast.Block,
-        handler: tuple[str | None, ast.Block] | None,
+        handler: tuple[str | None, str | None, ast.Block] | None,
     ) -> ast.Atomic:
-        error_name, handler_block = handler if handler else (None, None)
-        return ast.Atomic(controller, body, handler_block, error_name, self._span(meta))
+        error_name, kind_name, handler_block = handler if handler else (None, None, None)
+        return ast.Atomic(controller, body, handler_block, error_name, self._span(meta), kind_name)
 
     def atomic_handler(
-        self, meta: Meta, name: Token | None, body: ast.Block
-    ) -> tuple[str | None, ast.Block]:
-        return (str(name) if name is not None else None), body
+        self, meta: Meta, name: Token | None, kind: Token | None, body: ast.Block
+    ) -> tuple[str | None, str | None, ast.Block]:
+        return (
+            str(name) if name is not None else None,
+            str(kind) if kind is not None else None,
+            body,
+        )
 
     def stmt_expr(self, meta: Meta, expr: ast.Expr) -> ast.ExprStmt:
         return ast.ExprStmt(expr, self._span(meta))
@@ -167,7 +174,7 @@ class AstBuilder(Transformer_NonRecursive):
         return ast.JustExpr(value, self._span(meta))
 
     def expr_create(self, meta: Meta, name: Token, controller: ast.Expr | None) -> ast.Create:
-        return ast.Create(str(name), controller, self._span(meta))
+        return ast.Create(str(name), controller, self._span(meta), name_span=self._token_span(name))
 
     def expr_index(self, meta: Meta, base: ast.Expr, index: ast.Expr) -> ast.Index:
         return ast.Index(base, index, self._span(meta))
@@ -178,12 +185,14 @@ class AstBuilder(Transformer_NonRecursive):
         return ast.Slice(base, start, end, self._span(meta))
 
     def expr_call(self, meta: Meta, name: Token, bang: Token | None, *args: ast.Expr) -> ast.Call:
-        return ast.Call(str(name), list(args), bang is not None, False, self._span(meta))
+        span, name_span = self._span(meta), self._token_span(name)
+        return ast.Call(str(name), list(args), bang is not None, False, span, name_span=name_span)
 
     def expr_unsafe_call(
         self, meta: Meta, name: Token, bang: Token | None, *args: ast.Expr
     ) -> ast.Call:
-        return ast.Call(str(name), list(args), bang is not None, True, self._span(meta))
+        span, name_span = self._span(meta), self._token_span(name)
+        return ast.Call(str(name), list(args), bang is not None, True, span, name_span=name_span)
 
     def expr_name(self, meta: Meta, name: Token) -> ast.Name:
         return ast.Name(str(name), self._span(meta))

@@ -4,15 +4,22 @@
 first. Scoping: a block's ``let`` is visible from its declaration to the end of the block;
 parameters, pattern bindings, a loop variable and an ``atomic`` handler's error name belong
 to the scope of the body they introduce (so a ``let`` there may not redeclare them).
+
+Besides errors, it gives hints for the common slips: a misspelled name gets "did you mean",
+the answer of ``call`` (a maybe) used where it never fits gets a warning pointing to
+``call!``, and an object given where a controller name is expected is an error.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from avm_vm.diagnostics import Diagnostic, Span, error, warning
 from avm_vm.format.instructions import BY_SOURCE, SYNTAX_INSTRUCTIONS, Instruction
 from avm_vm.format.verify import MAX_REGISTERS
+from avm_vm.values import ObjectRef
 
 from . import ast
 from .builtins import BUILTINS
@@ -22,6 +29,70 @@ _CALLABLE = {name: ins for name, ins in BY_SOURCE.items() if name not in SYNTAX_
 # Instruction parameters that take a pure function, written as the bare name of a fn.
 _FUNCTION_PARAMS = frozenset({"predicate", "function"})
 _TERMINATORS = (ast.Return, ast.Fail, ast.Break, ast.Continue)
+# Keywords that read as names where a value is expected: candidates for "did you mean".
+_VALUE_KEYWORDS = ("self", "input", "sender", "true", "false", "nothing")
+# A lone name as a statement may be a misspelled keyword (`retrun x` reads as two names).
+_STATEMENT_KEYWORDS = ("return", "fail", "break", "continue", "let", "atomic")
+
+# Where an operand is never a maybe, so the answer of `call` there always fails at run time:
+# what the place needs, said for the warning.
+_NEEDS_BY_OP = {
+    **dict.fromkeys(("+", "-", "*", "/", "%"), "'{op}' needs nats"),
+    **dict.fromkeys(("<", "<=", ">", ">="), "'{op}' compares nats or strings"),
+    "++": "'++' joins strings or lists",
+    **dict.fromkeys(("and", "or"), "'{op}' needs bools"),
+}
+_NEEDS_BY_BUILTIN = {
+    "len": "len needs a string or a list",
+    "fst": "fst needs a pair",
+    "snd": "snd needs a pair",
+    "append": "append needs a list",
+}
+_CALL_HINT = (
+    "write `call!(...)` for the answer itself (failing when the call fails), or `match` the "
+    "maybe against `just v` and `nothing`"
+)
+_CONTROLLER_HINT = (
+    'controllers are names (strings) such as "alice"; `current_controller()` is the name of '
+    "the one executing"
+)
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """A hint naming the candidate closest to a misspelled ``name``, if one is close."""
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def _is_object(expr: ast.Expr | None) -> bool:
+    """``expr`` always evaluates to an object reference."""
+    match expr:
+        case ast.ContextExpr(which="self" | "sender") | ast.Create():
+            return True
+        case ast.Literal(value=value):
+            return isinstance(value, ObjectRef)
+    return False
+
+
+def _assigned_names(stmts: list[ast.Stmt], into: set[str]) -> None:
+    """Add to ``into`` every name assigned anywhere in ``stmts``, nested blocks included."""
+    pending = list(stmts)
+    while pending:
+        match pending.pop():
+            case ast.Assign(name=name):
+                into.add(name)
+            case ast.If(then=then, otherwise=otherwise):
+                pending.extend(then.stmts)
+                if otherwise is not None:
+                    pending.extend(otherwise.stmts)
+            case ast.While(body=body) | ast.For(body=body):
+                pending.extend(body.stmts)
+            case ast.Match(arms=arms):
+                pending.extend(stmt for arm in arms for stmt in arm.body.stmts)
+            case ast.Atomic(body=body, handler=handler):
+                pending.extend(body.stmts)
+                if handler is not None:
+                    pending.extend(handler.stmts)
 
 
 def check(module: ast.Module) -> list[Diagnostic]:
@@ -47,6 +118,7 @@ class _Body:
     kind: str  # "fn", "clause" or "main"
     name: str
     fields: dict[str, ast.FieldDef] = field(default_factory=dict)
+    assigned: set[str] = field(default_factory=set)  # names assigned anywhere in the body
 
 
 def _count(n: int) -> str:
@@ -76,9 +148,11 @@ class _Checker:
         self.scopes: list[dict[str, Span]] = []
         self.flow: list[str] = []  # enclosing "loop" and "atomic" constructs, innermost last
         self.body = _Body("main", "main")
+        # `let` declarations (by span) whose value is the answer of `call`: a maybe.
+        self.call_answers: set[Span] = set()
 
-    def _error(self, message: str, span: Span) -> None:
-        self.diagnostics.append(error(message, span))
+    def _error(self, message: str, span: Span, hint: str | None = None) -> None:
+        self.diagnostics.append(error(message, span, hint=hint))
 
     # ------------------------------------------------------------ items
 
@@ -95,10 +169,10 @@ class _Checker:
                             f"than the {MAX_REGISTERS} a .tape function can take",
                             item.span,
                         )
-                    self._enter(_Body("fn", item.name))
+                    self._enter(_Body("fn", item.name), item.body)
                     self._scoped(self._params(item.params), item.body)
                 case ast.MainDef():
-                    self._enter(_Body("main", "main"))
+                    self._enter(_Body("main", "main"), item.body)
                     self._scoped({}, item.body)
 
     def _declare_items(self) -> None:
@@ -156,7 +230,7 @@ class _Checker:
                 )
             )
         for clause in behavior.clauses:
-            self._enter(_Body("clause", behavior.name, fields))
+            self._enter(_Body("clause", behavior.name, fields), clause.body)
             self._scoped(self._bindings(clause.pattern), clause.body, clause.guard)
 
     def _params(self, params: list[ast.Param]) -> dict[str, Span]:
@@ -194,7 +268,8 @@ class _Checker:
 
     # ------------------------------------------------------------ statements
 
-    def _enter(self, body: _Body) -> None:
+    def _enter(self, body: _Body, block: ast.Block) -> None:
+        _assigned_names(block.stmts, body.assigned)
         self.body = body
         self.flow = []
 
@@ -223,19 +298,21 @@ class _Checker:
                 if name in self.scopes[-1]:
                     self._error(f"'{name}' is already declared in this block", span)
                 self.scopes[-1][name] = span
+                if self._call_answer(value) is not None:
+                    self.call_answers.add(span)
             case ast.Assign(name=name, value=value, span=span):
                 self._expr(value)
                 self._assignable(name, span)
             case ast.If(cond=cond, then=then, otherwise=otherwise):
-                self._expr(cond)
+                self._value(cond, "a condition needs a bool")
                 self._scoped({}, then)
                 if otherwise is not None:
                     self._scoped({}, otherwise)
             case ast.While(cond=cond, body=body):
-                self._expr(cond)
+                self._value(cond, "a condition needs a bool")
                 self._loop({}, body)
             case ast.For(var=var, iterable=iterable, body=body, span=span):
-                self._expr(iterable)
+                self._value(iterable, "'for' goes over a list or a string")
                 self._not_reserved(var, span)
                 self._loop({var: span}, body)
             case ast.Match(subject=subject, arms=arms):
@@ -253,6 +330,8 @@ class _Checker:
                 self._expr(message)
             case ast.Atomic():
                 self._atomic(stmt)
+            case ast.ExprStmt(expr=ast.Name() as name):
+                self._name(name, _STATEMENT_KEYWORDS)
             case ast.ExprStmt(expr=expr):
                 self._expr(expr)
 
@@ -275,15 +354,18 @@ class _Checker:
                 stmt.span,
             )
         if stmt.controller is not None:
-            self._expr(stmt.controller)
+            self._controller(stmt.controller, "`atomic under`")
         self.flow.append("atomic")
         self._scoped({}, stmt.body)
         self.flow.pop()
         if stmt.handler is not None:
             names = {}
-            if stmt.error_name is not None:
-                self._not_reserved(stmt.error_name, stmt.handler.span)
-                names[stmt.error_name] = stmt.handler.span
+            for bound in (stmt.error_name, stmt.kind_name):
+                if bound is not None:
+                    self._not_reserved(bound, stmt.handler.span)
+                    if bound in names:
+                        self._error(f"'{bound}' is bound twice by this else", stmt.handler.span)
+                    names[bound] = stmt.handler.span
             self._scoped(names, stmt.handler)
 
     def _is_local(self, name: str) -> bool:
@@ -298,7 +380,12 @@ class _Checker:
             self._error(
                 f"assignment to undeclared variable '{name}' (declare it with `let {name} = ...`)",
                 span,
+                _did_you_mean(name, self._variables()),
             )
+
+    def _variables(self) -> list[str]:
+        """The names a value may be read from here: locals and the behavior's fields."""
+        return [name for scope in self.scopes for name in scope] + list(self.body.fields)
 
     def _field_outside(self, name: str, span: Span) -> None:
         self._error(
@@ -316,33 +403,47 @@ class _Checker:
             case ast.ListExpr(items=items):
                 for item in items:
                     self._expr(item)
-            case ast.PairExpr(first=first, second=second) | ast.BinOp(left=first, right=second):
+            case ast.PairExpr(first=first, second=second):
                 self._expr(first)
                 self._expr(second)
-            case ast.JustExpr(value=inner) | ast.Not(operand=inner):
+            case ast.BinOp(op=op, left=left, right=right):
+                needs = _NEEDS_BY_OP.get(op)
+                for operand in (left, right):
+                    self._value(operand, needs.format(op=op) if needs else None)
+            case ast.JustExpr(value=inner):
                 self._expr(inner)
+            case ast.Not(operand=inner):
+                self._value(inner, "'not' needs a bool")
             case ast.Index(base=base, index=index):
-                self._expr(base)
-                self._expr(index)
+                self._value(base, "indexing needs a list or a string")
+                self._value(index, "an index is a nat")
             case ast.Slice(base=base, start=start, end=end):
-                for part in (base, start, end):
+                self._value(base, "slicing needs a list or a string")
+                for part in (start, end):
                     if part is not None:
-                        self._expr(part)
+                        self._value(part, "a slice bound is a nat")
             case ast.Call():
                 self._call(expr)
             case ast.Create(behavior=behavior, controller=controller, span=span):
                 self._no_instruction_in_fn("create", span)
                 item = self.items.get(behavior)
                 if item is None:
-                    self._error(f"undefined behavior '{behavior}'", span)
+                    behaviors = [
+                        name
+                        for name, other in self.items.items()
+                        if isinstance(other, ast.BehaviorDef | ast.ExternBehavior)
+                    ]
+                    hint = _did_you_mean(behavior, behaviors)
+                    self._error(f"undefined behavior '{behavior}'", span, hint)
                 elif not isinstance(item, ast.BehaviorDef | ast.ExternBehavior):
                     self._error(f"'{behavior}' is not a behavior", span)
                 if controller is not None:
-                    self._expr(controller)
+                    self._controller(controller, "`create ... under`")
             case ast.ContextExpr(which=which, span=span):
                 self._no_instruction_in_fn(which, span)
 
-    def _name(self, expr: ast.Name) -> None:
+    def _name(self, expr: ast.Name, keywords: tuple[str, ...] = _VALUE_KEYWORDS) -> None:
+        """Check a name read as a value; ``keywords`` are what it may be a misspelling of."""
         name, span = expr.name, expr.span
         if self._is_local(name) or name in self.body.fields:
             return
@@ -355,7 +456,51 @@ class _Checker:
         elif name in BUILTINS or name in _CALLABLE:
             self._error(f"'{name}' is a builtin: call it as {name}(...)", span)
         else:
-            self._error(f"undefined name '{name}'", span)
+            hint = _did_you_mean(name, [*self._variables(), *keywords])
+            self._error(f"undefined name '{name}'", span, hint)
+
+    def _value(self, expr: ast.Expr, needs: str | None) -> None:
+        """Check ``expr``, used where ``needs`` says what fits (None: anything does)."""
+        self._expr(expr)
+        if needs is None:
+            return
+        answer = self._call_answer(expr)
+        if answer is None:
+            return
+        what = "the answer of `call`" if answer == "call" else f"'{answer}' (a `call` answer)"
+        self.diagnostics.append(
+            warning(
+                f"{needs}, but {what} is a maybe (`just` v, or `nothing` when the call "
+                "fails): this fails when it runs",
+                expr.span,
+                hint=_CALL_HINT,
+            )
+        )
+
+    def _call_answer(self, expr: ast.Expr) -> str | None:
+        """Whether ``expr`` is the answer of `call`: "call" for a `call(...)` itself, the
+        variable's name for a variable that only ever holds one (declared from it, never
+        assigned), else None."""
+        match expr:
+            case ast.Call(name="call", unwrap=False):
+                return "call"
+            case ast.Name(name=name) if name not in self.body.assigned:
+                declared = next(
+                    (scope[name] for scope in reversed(self.scopes) if name in scope), None
+                )
+                if declared is not None and declared in self.call_answers:
+                    return name
+        return None
+
+    def _controller(self, expr: ast.Expr, where: str) -> None:
+        """Check an expression given as a controller, which must be a name, not an object."""
+        self._expr(expr)
+        if _is_object(expr):
+            self._error(
+                f"the controller of {where} must be a name (a string), not an object",
+                expr.span,
+                _CONTROLLER_HINT,
+            )
 
     def _call(self, call: ast.Call) -> None:
         name = call.name
@@ -369,22 +514,25 @@ class _Checker:
         elif self._is_local(name) or name in self.body.fields:
             self._error(f"'{name}' is a variable, not a function", call.span)
         else:
-            self._error(f"undefined function '{name}'", call.span)
+            callables = [*self.functions, *BUILTINS, *filter(str.isidentifier, _CALLABLE)]
+            hint = _did_you_mean(name, callables)
+            self._error(f"undefined function '{name}'", call.span, hint)
         if call.unsafe:
             self._error(
                 f"`unsafe` is only for unsafe instructions, and {name} is not an instruction",
                 call.span,
             )
-        for arg in call.args:
-            self._expr(arg)
+        needs = _NEEDS_BY_BUILTIN.get(name)  # no fn can take a builtin's name
+        for index, arg in enumerate(call.args):
+            self._value(arg, needs if index == 0 else None)
 
     def _instruction(self, call: ast.Call, instruction: Instruction) -> None:
         name = call.name
         self._no_instruction_in_fn(name, call.span)
         if not instruction.safe and not call.unsafe:
             self._error(
-                f"{name} is an unsafe instruction (spec §{instruction.spec_section}): "
-                f"write `unsafe {name}(...)` to opt in",
+                f"{name} is an unsafe instruction (it looks past the objects a behavior is "
+                f"given): write `unsafe {name}(...)` to opt in",
                 call.span,
             )
         elif instruction.safe and call.unsafe:
@@ -394,6 +542,8 @@ class _Checker:
             param = instruction.params[index] if index < instruction.arity else ""
             if param in _FUNCTION_PARAMS:
                 self._function_argument(name, param, arg)
+            elif param == "controller":
+                self._controller(arg, name)
             else:
                 self._expr(arg)
 
@@ -405,6 +555,7 @@ class _Checker:
                 f"'{arg.name}' is not a fn of this file: the {param} of {instruction} "
                 "must name one",
                 arg.span,
+                _did_you_mean(arg.name, self.functions),
             )
         else:
             self._error(

@@ -1,22 +1,27 @@
 """The `avmc` command line: thin click commands over `avmc.compiler`.
 
 Exit codes: 0 success, 1 a compile error (or a `.tape` file that fails verification),
-2 a usage error (click's own).
+2 a usage error (click's own). Diagnostics go to stderr, coloured on a terminal (`--color`);
+`avmc check --format json` writes them to stdout as one JSON document for tools.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
 
-from avm_vm.diagnostics import DiagnosticError
+from avm_vm.cli_options import color_option, version_option
+from avm_vm.diagnostics import Diagnostic, DiagnosticError, Severity, use_color
+from avm_vm.format.bytecode import VERSION as TAPE_VERSION
 from avm_vm.format.bytecode import load
 from avm_vm.format.program import Program
-from avmc.cfg import render_dot, render_mermaid
+from avmc.cfg import debug_info, render_dot, render_mermaid
 from avmc.compiler import Compilation, build_path
 from avmc.disasm import disassemble
+from avmc.fmt import avm_files, format_data, format_file
 from avmc.ir import format_program
 from avmc.source import display_text
 
@@ -24,14 +29,21 @@ _SOURCE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 def _compile_or_exit(path: Path, optimize: bool = True) -> Compilation:
+    colored = _colored()
     try:
         result = build_path(path, optimize=optimize)
     except DiagnosticError as exc:
-        click.echo(exc.render(_read_text(path)), err=True)
+        click.echo(exc.render(_read_text(path), color=colored), err=True, color=colored)
         sys.exit(1)
     for diagnostic in result.warnings:
-        click.echo(diagnostic.render(result.source), err=True)
+        click.echo(diagnostic.render(result.source, color=colored), err=True, color=colored)
     return result
+
+
+def _colored() -> bool:
+    """Whether diagnostics on stderr are coloured, as the group's ``--color`` says."""
+    mode = click.get_current_context().find_root().params.get("color", "auto")
+    return use_color(click.get_text_stream("stderr"), mode)
 
 
 def _read_text(path: Path) -> str | None:
@@ -43,8 +55,9 @@ def _read_text(path: Path) -> str | None:
 
 
 @click.group()
-@click.version_option(package_name="avm-toolchain")
-def main() -> None:
+@version_option("avmc", f"produces .tape format version {TAPE_VERSION}")
+@color_option
+def main(color: str) -> None:
     """avmc: compile AVM behavior programs (.avm) to Tape bytecode (.tape)."""
 
 
@@ -121,9 +134,83 @@ def _write_atomically(target: Path, data: bytes) -> None:
 
 @main.command("check")
 @click.argument("source", type=_SOURCE)
-def check_command(source: Path) -> None:
-    """Report errors and warnings in SOURCE without writing anything."""
-    _compile_or_exit(source)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: on stderr, as a person reads them; json: on stdout, one JSON list of "
+    "diagnostics (severity, message, hint, notes, file, line, col, end_line, end_col).",
+)
+def check_command(source: Path, fmt: str) -> None:
+    """Report errors and warnings in SOURCE without writing anything (exit 1 on errors)."""
+    if fmt == "text":
+        _compile_or_exit(source)
+        return
+    diagnostics: list[Diagnostic]
+    try:
+        diagnostics = build_path(source).warnings
+    except DiagnosticError as exc:
+        diagnostics = exc.diagnostics
+    click.echo(json.dumps([d.as_json() for d in diagnostics], indent=2))
+    if any(d.severity is Severity.ERROR for d in diagnostics):
+        sys.exit(1)
+
+
+@main.command("fmt")
+@click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True, path_type=Path)
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if any file would change.")
+@click.option("--diff", "show_diff", is_flag=True, help="Write nothing; print the changes.")
+def fmt_command(paths: tuple[Path, ...], check: bool, show_diff: bool) -> None:
+    """Rewrite each file (each .avm file under a directory) in the canonical layout; `-`
+    alone formats standard input onto standard output.
+
+    Exit codes: 0 done (or nothing to change), 1 with --check when a file would change,
+    2 when a file does not parse (it is left untouched).
+    """
+    if Path("-") in paths:
+        if len(paths) > 1:
+            raise click.UsageError("- (standard input) cannot be combined with files")
+        _fmt_stdin(check, show_diff)
+    status = 0
+    for path in avm_files(list(paths)):
+        try:
+            result = format_file(path)
+        except DiagnosticError as exc:
+            colored = _colored()
+            click.echo(exc.render(_read_text(path), color=colored), err=True, color=colored)
+            status = 2
+            continue
+        if not result.changed:
+            continue
+        if show_diff:
+            click.echo(result.diff(), nl=False)
+        if check:
+            click.echo(f"would reformat {path}", err=True)
+            status = max(status, 1)
+        elif not show_diff:
+            _write_atomically(path, result.formatted.encode("utf-8"))
+            click.echo(f"reformatted {path}", err=True)
+    sys.exit(status)
+
+
+def _fmt_stdin(check: bool, show_diff: bool) -> None:
+    """`avmc fmt -`, for editors: the formatted text (or the diff) on standard output."""
+    data = click.get_binary_stream("stdin").read()
+    try:
+        result = format_data(data, "<stdin>")
+    except DiagnosticError as exc:
+        colored = _colored()
+        click.echo(exc.render(display_text(data), color=colored), err=True, color=colored)
+        sys.exit(2)
+    if show_diff:
+        click.echo(result.diff(), nl=False)
+    elif not check:
+        click.echo(result.formatted, nl=False)
+    sys.exit(1 if check and result.changed else 0)
 
 
 @main.command("disasm")
@@ -149,7 +236,8 @@ def disasm_command(tape: Path) -> None:
 )
 @click.option("--function", "function_name", help="Only this function (default: all).")
 def cfg_command(source: Path, fmt: str, function_name: str | None) -> None:
-    """Render the control-flow graph of each function of SOURCE."""
+    """Render the control-flow graphs of SOURCE's functions as one document: a subgraph per
+    function, blocks with their source lines and the variables registers hold."""
     result = _compile_or_exit(source)
     functions = result.ir.functions
     if function_name is not None:
@@ -160,7 +248,4 @@ def cfg_command(source: Path, fmt: str, function_name: str | None) -> None:
                 f"no function {function_name!r} (have: {names})", param_hint="--function"
             )
     render = render_mermaid if fmt == "mermaid" else render_dot
-    for function in functions:
-        if fmt == "mermaid":
-            click.echo(f"%% {function.name}")
-        click.echo(render(function))
+    click.echo(render(functions, debug_info(result.source, result.module)), nl=False)

@@ -6,17 +6,20 @@ fields are `get_state` / `set_state` effects around GETFIELD / SETFIELD.
 
 `atomic` lowers to::
 
-    t = effect begin_tx (controller or nothing)
     try err, Lhandler          ; a failure until endtry jumps to Lhandler with err set
+    t = effect begin_tx (controller or nothing)
     <body>
+    effect commit_tx (t)       ; inside the try: a failing begin or commit runs the handler
     endtry
-    effect commit_tx (t)       ; outside the try: a failing commit is not aborted again
     jmp Lafter
   Lhandler:
-    effect abort_tx (t)
-    <handler, err bound>  or  fail err
+    kind = effect atomic_failed (t)   ; abort t if it is still open (a failed commit rolled
+                                      ; it back already, the body may have closed it, begin
+                                      ; may have failed); the caught error's kind
+    <handler, err and kind bound>  or  effect rethrow (err); fail err
 
-A `return` inside the body closes every enclosing atomic (endtry, commit) before `ret`.
+A `return` inside the body commits every enclosing atomic, innermost first, each inside its
+own try (commit, endtry), before `ret`.
 """
 
 from __future__ import annotations
@@ -206,10 +209,15 @@ def _match(b: FunctionBuilder, s: ast.Match) -> None:
 
 def _return(b: FunctionBuilder, s: ast.Return) -> None:
     value = b.load(NOTHING, s.span) if s.value is None else lower_expr(b, s.value)
-    for tx in reversed(b.atomics):  # innermost first: each commit runs outside its own try
-        b.emit(Op.ENDTRY, (), s.span)
-        effect(b, BY_NAME["commit_tx"], (tx,), s.span)
+    for tx in reversed(b.atomics):  # innermost first, each commit inside its own try
+        _commit(b, tx, s.span)
     b.emit(Op.RET, (value,), s.span)
+
+
+def _commit(b: FunctionBuilder, tx: int, span: Span) -> None:
+    """Commit an atomic's transaction and leave its try: a failing commit runs its handler."""
+    effect(b, BY_NAME["commit_tx"], (tx,), span)
+    b.emit(Op.ENDTRY, (), span)
 
 
 def _break(b: FunctionBuilder, s: ast.Break) -> None:
@@ -225,25 +233,27 @@ def _fail(b: FunctionBuilder, s: ast.Fail) -> None:
 
 
 def _atomic(b: FunctionBuilder, s: ast.Atomic) -> None:
-    controller = b.load(NOTHING, s.span) if s.controller is None else lower_expr(b, s.controller)
-    tx = effect(b, BY_NAME["begin_tx"], (controller,), s.span)
-    error, handler, done = b.reg(), b.label(), b.label()
+    error, handler, done, tx = b.reg(), b.label(), b.label(), b.reg()
     b.emit(Op.TRY, (error, handler), s.span)
+    controller = b.load(NOTHING, s.span) if s.controller is None else lower_expr(b, s.controller)
+    effect(b, BY_NAME["begin_tx"], (controller,), s.span, tx)
     b.atomics.append(tx)
     lower_block(b, s.body)
     b.atomics.pop()
     if not b.terminated:
-        b.emit(Op.ENDTRY, (), s.span)
-        effect(b, BY_NAME["commit_tx"], (tx,), s.span)
+        _commit(b, tx, s.span)
         b.jump(done, s.span)
     b.start(handler)
-    effect(b, BY_NAME["abort_tx"], (tx,), s.span)
-    if s.handler is None:
-        b.emit(Op.FAIL, (error,), s.span)  # re-raise once the transaction is rolled back
+    kind = effect(b, BY_NAME["atomic_failed"], (tx,), s.span)
+    if s.handler is None:  # fail again, as the body did, once the transaction is rolled back
+        effect(b, BY_NAME["rethrow"], (error,), s.span)
+        b.emit(Op.FAIL, (error,), s.span)  # not reached: rethrow always fails
     else:
         b.push_scope()
         if s.error_name is not None:
             b.bind(s.error_name, error)
+        if s.kind_name is not None:
+            b.bind(s.kind_name, kind)
         lower_block(b, s.handler)
         b.pop_scope()
     b.start(done)

@@ -150,6 +150,8 @@ def _slice(b: FunctionBuilder, e: ast.Slice, dst: int | None) -> int:
 
 
 def _call(b: FunctionBuilder, e: ast.Call, dst: int | None) -> int:
+    if e.unwrap and e.name == "call":  # the answer itself, or the callee's own failure
+        return _instruction(b, BY_NAME["call_unwrap"], e.args, e.span, dst)
     target = None if e.unwrap else dst
     if e.name in b.module.functions:
         args = tuple(lower_expr(b, arg) for arg in e.args)

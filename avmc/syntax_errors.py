@@ -33,6 +33,11 @@ _PATTERN_TERMINALS = {
 # Never worth suggesting unless nothing else fits: `;` is an optional separator.
 _QUIET = frozenset({"SEMICOLON", "$END"})
 
+_NO_UNARY_MINUS = (
+    "there is no unary minus (numbers are nats, never negative): write a subtraction such as "
+    "`0 - x`, which fails when x > 0"
+)
+
 # Phrase -> inputs that fail, at their end, in the state the phrase describes.
 CONTEXTS: dict[str, tuple[str, ...]] = {
     "a behavior name after 'behavior'": ("behavior", "extern behavior"),
@@ -142,7 +147,10 @@ def syntax_error(
         return error("comparisons do not chain: combine them with 'and'", span)
     if token.type in words.assignments and words.statement <= accepts:
         return error(f"the left side of '{token}' must be a variable or a field", span)
-    return error(f"expected {expected}, found {_show_token(token, accepts)}", span)
+    hint = None
+    if token.type == "MINUS" and words.expression_core <= accepts:
+        hint = _NO_UNARY_MINUS
+    return error(f"expected {expected}, found {_show_token(token, accepts)}", span, hint=hint)
 
 
 def _chains_comparison(exc: UnexpectedToken, words: _Vocabulary) -> bool:

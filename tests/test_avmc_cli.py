@@ -87,7 +87,22 @@ def test_cfg_renders_mermaid_and_dot(tmp_path: Path) -> None:
     source = write(tmp_path, "good.avm", GOOD)
     mermaid = invoke("cfg", str(source), "--function", "double")
     assert mermaid.exit_code == 0
-    assert mermaid.stdout.startswith("%% double\ngraph TD\n")
+    assert "flowchart TD\n" in mermaid.stdout
+    assert "fn double" in mermaid.stdout and "main" not in mermaid.stdout
     dot = invoke("cfg", str(source), "--format", "dot", "--function", "main")
     assert dot.exit_code == 0
-    assert "digraph" in dot.stdout
+    assert dot.stdout.startswith("digraph")
+    assert "fn double" not in dot.stdout
+
+
+def test_version_names_the_package_and_the_tape_format_it_produces() -> None:
+    from importlib.metadata import version
+
+    from avm_vm.format.bytecode import VERSION
+
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        f"avmc {version('avm-toolchain')} (package avm-toolchain)",
+        f"produces .tape format version {VERSION}",
+    ]

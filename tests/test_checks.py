@@ -41,7 +41,7 @@ main {
   update_pure("fib2", fib)
   let t = begin()
   commit(t)
-  atomic under self { call(r, [input, sender]) } else (err) { fail err }
+  atomic under "ctrl" { call(r, [input, sender]) } else (err) { fail err }
   atomic { let inner = 1 } else { }
   while true { atomic { for x in [1] { break } } break }
   let parts = [answer, found, nothing, obj:1, tx:2][1:][:3]
@@ -227,16 +227,17 @@ def test_unsafe_instructions_need_the_prefix(name: str) -> None:
     instruction = BY_SOURCE[name]
     args = ", ".join("f" if p in ("predicate", "function") else "1" for p in instruction.params)
     source = f"fn f(m) {{ return true }}\nmain {{ {name}({args}) }}"
-    section = instruction.spec_section
     assert errors(source) == [
-        f"{name} is an unsafe instruction (spec §{section}): write `unsafe {name}(...)` to opt in"
+        f"{name} is an unsafe instruction (it looks past the objects a behavior is given): "
+        f"write `unsafe {name}(...)` to opt in"
     ]
     assert errors(source.replace(f"{name}(", f"unsafe {name}(")) == []
 
 
-def test_unsafe_message_cites_the_section() -> None:
+def test_unsafe_message_says_why_and_how() -> None:
     assert main_errors("reflect(obj:1)") == [
-        "reflect is an unsafe instruction (spec §6.3): write `unsafe reflect(...)` to opt in"
+        "reflect is an unsafe instruction (it looks past the objects a behavior is given): "
+        "write `unsafe reflect(...)` to opt in"
     ]
 
 

@@ -149,3 +149,30 @@ def test_profile_r_and_options(tmp_path):
     assert result.exit_code == 0
     assert result.stdout == '[42, "m9", just [obj:0, "m9", nothing, nothing]]\n'
     assert "[1] state updated" not in result.stderr  # profile R drops the failed callee's trace
+
+
+def test_version_names_the_package_the_tape_format_and_the_wire_protocol():
+    from importlib.metadata import version
+
+    from avm_vm.format.bytecode import VERSION
+    from avm_vm.node.auth import PROTOCOL_VERSION
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        f"avm {version('avm-toolchain')} (package avm-toolchain)",
+        f".tape format version {VERSION}",
+        f"wire protocol version {PROTOCOL_VERSION}",
+    ]
+
+
+def test_log_prints_on_stderr_as_it_runs_and_leaves_stdout_to_the_result(tmp_path):
+    source = tmp_path / "log.avm"
+    source.write_text('main {\n  log([1, "a"])\n  log(2)\n  return 5\n}\n')
+    result = _invoke(str(source))
+    assert result.exit_code == 0
+    assert result.stdout == "5\n"
+    assert result.stderr.splitlines() == [
+        'log: [1, "a"]  (log.avm:2:3)',
+        "log: 2  (log.avm:3:3)",
+    ]

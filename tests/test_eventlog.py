@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import json
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import pytest
 from avm_vm.format.bytecode import encode
 from avm_vm.node import eventlog, snapshot
 from avm_vm.node.directory import Directory
-from avm_vm.node.durable import DataError, Recorder, open_data, replay, settle_meta
+from avm_vm.node.durable import SEMANTICS, DataError, Recorder, open_data, replay, settle_meta
 from avm_vm.node.eventlog import (
     LEGACY_NAME,
     EventLog,
@@ -516,3 +517,46 @@ def test_a_legacy_log_and_a_first_segment_together_are_refused(tmp_path: Path) -
     (tmp_path / LEGACY_NAME).write_bytes((tmp_path / segment_name(0)).read_bytes())
     with pytest.raises(LogError, match="two logs claim event 0"):
         reopen(tmp_path)
+
+
+def older_avm(data: Path, semantics: int) -> None:
+    """Make ``data`` look written by an avm of another runtime semantics version."""
+    path = data / "node.json"
+    meta = json.loads(path.read_text())
+    if semantics == 1:  # before the key and the value budget existed
+        del meta["semantics"], meta["semantics_from"], meta["max_value_bytes"]
+    else:
+        meta["semantics"] = semantics
+    path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("semantics", [1, 2])
+def test_events_of_an_older_avm_are_never_replayed_under_new_rules(
+    tmp_path: Path, semantics: int
+) -> None:
+    """A log whose events an older avm ran (other fuel costs, other error messages) could
+    replay to a state its clients were never answered from: the restart refuses, saying
+    how to go on, until a snapshot covers those events; then the directory moves on."""
+    recorder, target = fresh(tmp_path)
+    add(recorder, target, 5)
+    recorder.close()
+    older_avm(tmp_path, semantics)
+    with pytest.raises(DataError, match=rf"older avm \(runtime semantics version {semantics};"):
+        reopen(tmp_path)
+    assert json.loads((tmp_path / "node.json").read_text()).get("semantics") in (None, 2)
+    # The older avm takes a snapshot of the whole log (here: this one, as if it were).
+    older = json.loads((tmp_path / "node.json").read_text())
+    (tmp_path / "node.json").write_text(json.dumps({**older, "semantics": SEMANTICS}))
+    recorder = reopen(tmp_path)
+    recorder.snapshot()
+    end = recorder.engine.applied
+    recorder.close()
+    (tmp_path / "node.json").write_text(json.dumps(older))
+    recorder = reopen(tmp_path)  # nothing to replay: it moves to this avm's rules
+    assert add(recorder, target, 1) == 6
+    recorder.close()
+    meta = json.loads((tmp_path / "node.json").read_text())
+    assert (meta["semantics"], meta["semantics_from"]) == (SEMANTICS, end)
+    report = replay(tmp_path, from_start=True)
+    assert report.divergence is None
+    assert any(f"events 0 to {end - 1} were logged by an older avm" in n for n in report.notes)

@@ -450,10 +450,29 @@ def test_context_examples_each_fail_in_their_own_state() -> None:
 # ---------------------------------------------------------------- the reference
 
 
+def reference_code_blocks() -> list[str]:
+    """The code blocks of docs/language.md written in the language: fenced with no tag
+    (shell commands are fenced as ```sh)."""
+    text = (Path(__file__).parents[1] / "docs" / "language.md").read_text(encoding="utf-8")
+    blocks: list[str] = []
+    current: list[str] | None = None
+    tagged = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("```"):
+            if current is None:
+                current, tagged = [], line.strip() != "```"
+            else:
+                if not tagged:
+                    blocks.append("".join(current))
+                current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
 def test_examples_of_the_language_reference_parse() -> None:
     """Every complete snippet of docs/language.md parses, as a module or as main's body."""
-    text = (Path(__file__).parents[1] / "docs" / "language.md").read_text(encoding="utf-8")
-    snippets = re.findall(r"```\n(.*?)```", text, flags=re.DOTALL)
+    snippets = reference_code_blocks()
     placeholders = re.compile(r"\.\.\.|<[a-z ]+>|: error:")
     complete = [s for s in snippets if not placeholders.search(s)]
     assert len(complete) >= 4
@@ -465,7 +484,5 @@ def test_examples_of_the_language_reference_parse() -> None:
 
 
 def test_the_first_example_of_the_reference_is_clean() -> None:
-    text = (Path(__file__).parents[1] / "docs" / "language.md").read_text(encoding="utf-8")
-    first = re.search(r"```\n(.*?)```", text, flags=re.DOTALL)
-    assert first is not None
-    assert check(parse(first.group(1), "doc.avm")) == []
+    first = reference_code_blocks()[0]
+    assert check(parse(first, "doc.avm")) == []

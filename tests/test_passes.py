@@ -50,6 +50,10 @@ class World:
             return True
         if name == "call":
             return NOTHING if args[1] == ("fail",) else Just(args[1])
+        if name == "call_unwrap":  # `call!`: the answer itself, or the callee's failure
+            if args[1] == ("fail",):
+                raise Failed("callee failed")
+            return args[1]
         if name == "input":
             return ("msg",)
         return NOTHING
@@ -246,7 +250,7 @@ CORPUS = {
         [],
     ),
     "atomic_reraise": ("main { atomic { let x = [1][5] } return 1 }", "main", []),
-    "unwrap_nothing": ('main { return call!(self, ["fail"]) }', "main", []),
+    "call_bang_failed": ('main { return call!(self, ["fail"]) }', "main", []),
 }
 
 
@@ -280,7 +284,7 @@ def test_corpus_outcomes() -> None:
         "atomic_return": ("ret", 'just ["in"]'),
         "handler_only": ("ret", '["kj", "["zzkj", just ["zzkj"]]"]'),
         "atomic_reraise": ("fail", "INDEX failed"),
-        "unwrap_nothing": ("fail", "UNWRAP failed"),
+        "call_bang_failed": ("fail", "callee failed"),
         "logic": ("ret", '[false, true, 1, false, true, [1, 2, 3], "yz", "xy"]'),
     }
     for case, outcome in expect.items():
@@ -297,13 +301,13 @@ def test_atomic_effect_sequence() -> None:
         'call(nothing, ["a"])',
         "commit_tx(tx:1)",
         "begin_tx(nothing)",
-        "abort_tx(tx:1)",
+        "atomic_failed(tx:1)",
         "self()",
         'call(nothing, ["boom", 13])',
         'begin_tx("ctl")',
         "begin_tx(nothing)",
         "self()",
-        'call(nothing, ["deep"])',
+        'call_unwrap(nothing, ["deep"])',
         "commit_tx(tx:1)",
         "commit_tx(tx:1)",
     ]

@@ -59,7 +59,7 @@ ENCODABLE = [
     ("jump", one([("JMP", 1)]), "jump target 1 is outside function 'f' (1 instructions)"),
     ("try-target", one([("TRY", 0, 9), ("RET", 0)]), "jump target 9 is outside function 'f'"),
     ("function", one([("CALL", 0, 5, []), ("RET", 0)]), "function 5 is outside the function"),
-    ("effect", one([("EFFECT", 0, 38, []), ("RET", 0)]), "AVM instruction 38 is outside"),
+    ("effect", one([("EFFECT", 0, 42, []), ("RET", 0)]), "AVM instruction 42 is outside"),
     (
         "effect-arity",
         one([("EFFECT", 0, "call", [0]), ("RET", 0)]),

@@ -2,11 +2,16 @@
 
 An instruction is what a program performs as an ITree effect. In Tape IR and bytecode it is
 the `EFFECT` op's instruction number; in the language it is called by its `source` name
-(`create`, `self`, `input` and `sender` have their own syntax). Every instruction has a
+(`create`, `self`, `input`, `sender`, `call!` and `else (err, kind)` have their own syntax). Every instruction has a
 fixed arity in the IR: an optional source argument that is left out is passed as `nothing`.
 
 `entropy` and `now` are this project's additions (DESIGN.md §9): randomness and time reach
-behaviors only through them, so a node can log and replay them.
+behaviors only through them, so a node can log and replay them. So are `log` (a trace entry
+that changes nothing else), `call_unwrap` (what `call!(o, m)` performs: the answer itself, or
+the callee's own failure), and the two an `atomic` block's handler starts with:
+`atomic_failed` (abort the block's transaction if it is still open, answer the caught error's
+kind) and `rethrow` (fail again with the caught error, when there is no `else`). They come
+last, so every older .tape keeps its instruction numbers.
 """
 
 from __future__ import annotations
@@ -89,6 +94,10 @@ choose              choose                choose              nondet      safe  
 require             require               require             nondet      safe    constraint            nondet       6.10
 entropy             entropy               entropy             event       safe    -                     entropy      DESIGN-9
 now                 now                   now                 event       safe    -                     now          DESIGN-9
+log                 log                   log                 event       safe    value                 log          DESIGN-9
+call_unwrap         call                  call!               object      safe    id,message            call         6.1.3
+atomic_failed       atomicFailed          else-caught         tx          safe    tx                    atomic_failed 8.7
+rethrow             rethrow               else-rethrow        tx          safe    message               rethrow      8.7
 """
 
 
@@ -119,7 +128,9 @@ BY_NAME: dict[str, Instruction] = {i.name: i for i in INSTRUCTIONS}
 BY_SOURCE: dict[str, Instruction] = {i.source: i for i in INSTRUCTIONS}
 
 # Instructions with their own syntax rather than a call: `create Name`, `self`, ...
-SYNTAX_INSTRUCTIONS = frozenset({"create", "self", "input", "sender"})
+SYNTAX_INSTRUCTIONS = frozenset(
+    {"create", "self", "input", "sender", "call!", "else-caught", "else-rethrow"}
+)
 
 
 def instruction(name: str) -> Instruction:

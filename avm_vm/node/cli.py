@@ -288,9 +288,10 @@ async def _serve(config: Any, programs: list, handler: Any) -> str | None:
 def _load(path: Path) -> Any:
     from avm_vm.cli import _Exit
     from avm_vm.cli import _load as load_program
+    from avm_vm.diagnostics import use_color
 
     try:
-        return load_program(path)
+        return load_program(path, use_color(click.get_text_stream("stderr")))
     except _Exit as problem:
         click.echo(str(problem), err=True)
         sys.exit(1)
@@ -310,9 +311,7 @@ def _client_options(command: Any) -> Any:
     return _SECRET(command)
 
 
-def _ask(
-    node: str, secret_file: Path | None, timeout: float, ask: Any, wait: float = 0.0
-) -> Any:
+def _ask(node: str, secret_file: Path | None, timeout: float, ask: Any, wait: float = 0.0) -> Any:
     """Connect to ``node`` (trying again for up to ``wait`` seconds while nothing listens
     there yet), run ``ask(client)``, and turn failures into exit status 1."""
     import asyncio
@@ -359,7 +358,9 @@ def _object(text: str) -> int:
 def call_command(
     node: str, target: str, value: str, secret_file: Path | None, timeout: float
 ) -> None:
-    """Call OBJECT with VALUE (canonical text) on NODE (HOST:PORT); print the answer."""
+    """Call OBJECT with VALUE (canonical text) on NODE (HOST:PORT); print the answer.
+
+    When OBJECT fails, the answer is `nothing`: why it failed goes to stderr, exit status 1."""
     from avm_vm.value_text import ValueTextError, parse_value
 
     object_id = _object(target)
@@ -367,8 +368,12 @@ def call_command(
         message = parse_value(value)
     except ValueTextError as error:
         raise click.BadParameter(f"VALUE {error}") from None
-    answer = _ask(node, secret_file, timeout, lambda c: c.call(object_id, message, timeout))
+    answer, failure = _ask(
+        node, secret_file, timeout, lambda c: c.call_reason(object_id, message, timeout)
+    )
     click.echo(render(answer))
+    if failure is not None:
+        _fail(f"obj:{object_id} failed: {failure.text()}")
 
 
 @click.command("create")

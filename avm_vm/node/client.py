@@ -15,6 +15,7 @@ from typing import Any
 from avm_vm.node.auth import HandshakeError, handshake
 from avm_vm.node.messages import Message, message
 from avm_vm.node.wire import WireError, read_message, write_message
+from avm_vm.trace import CallFailure
 from avm_vm.values import ObjectRef, Value
 
 CLIENT_NAME = "client"
@@ -85,7 +86,15 @@ class Client:
 
     async def call(self, target: int, value: Value, timeout: float = 10.0) -> Value:
         """``call(target, value)`` as a main would: ``just v``, or ``nothing``."""
-        return _value(await self.request("client_call", timeout, target=target, input=value))
+        return (await self.call_reason(target, value, timeout))[0]
+
+    async def call_reason(
+        self, target: int, value: Value, timeout: float = 10.0
+    ) -> tuple[Value, CallFailure | None]:
+        """`call`, and why the target failed when the answer is ``nothing`` (None from a
+        node that does not say)."""
+        answer = await self.request("client_call", timeout, target=target, input=value)
+        return _value(answer), answer.get("failure")
 
     async def create(
         self, behavior: str, controller: str | None = None, timeout: float = 10.0

@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -44,6 +44,11 @@ from avm_vm.node.state import StateError, capture, full_hash, restore, state_has
 from avm_vm.runtime.core import RuntimeOptions
 
 META_NAME = "node.json"
+# The version of the runtime's rules a log's runs depend on: raise it whenever the same
+# events could end differently (fuel costs, limits, error kinds or messages that a program
+# can observe). 1: no value budget; 2: fuel charged by value size and a value budget;
+# 3: a callee's failure reason reaches `call!` and `atomic ... else (err)`.
+SEMANTICS = 3
 LOCK_NAME = "lock"  # held (flock) by the node or `avm log repair` using the directory
 ENTROPY_EVERY = 10_000  # events between fresh entropy events (one is logged at each start)
 RESTARTED = {"fail": "the node restarted"}  # the answer a run parked before a restart gets
@@ -103,6 +108,10 @@ class Meta:
     prefix: int
     fuel: int
     max_value_bytes: int = RuntimeOptions.max_value_bytes
+    # The semantics the log's events were run under (`SEMANTICS`), and the first event
+    # run under it: events before were logged by an older avm.
+    semantics: int = SEMANTICS
+    semantics_from: int = 0
 
     def options(self, jit: str = RuntimeOptions.jit, record_trace: bool = False) -> RuntimeOptions:
         return RuntimeOptions(
@@ -122,7 +131,13 @@ def read_meta(data: Path) -> Meta | None:
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
         budget = int(obj.get("max_value_bytes", RuntimeOptions.max_value_bytes))
-        return Meta(str(obj["name"]), int(obj["prefix"]), int(obj["fuel"]), budget)
+        # Before the key existed: version 2 brought the value budget, version 1 had neither.
+        semantics = int(obj.get("semantics", 2 if "max_value_bytes" in obj else 1))
+        since = int(obj.get("semantics_from", 0))
+        if semantics < 1 or since < 0:
+            raise ValueError("semantics must be a version from 1, semantics_from an index")
+        meta = Meta(str(obj["name"]), int(obj["prefix"]), int(obj["fuel"]), budget)
+        return replace(meta, semantics=semantics, semantics_from=since)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DataError(f"{path} is unreadable: {error}") from None
 
@@ -141,9 +156,7 @@ def settle_meta(
     stored = read_meta(data)
     if stored is None:
         meta = Meta(name, port_prefix if prefix is None else prefix, fuel, max_value_bytes)
-        tmp = data / (META_NAME + ".tmp")
-        tmp.write_text(json.dumps(vars(meta)), encoding="utf-8")
-        os.replace(tmp, data / META_NAME)
+        write_meta(data, meta)
         return meta
     wanted = {
         "name": name,
@@ -157,6 +170,43 @@ def settle_meta(
                 f"{data} belongs to a node with {key} {getattr(stored, key)!r}, not {value!r}"
             )
     return stored
+
+
+def write_meta(data: Path, meta: Meta) -> None:
+    """Replace node.json atomically."""
+    tmp = data / (META_NAME + ".tmp")
+    tmp.write_text(json.dumps(vars(meta)), encoding="utf-8")
+    os.replace(tmp, data / META_NAME)
+
+
+def _settle_semantics(data: Path, meta: Meta, start: int, end: int) -> Meta:
+    """A directory written by an avm whose runs could end differently (`SEMANTICS`) may
+    only go on if no event of that older avm remains to be replayed: replaying them here
+    could rebuild a state other than the one its clients were answered from. When none
+    does (its latest snapshot is at the end of the log), the directory moves to this
+    version from the next event on."""
+    if meta.semantics == SEMANTICS:
+        return meta
+    if end > start:
+        raise DataError(
+            f"{data} was written by an older avm (runtime semantics version "
+            f"{meta.semantics}; this avm runs version {SEMANTICS}): its {end - start} "
+            f"events after event {start} would be replayed under different rules (fuel "
+            "costs, error messages), which could rebuild a state its clients were never "
+            "answered from. Start the node once with the avm that wrote it, take a "
+            "snapshot (`avm snapshot NODE`) and stop it; this avm then starts from that "
+            "snapshot"
+        )
+    logger.info(
+        "%s moves from runtime semantics version %d to %d at event %d",
+        data,
+        meta.semantics,
+        SEMANTICS,
+        end,
+    )
+    upgraded = replace(meta, semantics=SEMANTICS, semantics_from=end)
+    write_meta(data, upgraded)
+    return upgraded
 
 
 @dataclass
@@ -439,6 +489,7 @@ def open_data(
     live, so replay records none. Damaged data raises `DamageError` (a `LogError`)."""
     _remove_leftovers(data)
     snap, tail = _start_point(data, meta, snapshot.newest_first(data), repair=True)
+    _settle_semantics(data, meta, 0 if snap is None else snap.index, tail.end)
     engine = Engine(meta.options(jit, record_trace=False), directory)
     if snap is not None:
         _restore(engine, snap)
@@ -491,6 +542,12 @@ def replay(data: Path, from_start: bool = False) -> ReplayReport:
     else:
         origin, tail = _start_point(data, meta, snaps, repair=False)
     by_index = {s.index: s for s in snaps}
+    older = meta.semantics_from if meta.semantics == SEMANTICS else tail.end
+    if report.start < older:
+        report.notes.append(
+            f"events {report.start} to {older - 1} were logged by an older avm (other "
+            "runtime semantics): a difference among them may come from that"
+        )
     engine = Engine(meta.options(), Directory(meta.name, meta.prefix))
     if origin is not None:
         _restore(engine, origin)

@@ -26,7 +26,6 @@ from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.format.bytecode import content_hash, decode
 from avm_vm.format.opcodes import Op
 from avm_vm.format.program import Program
-from avm_vm.node import entry
 from avm_vm.node.codec import value_from_json, value_to_json
 from avm_vm.node.directory import Directory
 from avm_vm.node.eventlog import Event, encode_event
@@ -40,6 +39,7 @@ from avm_vm.node.transfer import (
     import_activation,
     install_object,
 )
+from avm_vm.runtime import entry
 from avm_vm.runtime.core import Runtime, RuntimeOptions
 from avm_vm.runtime.handlers.events import EntropyPool
 from avm_vm.runtime.registry import RegistryError

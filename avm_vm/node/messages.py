@@ -1,6 +1,7 @@
 """The message kinds of the node protocol: one table of kinds, fields and field types.
 
-A message is a ``dict`` with a snake_case ``type`` tag and exactly the fields its kind lists.
+A message is a ``dict`` with a snake_case ``type`` tag and exactly the fields its kind lists
+(a field a kind marks optional may be left out: peers that predate it never send it).
 ``decode_message`` checks a parsed frame against the table and turns ``Val`` fields into
 values, so a message that gets past it is well formed; ``encode_message`` checks an outgoing
 message the same way and turns values into their JSON form (spec §2.6). Adding a kind is one
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from avm_vm.node.codec import WireError, snippet, value_from_json, value_to_json
+from avm_vm.trace import CallFailure
 from avm_vm.values import NAT_MAX
 
 Message = dict[str, Any]
@@ -138,6 +140,39 @@ class Duct(FieldType):
         return [list(link) for link in value]  # type: ignore[union-attr]
 
 
+class Failure(FieldType):
+    """Why a callee failed: ``{"kind", "message", "location"}`` on the wire (location a
+    string or null), a `CallFailure` in Python."""
+
+    description = 'an object {"kind": name, "message": text, "location": text or null}'
+
+    def decode(self, obj: object) -> object:
+        self.check(obj)
+        return CallFailure(obj["kind"], obj["message"], obj["location"])  # type: ignore[index]
+
+    def keep(self, obj: object) -> object:
+        self.check(obj)
+        return obj
+
+    def encode(self, value: object) -> object:
+        if type(value) is not CallFailure:
+            self.fail(value)
+        encoded = value._asdict()
+        self.check(encoded)
+        return encoded
+
+    def check(self, obj: object) -> None:
+        if (
+            type(obj) is not dict
+            or obj.keys() != {"kind", "message", "location"}
+            or type(obj["kind"]) is not str
+            or not 0 < len(obj["kind"]) <= 100
+            or type(obj["message"]) is not str
+            or (obj["location"] is not None and type(obj["location"]) is not str)
+        ):
+            self.fail(obj)
+
+
 class Optional(FieldType):
     """``null`` on the wire, ``None`` in Python, or a value of the inner type."""
 
@@ -177,6 +212,7 @@ class Kind:
 
     fields: Mapping[str, FieldType]
     rule: Callable[[Message], str | None] | None = None
+    optional: frozenset[str] = frozenset()  # fields that may be absent (added later)
     # Each field's converter in each direction, looked up once rather than per message.
     decoders: tuple[tuple[str, Callable[[object], object]], ...] = ()
     keepers: tuple[tuple[str, Callable[[object], object]], ...] = ()
@@ -227,8 +263,12 @@ KINDS: dict[str, Kind] = {
             "value": Optional(Val()),
             "error_kind": ERROR_KIND,
             "error": Optional(STR),
+            # The callee ran and failed: why and where (a failed answer to a peer's call;
+            # an ok `nothing` answer to a client's call). Absent otherwise.
+            "failure": Optional(Failure()),
         },
         _response_rule("value"),
+        frozenset({"failure"}),
     ),
     # The location directory (spec §11.3).
     "create_notify": Kind({"object_id": U64, "machine_id": NAME}),
@@ -280,11 +320,12 @@ def _convert(message: object, direction: str) -> Message:
         raise WireError(f"unknown message type {snippet(tag)}")
     converters = getattr(kind, _TABLES[direction])
     if len(message) != len(converters) + 1:
-        _wrong_fields(tag, message, kind)
+        _check_fields(tag, message, kind)
     out: Message = {"type": tag}
     for name, convert in converters:
         if name not in message:
-            _wrong_fields(tag, message, kind)
+            _check_fields(tag, message, kind)  # only an optional field may be missing
+            continue
         try:
             out[name] = convert(message[name])
         except ValueError as error:
@@ -295,12 +336,14 @@ def _convert(message: object, direction: str) -> Message:
     return out
 
 
-def _wrong_fields(tag: str, message: Message, kind: Kind) -> NoReturn:
+def _check_fields(tag: str, message: Message, kind: Kind) -> None:
+    """Raise `WireError` for an unexpected field or a missing field that is not optional."""
     extra = message.keys() - kind.fields.keys() - {"type"}
     if extra:
         raise WireError(f"{tag} message has unexpected field {snippet(min(extra))}")
-    missing = next(name for name in kind.fields if name not in message)
-    raise WireError(f"{tag} message lacks field {missing!r}")
+    for name in kind.fields:
+        if name not in message and name not in kind.optional:
+            raise WireError(f"{tag} message lacks field {name!r}")
 
 
 def decode_message(obj: object, values: bool = True) -> Message:
@@ -319,9 +362,9 @@ def message(kind: str, **fields: object) -> Message:
     row = KINDS.get(kind)
     if row is None:
         raise WireError(f"unknown message type {kind!r}")
-    if fields.keys() != row.fields.keys():
-        missing = sorted(row.fields.keys() - fields.keys())
-        extra = sorted(fields.keys() - row.fields.keys())
+    missing = sorted(row.fields.keys() - fields.keys() - row.optional)
+    extra = sorted(fields.keys() - row.fields.keys())
+    if missing or extra:
         raise WireError(f"{kind} message: missing fields {missing}, unexpected fields {extra}")
     return {"type": kind, **fields}
 

@@ -54,6 +54,7 @@ from avm_vm.node.requests import (
     Answer,
     PendingMap,
     call_answer,
+    failed_answer,
     object_answer,
     request_message,
 )
@@ -906,12 +907,18 @@ class Node:
         if origin is None:
             return  # its requester was answered already (the node is stopping)
         if type(outcome) is Done:
-            self._reply(origin, call_answer(origin.request_id, outcome.value))
+            # A client's call that answered nothing: its target failed, and the answer says
+            # why (a peer's call answers the callee's own value; its calls are its business).
+            failure = outcome.run.failure if origin.peer is None else None
+            self._reply(origin, call_answer(origin.request_id, outcome.value, failure))
         else:
             assert type(outcome) is Failed
             self.counters.failed_runs += 1
             kind, text = failure_of(outcome)
-            self._reply_error(origin, kind, text)
+            # A peer's callee ran and failed: the failure travels, so the caller's `call`
+            # answers nothing as for a local callee (a client's run failed on its own).
+            failure = outcome.failure.call_failure() if origin.peer is not None else None
+            self._reply(origin, failed_answer(origin.request_id, kind, text, failure))
 
     def _reply(self, origin: Origin, answer: Message) -> None:
         """Answer a run's requester; an answer that cannot be framed (too big, too deep)
@@ -931,17 +938,7 @@ class Node:
             conn.send(failed)
 
     def _reply_error(self, origin: Origin, kind: str, text: str) -> None:
-        self._reply(
-            origin,
-            message(
-                "call_response",
-                request_id=origin.request_id,
-                ok=False,
-                value=None,
-                error_kind=kind,
-                error=text,
-            ),
-        )
+        self._reply(origin, failed_answer(origin.request_id, kind, text))
 
     # ------------------------------------------------------------------ requests to peers
 

@@ -37,6 +37,7 @@ NODE_ROOM = 8  # accepted connections that clients may not take: room for peer n
 # Answers that free the place of the request carrying the same id (`Connection.hold`).
 _ANSWERS = frozenset({"call_response", "object_response"})
 
+
 @dataclass(frozen=True)
 class Limits:
     """What one connection may take of the node (module docstring)."""

@@ -19,7 +19,9 @@ from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.node.messages import Message, message
 from avm_vm.node.peers import Connection
 from avm_vm.node.transfer import duct_to_wire
+from avm_vm.runtime.failures import CalleeFailed
 from avm_vm.runtime.runs import FetchIn, MoveOut, RemoteCall, RemoteFailure, Request, Teleport
+from avm_vm.trace import CallFailure
 
 Answer = Message | str  # the response, or why there is none
 
@@ -51,9 +53,11 @@ def request_message(
 
 
 def run_answer(request: Request, answer: Answer) -> object:
-    """What the parked instruction gets: a value (a bool for a move or fetch), an
-    `AvmError` (the instruction fails), or a `RemoteFailure` (a teleported activation
-    failed). Every failure keeps the reference's kind, MachineUnreachable (spec §11.5)."""
+    """What the parked instruction gets: a value (a bool for a move or fetch), a
+    `CallFailure` (the remote callee ran and failed: `call` answers nothing, as for a local
+    callee), an `AvmError` (the instruction fails), or a `RemoteFailure` (a teleported
+    activation failed). Every other failure keeps the reference's kind, MachineUnreachable
+    (spec §11.5)."""
     machine = request.machine
     if isinstance(answer, str):
         return AvmError(ErrorKind.MACHINE_UNREACHABLE, machine=f"{machine} ({answer})")
@@ -62,11 +66,16 @@ def run_answer(request: Request, answer: Answer) -> object:
         ErrorKind.MACHINE_UNREACHABLE,
         machine=f"{machine} — remote error: {answer['error_kind']}: {answer['error']}",
     )
+    failure = answer.get("failure")  # the callee ran and failed (absent from older peers)
     if type(request) is RemoteCall and kind == "call_response":
-        return answer["value"] if ok else remote
+        if ok:
+            return answer["value"]
+        return remote if failure is None else failure
     if type(request) is Teleport:
         if kind == "call_response":
-            return answer["value"] if ok else RemoteFailure(remote)
+            if ok:
+                return answer["value"]
+            return RemoteFailure(remote if failure is None else CalleeFailed(failure))
         if not ok:  # refused before it ran: the teleport itself fails
             return remote
     if type(request) in (MoveOut, FetchIn) and kind == "object_response":
@@ -74,9 +83,34 @@ def run_answer(request: Request, answer: Answer) -> object:
     return AvmError(ErrorKind.MACHINE_UNREACHABLE, machine=f"{machine} (unexpected {kind})")
 
 
-def call_answer(request_id: int, value: object) -> Message:
+def call_answer(request_id: int, value: object, failure: CallFailure | None = None) -> Message:
+    """An ok call_response; ``failure``: why a client's call answered nothing."""
+    return _call_response(request_id, value, None, None, failure)
+
+
+def failed_answer(
+    request_id: int, kind: str, text: str, failure: CallFailure | None = None
+) -> Message:
+    """A failed call_response; ``failure``: the callee ran and failed (the error is its own)."""
+    return _call_response(request_id, None, kind, text, failure)
+
+
+def _call_response(
+    request_id: int,
+    value: object,
+    kind: str | None,
+    text: str | None,
+    failure: CallFailure | None,
+) -> Message:
+    fields = {} if failure is None else {"failure": failure}  # absent when there is none
     return message(
-        "call_response", request_id=request_id, ok=True, value=value, error_kind=None, error=None
+        "call_response",
+        request_id=request_id,
+        ok=kind is None,
+        value=value,
+        error_kind=kind,
+        error=text,
+        **fields,
     )
 
 

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import gc
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
 from avm_vm.format.program import Program
+from avm_vm.runtime.failures import CalleeFailed, failure_of
 from avm_vm.runtime.handlers import PARK, SUSPEND, handler_table
 from avm_vm.runtime.handlers.events import EntropyPool
 from avm_vm.runtime.handlers.machine import complete_fetch, complete_move
-from avm_vm.runtime.handlers.objects import complete_remote_call
+from avm_vm.runtime.handlers.objects import complete_remote_call, remote_call_failed
 from avm_vm.runtime.handlers.solver import ConstraintStore
 from avm_vm.runtime.registry import BehaviorEntry, Registry
 from avm_vm.runtime.runs import (
@@ -49,6 +51,7 @@ from avm_vm.runtime.runs import (
 from avm_vm.runtime.store import IdGenerator, Journal, Store
 from avm_vm.runtime.transactions import Transaction
 from avm_vm.trace import (
+    CallFailure,
     DuctLink,
     Event,
     ExecutionMoved,
@@ -56,7 +59,16 @@ from avm_vm.trace import (
     Trace,
     TransactionAborted,
 )
-from avm_vm.values import BOX_BYTES, NO_OBJECT_ID, NOTHING, WALK_STEPS, Just, Value, parts_within
+from avm_vm.values import (
+    BOX_BYTES,
+    EFFECT_STEPS,
+    NO_OBJECT_ID,
+    NOTHING,
+    WALK_STEPS,
+    Just,
+    Value,
+    parts_within,
+)
 from avm_vm.vm.frames import DEFAULT_MAX_VALUE_BYTES
 from avm_vm.vm.interpreter import PREEMPTED, Fault, Frame, Fuel, Interpreter, Ret, Vis
 
@@ -76,6 +88,17 @@ class RuntimeOptions:
     node_prefix: int = 0  # 16-bit id prefix (spec §2.5)
     record_trace: bool = True
     jit: str = "auto"  # off | auto | on (see avm_vm.jit)
+
+
+# The fuel of a run someone waits for (`avm run`, `avm repl`, the Python API): an endless
+# loop should stop within seconds, not minutes. Measured on a loaded 2-core machine: a tight
+# loop runs 30-45 million steps a second in the VM (--jit off, or code the JIT does not
+# compile), billions once native; a loop of pure calls 5-8 million in the VM. So 200 million
+# steps is 5-7 s for the slow tight loop and under a second native; loops of object calls or
+# state writes run into the value budget (--max-value-bytes) first, within about 15 s.
+# Servers (`avm node`) keep the larger default of `RuntimeOptions.fuel`: their runs are
+# sliced, so one long run never blocks the others.
+RUN_FUEL = 200_000_000
 
 
 class Transport(Protocol):
@@ -111,6 +134,7 @@ class Activation:
         "mark",
         "self_id",
         "sender",
+        "strict",
         "trace_mark",
         "unreceived",
     )
@@ -138,6 +162,7 @@ class Activation:
         self.mark = 0  # journal length at entry
         self.trace_mark = 0  # trace length at entry
         self.dst = 0  # the caller's register waiting for the answer
+        self.strict = False  # entered by `call!`: the caller gets the value, or our failure
 
 
 @dataclass(eq=False)
@@ -155,6 +180,17 @@ class RunError(Exception):
 
     def __str__(self) -> str:
         return f"{self.error.kind.qualified_name}: {self.error.message}"
+
+    @property
+    def origin(self) -> CallFailure | None:
+        """Where the failure was first raised when a `call!` passed a callee's failure up
+        to here (its location is then in another behavior); None otherwise."""
+        error = self.error
+        return error.failure if isinstance(error, CalleeFailed) else None
+
+    def call_failure(self) -> CallFailure:
+        """The failure as a failed call reports it (a node's answer to a failed served call)."""
+        return failure_of(self.error, self.source_name, self.line, self.col)
 
 
 class Runtime:
@@ -195,6 +231,8 @@ class Runtime:
         self.slice: int | None = None
         # Call ids carry the node prefix like object ids, so ducts stay unique across nodes.
         self.call_ids = options.node_prefix << 48
+        # Told of each `log(value)` as it runs, with where it ran (`avm run` prints them).
+        self.log_sink: Callable[[Value, str | None], None] | None = None
         self.interpreters: list[Interpreter] = []
         for program in (programs,) if isinstance(programs, Program) else programs:
             self.load(program)
@@ -268,10 +306,11 @@ class Runtime:
         self.emit(ExecutionMoved(came_from, act.machine))
         return self._drive(None)
 
-    def resume(self, run: Run, answer: Value | AvmError | RemoteFailure) -> Outcome:
+    def resume(self, run: Run, answer: Value | AvmError | RemoteFailure | CallFailure) -> Outcome:
         """Continue the most recently parked run with the answer to what it waited for: a
-        value, an `AvmError` (the parked instruction fails), or a `RemoteFailure` (a
-        teleported activation failed). Runs resume last parked, first resumed."""
+        value, an `AvmError` (the parked instruction fails), a `RemoteFailure` (a
+        teleported activation failed) or a `CallFailure` (the remote callee of a call ran
+        and failed). Runs resume last parked, first resumed."""
         if self.run is not None or not self.parked or self.parked[-1] is not run:
             raise RuntimeError("only the most recently parked run can resume, between runs")
         self.parked.pop()
@@ -288,6 +327,13 @@ class Runtime:
             result = act.interpreter.throw(act.frames, answer, fuel, max_frames)
         elif type(answer) is RemoteFailure:
             raise AssertionError("only a teleported activation fails remotely")
+        elif type(answer) is CallFailure:  # the remote callee ran and failed
+            assert type(request) is RemoteCall
+            error = remote_call_failed(self, request, answer)
+            if error is None:
+                act.frames[-1].regs[run.dst] = NOTHING
+            else:
+                result = act.interpreter.throw(act.frames, error, fuel, max_frames)
         else:
             if type(request) is RemoteCall:
                 answer = complete_remote_call(self, request, answer)
@@ -392,8 +438,11 @@ class Runtime:
             kind = type(result)
             if kind is Vis:
                 try:
-                    # What an instruction keeps (a trace entry, an undo entry, a record)
-                    # counts as a box of value bytes: a run cannot grow the heap unboundedly.
+                    # An instruction's work in the runtime (a call, a state read or write,
+                    # a trace entry) is that of tens of VM steps: charged, so fuel bounds
+                    # time. What it keeps counts as a box of value bytes, so a run cannot
+                    # grow the heap unboundedly.
+                    fuel.take(EFFECT_STEPS)
                     fuel.build(BOX_BYTES)
                     answer = handlers[result.instruction](self, result.args)
                 except AvmError as error:
@@ -409,18 +458,23 @@ class Runtime:
                     return PARK
                 else:
                     act.frames[-1].regs[result.dst] = answer
+                result = act.interpreter.run(act.frames, fuel, max_frames)
+                continue
             elif kind is Ret:
                 if len(stack) == 1:
                     self._pay_result(result.value, act)
                     return result.value
-                act = self._finish(result.value)
+                act, error = self._finish(result.value, None)
             elif result is PREEMPTED:
                 return PREEMPTED  # type: ignore[return-value]  # frames stay resumable
             else:
                 if len(stack) == 1 or result.error.fatal:
                     raise _Abandon(result.error, result)
-                act = self._finish(None)
-            result = act.interpreter.run(act.frames, fuel, max_frames)
+                act, error = self._finish(None, result)
+            if error is None:
+                result = act.interpreter.run(act.frames, fuel, max_frames)
+            else:  # a `call!` whose callee failed fails in the caller
+                result = act.interpreter.throw(act.frames, error, fuel, max_frames)
 
     def pay_walk(self, value: Value) -> None:
         """Charge the run for walking ``value`` as a tree, WALK_STEPS per part after the
@@ -465,8 +519,17 @@ class Runtime:
 
     # ----------------------------------------------------------------- calls
 
-    def enter(self, entry: BehaviorEntry, target: int, message: Value, machine: str, name: str):
-        """Push the activation of a local call (spec §7.1 step 6); the loop runs it next."""
+    def enter(
+        self,
+        entry: BehaviorEntry,
+        target: int,
+        message: Value,
+        machine: str,
+        name: str,
+        strict: bool = False,
+    ):
+        """Push the activation of a local call (spec §7.1 step 6); the loop runs it next.
+        ``strict``: a `call!`, which answers the value itself or fails as the callee did."""
         caller = self.act
         if len(self.stack) > self.options.max_depth:
             raise AvmError(ErrorKind.DEPTH_EXCEEDED, limit=self.options.max_depth)
@@ -481,6 +544,7 @@ class Runtime:
             self.journal.active = True
             act.mark = len(self.journal.entries)
         act.trace_mark = len(self.trace.entries)
+        act.strict = strict
         self.stack.append(act)
         self.act = act
         return SUSPEND
@@ -489,11 +553,17 @@ class Runtime:
         self.call_ids += 1
         return self.call_ids - 1
 
-    def _finish(self, value: Value | None) -> Activation:
-        """Complete the top call: ``value`` is its answer, None when it failed (spec §7.1 §9)."""
+    def _finish(
+        self, value: Value | None, fault: Fault | None
+    ) -> tuple[Activation, AvmError | None]:
+        """Complete the top call: ``value`` is its answer, None when it failed with ``fault``
+        (spec §7.1 §9). Answers the caller, and the error it fails with (a failed `call!`)."""
         callee = self.stack.pop()
         caller = self.act = self.stack[-1]
-        if value is None:
+        failure = None
+        if fault is not None:
+            source = callee.interpreter.program.source_name
+            failure = failure_of(fault.error, source, fault.line, fault.col)
             if self.ours:
                 self.journal.unwind(callee.mark)
                 self.trace.revert_from(callee.trace_mark)
@@ -504,9 +574,21 @@ class Runtime:
             if not run.undoable:  # top level: nothing left that could be undone
                 self.journal.active = False
                 del self.journal.entries[run.base :]
-        self.emit_at(ObjectCalled(callee.self_id, callee.input, value), callee.duct)
-        caller.frames[-1].regs[callee.dst] = NOTHING if value is None else Just(value)
-        return caller
+        self.emit_at(ObjectCalled(callee.self_id, callee.input, value, failure), callee.duct)
+        self.note_call(failure)
+        if callee.strict:
+            if failure is not None:
+                return caller, CalleeFailed(failure)
+            caller.frames[-1].regs[callee.dst] = value
+        else:
+            caller.frames[-1].regs[callee.dst] = NOTHING if failure is not None else Just(value)
+        return caller, None
+
+    def note_call(self, failure: CallFailure | None) -> None:
+        """A call of the executing activation completed: the base activation's last one is
+        remembered (a node tells `avm call` why its target failed)."""
+        if len(self.stack) == 1:
+            self.run.failure = failure  # type: ignore[union-attr]
 
     def _abandon(self, error: AvmError, fault: Fault | None) -> RunError:
         """Stop the run. A served call's effects are undone (ours), as any failed callee's;

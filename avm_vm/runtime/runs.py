@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError
-from avm_vm.trace import DuctLink
+from avm_vm.trace import CallFailure, DuctLink
 from avm_vm.values import Value
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ class RemoteCall:
     message: Value
     sender: int
     duct: DuctLink  # the call's own link: what the ObjectCalled entry reports
+    strict: bool = False  # a `call!`: the answer is the value itself, a failure fails it
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Run:
     __slots__ = (
         "base",
         "dst",
+        "failure",
         "fuel",
         "journal_active",
         "number",
@@ -99,6 +101,9 @@ class Run:
         self.tx: Transaction | None = None  # set aside while parked
         self.world: list | None = None
         self.journal_active = False
+        # Why the base activation's last call failed (None: it did not): a node's answer to
+        # `avm call` carries it when the call answered nothing.
+        self.failure: CallFailure | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from avm_vm.values import Value, render
+from avm_vm.value_text import elide
+from avm_vm.values import Value
 
 
 class ObjectCreated(NamedTuple):
@@ -43,12 +44,12 @@ class ObjectCalled(NamedTuple):
 
     def text(self) -> str:
         if self.output is not None:
-            arrow = f" -> {render(self.output)}"
+            arrow = f" -> {elide(self.output)}"
         elif self.failure is not None:
             arrow = f" -> failed: {self.failure.text()}"
         else:
             arrow = ""
-        return f"called obj:{self.id} with {render(self.input)}{arrow}"
+        return f"called obj:{self.id} with {elide(self.input)}{arrow}"
 
 
 class LogRecorded(NamedTuple):
@@ -57,7 +58,7 @@ class LogRecorded(NamedTuple):
     value: Value
 
     def text(self) -> str:
-        return f"log: {render(self.value)}"
+        return f"log: {elide(self.value)}"
 
 
 class MessageReceived(NamedTuple):
@@ -65,7 +66,7 @@ class MessageReceived(NamedTuple):
     input: Value
 
     def text(self) -> str:
-        return f"obj:{self.id} received {render(self.input)}"
+        return f"obj:{self.id} received {elide(self.input)}"
 
 
 class ObjectMoved(NamedTuple):
@@ -151,10 +152,14 @@ class TransactionAborted(NamedTuple):
 
 
 class StateUpdated(NamedTuple):
+    """``state`` is the new state itself (values are immutable: keeping it copies nothing);
+    the text shows it elided, the JSON whole."""
+
     id: int
+    state: Value
 
     def text(self) -> str:
-        return f"state updated: obj:{self.id}"
+        return f"state updated: obj:{self.id} = {elide(self.state)}"
 
 
 Event = (
@@ -176,4 +181,4 @@ Event = (
 )
 
 # Fields that hold values (JSON-encoded per spec §2.6); the others are ids or names.
-VALUE_FIELDS = frozenset({"input", "output", "value"})
+VALUE_FIELDS = frozenset({"input", "output", "value", "state"})

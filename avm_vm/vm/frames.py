@@ -124,7 +124,7 @@ class Fault:
 class Frame:
     """A running or suspended function activation: plain data."""
 
-    __slots__ = ("function", "handlers", "pc", "regs", "result_reg")
+    __slots__ = ("caught", "function", "handlers", "pc", "regs", "result_reg")
 
     def __init__(
         self,
@@ -139,6 +139,8 @@ class Frame:
         self.regs = regs
         self.handlers = handlers  # TRY stack: (handler pc, message register)
         self.result_reg = result_reg  # the caller's register for our value; None: base frame
+        # The error a TRY handler of this frame took last: `else (err, kind)` reads its kind.
+        self.caught: AvmError | None = None
 
     def __repr__(self) -> str:
         return f"Frame({self.function.name} pc={self.pc})"

@@ -237,6 +237,7 @@ def _unwind(frames: list[Frame], error: AvmError) -> Fault | None:
                 del frames[depth + 1 :]
                 frame.pc, register = frame.handlers.pop()
                 frame.regs[register] = error.message
+                frame.caught = error
                 return None
     frame = frames[-1]
     lines = frame.function.function.lines

@@ -618,7 +618,7 @@ class _Translator:
         """``name = Frame(proc, 0, regs, [], result_reg)``, without the cost of a call."""
         self.emit(f"{name} = new_object(Frame)", f"{name}.function = {proc}", f"{name}.pc = 0")
         self.emit(f"{name}.regs = {regs}", f"{name}.handlers = []")
-        self.emit(f"{name}.result_reg = {result_reg}")
+        self.emit(f"{name}.result_reg = {result_reg}", f"{name}.caught = None")
 
     def op_ret(self, pc: int, a: int) -> None:
         self.emit("frames.pop()")

@@ -24,6 +24,7 @@ main {
   destroy(a)
   abort(u)
   teleport("elsewhere")
+  log(["done", 1])
   return 0
 }
 """
@@ -44,7 +45,7 @@ def test_10_6_text_of_every_event(run):
         "[2] tx committed: tx:0",
         "[3] obj:0 received just 1",
         "[4] called obj:0 with 1 -> just 1",
-        "[5] state updated: obj:18446744073709551615",
+        "[5] state updated: obj:18446744073709551615 = [1]",
         "[6] moved obj:0 from machine:local to machine:m",
         "[7] fetched obj:0 to machine:local",
         "[8] transferred obj:0 from ctrl:none to ctrl:d",
@@ -54,6 +55,7 @@ def test_10_6_text_of_every_event(run):
         "[12] destroyed obj:0",
         "[13] tx aborted: tx:1",
         "[14] execution moved from machine:local to machine:elsewhere",
+        '[15] log: ["done", 1]',
     ]
 
 
@@ -81,12 +83,15 @@ def test_10_6_json_lines(run):
 
 
 def test_10_6_json_of_a_failed_call(run):
-    """An ObjectCalled without output has ``"output":null``; undone entries are reverted."""
+    """An ObjectCalled without output has ``"output":null`` and says why (``failure``: kind,
+    message, location); undone entries are reverted."""
     out = run('behavior F { on _ { set_state([1]); fail "no" } } main { return call(create F, 2) }')
     assert render_json_lines(out.runtime.trace.entries).splitlines()[1:] == [
-        '{"timestamp":1,"event_type":{"StateUpdated":0},"executing_controller":null,'
+        '{"timestamp":1,"event_type":{"StateUpdated":{"id":0,"state":{"List":[{"Nat":1}]}}},'
+        '"executing_controller":null,'
         '"duct":[[0,"F",0]],"reverted":true}',
-        '{"timestamp":2,"event_type":{"ObjectCalled":{"id":0,"input":{"Nat":2},"output":null}},'
+        '{"timestamp":2,"event_type":{"ObjectCalled":{"id":0,"input":{"Nat":2},"output":null,'
+        '"failure":{"kind":"Failed","message":"no","location":"test.avm:1:37"}}},'
         '"executing_controller":null,"duct":[[0,"F",0]],"reverted":false}',
     ]
 

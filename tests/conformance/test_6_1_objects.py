@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from avm_vm.trace import MessageReceived, ObjectCalled, ObjectCreated, ObjectDestroyed
+from avm_vm.trace import (
+    CallFailure,
+    MessageReceived,
+    ObjectCalled,
+    ObjectCreated,
+    ObjectDestroyed,
+)
 from avm_vm.values import NOTHING, Just
 
 CELL = """
@@ -94,7 +100,7 @@ def test_6_1_3_call_answers_just_and_emits_object_called(run):
     out = run(CELL + 'main { let c = create Cell; return call(c, ["set", 7]) }')
     assert out.text == "just 7"
     assert out.lines[-2:] == [
-        "[1] state updated: obj:0",
+        "[1] state updated: obj:0 = [7]",
         '[2] called obj:0 with ["set", 7] -> 7',
     ]
 
@@ -124,11 +130,14 @@ def test_6_1_3_call_with_unregistered_behavior_is_behavior_not_found(run):
 
 def test_6_1_3_call_failure_answers_nothing(run):
     """§7.4: an error inside the callee: the caller's call answers nothing, one
-    ObjectCalled without output."""
+    ObjectCalled without output, which keeps why the callee failed and where."""
     out = run(CELL + 'main { let c = create Cell; return call(c, ["boom", 3]) }')
     assert out.text == "nothing"
-    assert out.events(ObjectCalled) == [ObjectCalled(0, ("boom", 3), None)]
-    assert out.lines[-1] == '[2] called obj:0 with ["boom", 3]'
+    failure = CallFailure("Failed", "boom", "test.avm:6:31")  # line 6: the `fail` of CELL
+    assert out.events(ObjectCalled) == [ObjectCalled(0, ("boom", 3), None, failure)]
+    assert out.lines[-1] == (
+        '[2] called obj:0 with ["boom", 3] -> failed: Failed: boom (test.avm:6:31)'
+    )
 
 
 def test_6_1_4_receive_takes_the_message_once(run):

@@ -26,7 +26,7 @@ def test_6_2_set_state_and_get_state(run):
     uses the sentinel's slot."""
     out = run("main { set_state([1, 2]); return get_state() }")
     assert out.text == "[1, 2]"
-    assert out.events(StateUpdated) == [StateUpdated(18446744073709551615)]
+    assert out.events(StateUpdated) == [StateUpdated(18446744073709551615, (1, 2))]
 
 
 def test_6_2_set_state_needs_a_list(run):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from avm_vm.runtime.core import Runtime
-from avm_vm.trace import ObjectCalled, StateUpdated
+from avm_vm.trace import CallFailure, ObjectCalled, StateUpdated
 from avm_vm.values import ObjectRef
 
 FAILING = """
@@ -73,13 +73,14 @@ def test_7_1_failed_callee_is_undone_and_its_trace_marked_reverted(run):
     assert out.lines == [
         "[0] created obj:0 (behavior: Inner)",
         "[1] created obj:1 (behavior: Outer)",
-        "[2] state updated: obj:1 (reverted)",
-        "[3] state updated: obj:0 (reverted)",
+        '[2] state updated: obj:1 = ["outer"] (reverted)',
+        '[3] state updated: obj:0 = ["inner"] (reverted)',
         "[4] called obj:0 with 0 -> 1 (reverted)",
         "[5] created obj:2 (behavior: Inner) (reverted)",
-        "[6] called obj:1 with [obj:0]",
+        "[6] called obj:1 with [obj:0] -> failed: Failed: late (test.avm:4:60)",
     ]
-    assert out.events(ObjectCalled)[-1] == ObjectCalled(1, (ObjectRef(0),), None)
+    late = CallFailure("Failed", "late", "test.avm:4:60")  # where Outer fails
+    assert out.events(ObjectCalled)[-1] == ObjectCalled(1, (ObjectRef(0),), None, late)
 
 
 def test_7_1_step_9_profile_r_keeps_a_failed_callees_effects_and_drops_its_trace(run):
@@ -92,7 +93,7 @@ def test_7_1_step_9_profile_r_keeps_a_failed_callees_effects_and_drops_its_trace
     assert out.lines == [
         "[0] created obj:0 (behavior: Inner)",
         "[1] created obj:1 (behavior: Outer)",
-        "[6] called obj:1 with [obj:0]",
+        "[6] called obj:1 with [obj:0] -> failed: Failed: late (test.avm:4:60)",
     ]
 
 
@@ -129,9 +130,9 @@ def test_7_post_order_and_sibling_order(run):
     main { let a = create Leaf; let b = create Leaf; return call(create Node, [a, b]) }""")
     assert out.text == "just 0"
     assert out.lines[3:] == [
-        "[3] state updated: obj:0",
+        "[3] state updated: obj:0 = [1]",
         "[4] called obj:0 with 1 -> 1",
-        "[5] state updated: obj:1",
+        "[5] state updated: obj:1 = [2]",
         "[6] called obj:1 with 2 -> 2",
         "[7] called obj:2 with [obj:0, obj:1] -> 0",
     ]

@@ -131,6 +131,33 @@ def test_8_atomic_block_aborts_on_failure(run):
     assert len(out.events(TransactionAborted)) == 1
 
 
+def test_8_atomic_else_sees_a_failed_commit_and_the_error_kind(run):
+    """docs/language.md atomic: the handler also runs when the commit fails (here after a
+    `return` in the body), and `else (err, kind)` binds the kind; the store is as before."""
+    out = run(
+        CELL
+        + """
+    main {
+      let c = create Cell
+      let r = 0
+      atomic { call!(c, ["set", 3]); require(false); return 1 } else (err, kind) {
+        r = [kind, err]
+      }
+      return [r, call!(c, ["get"])]
+    }"""
+    )
+    assert out.text == '[["TxConflict", "transaction conflict: tx:0"], 0]'
+
+
+def test_8_atomic_without_else_fails_with_the_bodys_own_error(run):
+    """docs/language.md atomic: with no handler, the block fails again with the body's very
+    error (its kind too), once the transaction is aborted."""
+    out = run("main { atomic { let x = [1][5] } return 0 }")
+    assert out.error == "IndexOutOfRange: index 5 out of range for a list of length 1"
+    assert out.runtime.tx is None
+    assert len(out.events(TransactionAborted)) == 1
+
+
 def test_8_8_open_tx_survives_top_level_error(run):
     """§8.8: a failing top-level program leaves the tx open (profile R)."""
     out = run("main { begin(); fail 1 }")
@@ -145,7 +172,10 @@ def test_7_failed_callee_undoes_the_tx_it_began(run):
     main { let r = call(create Opener, 0); return [r, current_controller()] }""")
     assert out.text == "[nothing, nothing]"
     assert out.runtime.tx is None
-    assert out.lines[-2:] == ["[1] tx started: tx:0 (reverted)", "[2] called obj:0 with 0"]
+    assert out.lines[-2:] == [
+        "[1] tx started: tx:0 (reverted)",
+        "[2] called obj:0 with 0 -> failed: Failed: oops (test.avm:2:39)",
+    ]
 
 
 def test_7_failed_callee_undoes_its_abort_of_the_callers_tx(run):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from avm_vm.trace import CallFailure
 from avm_vm.values import NO_OBJECT_ID
 
 
@@ -14,7 +15,11 @@ from avm_vm.values import NO_OBJECT_ID
         ("call(5, 1)", "TypeMismatch: call: expected an object reference, found a nat"),
         ("commit(1)", "TypeMismatch: commit: expected a transaction reference, found a nat"),
         ("teleport(1)", "TypeMismatch: teleport: expected a string, found a nat"),
-        ("begin(obj:1)", "TypeMismatch: begin: expected a string, found an object reference"),
+        (
+            "begin([obj:1][0])",
+            "TypeMismatch: begin: a controller is a name (a string), found an object "
+            "reference; atomic under and begin take a controller name, such as 'bank'",
+        ),
         ('call_pure("f", 1)', "TypeMismatch: call_pure: expected a list, found a nat"),
         ("new_var(1)", "TypeMismatch: a domain is a list, found a nat"),
         ("narrow(3, [1])", "TypeMismatch: unknown constraint variable: 3"),
@@ -53,13 +58,17 @@ def test_9_vm_errors_of_checked_operations(run, body, error):
     assert run(f"main {{ return {body} }}").error == error
 
 
-def test_9_unwrapping_call_of_a_failed_callee_is_unwrap_nothing(run):
-    """`call!` of a call that answered nothing (§7.4) fails the caller with UnwrapNothing;
-    a message no clause matches fails the callee (docs/language.md)."""
+def test_9_call_bang_of_a_failed_callee_fails_as_the_callee_did(run):
+    """`call!` of a callee that failed (§7.4: `call` answers nothing) fails the caller with
+    the callee's own kind and message, and keeps where the callee failed; a message no
+    clause matches fails the callee (docs/language.md)."""
     source = 'behavior B { on ["x"] { return 1 } } main { return [CALL(create B, "y")] }'
     assert run(source.replace("CALL", "call")).text == "[nothing]"
     out = run(source.replace("CALL", "call!"))
-    assert out.error == "UnwrapNothing: expected just a value, found nothing"
+    assert out.error == "Failed: no clause of behavior B matches the message y"
+    assert out.failure.origin == CallFailure(
+        "Failed", "no clause of behavior B matches the message y", "test.avm:1:1"
+    )
 
 
 def test_9_no_match_arm_is_failed(run):
@@ -97,11 +106,11 @@ def test_9_3_failed_top_level_program_keeps_its_effects_and_trace(run, run_on):
     assert 0 in out.runtime.store and out.runtime.store.state(NO_OBJECT_ID) == (7,)
     assert out.lines == [
         "[0] created obj:0 (behavior: B)",
-        f"[1] state updated: obj:{NO_OBJECT_ID}",
+        f"[1] state updated: obj:{NO_OBJECT_ID} = [7]",
     ]
     again = run_on(out.runtime)
     assert again.error == "Failed: x"
     assert again.lines[2:] == [
         "[2] created obj:1 (behavior: B)",
-        f"[3] state updated: obj:{NO_OBJECT_ID}",
+        f"[3] state updated: obj:{NO_OBJECT_ID} = [7]",
     ]

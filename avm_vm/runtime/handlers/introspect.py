@@ -53,7 +53,7 @@ def set_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
         rt.store.set_state(self_id, state)
     else:
         rt.tx.write(rt.journal, self_id, state)
-    rt.emit(StateUpdated(self_id))
+    rt.emit(StateUpdated(self_id, state))
     return NOTHING
 
 

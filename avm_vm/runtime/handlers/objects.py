@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind
+from avm_vm.runtime.failures import CalleeFailed
 from avm_vm.runtime.handlers.common import PARK, name, object_id, optional_name
 from avm_vm.runtime.runs import RemoteCall
 from avm_vm.runtime.store import ObjectRecord
 from avm_vm.runtime.transactions import PendingCreate
-from avm_vm.trace import DuctLink, MessageReceived, ObjectCalled, ObjectCreated, ObjectDestroyed
+from avm_vm.trace import (
+    CallFailure,
+    DuctLink,
+    MessageReceived,
+    ObjectCalled,
+    ObjectCreated,
+    ObjectDestroyed,
+)
 from avm_vm.values import NOTHING, Just, ObjectRef, Value
 
 if TYPE_CHECKING:
@@ -52,12 +60,22 @@ def call(rt: Runtime, args: tuple[Value, ...]) -> Value:
     creations do not hold goes to the machine the node's location directory names (fixing
     the reference, which never consults it, §11.3).
     """
+    return _call(rt, args, False)
+
+
+def call_unwrap(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    """`call!(o, m)`: as `call`, but the answer is the callee's value itself, and when the
+    callee fails this instruction fails with the callee's kind and message."""
+    return _call(rt, args, True)
+
+
+def _call(rt: Runtime, args: tuple[Value, ...], strict: bool) -> Value:
     target = object_id(args[0], "call")
     message = args[1]
     act = rt.act
     record = rt.store.objects.get(target)
     if record is not None and record.machine != act.machine:
-        return _remote(rt, target, record.machine, record.behavior, message)
+        return _remote(rt, target, record.machine, record.behavior, message, strict)
     tx = rt.tx
     if record is not None:
         behavior, machine = record.behavior, record.machine
@@ -67,36 +85,48 @@ def call(rt: Runtime, args: tuple[Value, ...]) -> Value:
         where = None if rt.network is None else rt.network.locate(target)
         if where is None or where == act.machine:
             raise AvmError(ErrorKind.OBJ_NOT_FOUND, id=target)
-        return _remote(rt, target, where, f"@{where}", message)
+        return _remote(rt, target, where, f"@{where}", message, strict)
     if tx is not None:
         tx.called(rt.journal, target, message)
     entry = rt.registry.behaviors.get(behavior)
     if entry is None:
         raise AvmError(ErrorKind.BEHAVIOR_NOT_FOUND, name=behavior)
-    return rt.enter(entry, target, message, machine, behavior)
+    return rt.enter(entry, target, message, machine, behavior, strict)
 
 
-def _remote(rt: Runtime, target: int, machine: str, behavior: str, message: Value) -> Value:
+def _remote(
+    rt: Runtime, target: int, machine: str, behavior: str, message: Value, strict: bool
+) -> Value:
     """§7.5: not transactional, no local lookup. A node parks the run until the answer
     arrives (`complete_remote_call`); otherwise the transport answers at once."""
     caller = rt.act
     rt.pay_walk(message)  # it is encoded to be sent
     if rt.network is not None:
         duct = DuctLink(target, behavior, rt.next_call_id(), caller.duct)
-        rt.request = RemoteCall(machine, target, message, caller.self_id, duct)
+        rt.request = RemoteCall(machine, target, message, caller.self_id, duct, strict)
         return PARK
     if rt.transport is None:
         raise AvmError(ErrorKind.MACHINE_UNREACHABLE, machine=machine)
     value = rt.transport.call(machine, target, message, caller.self_id)
     duct = DuctLink(target, behavior, rt.next_call_id(), caller.duct)
     rt.emit_at(ObjectCalled(target, message, value), duct)
-    return Just(value)
+    return value if strict else Just(value)
 
 
 def complete_remote_call(rt: Runtime, request: RemoteCall, value: Value) -> Value:
-    """The remote callee answered ``value``: log the call (§7.5 step 3), answer ``just``."""
+    """The remote callee answered ``value``: log the call (§7.5 step 3), answer ``just``
+    (the value itself to a `call!`)."""
     rt.emit_at(ObjectCalled(request.target, request.message, value), request.duct)
-    return Just(value)
+    rt.note_call(None)
+    return value if request.strict else Just(value)
+
+
+def remote_call_failed(rt: Runtime, request: RemoteCall, failure: CallFailure) -> AvmError | None:
+    """The remote callee ran and failed: log the call with why; `call` then answers
+    ``nothing`` (None here), `call!` fails with the answered error."""
+    rt.emit_at(ObjectCalled(request.target, request.message, None, failure), request.duct)
+    rt.note_call(failure)
+    return CalleeFailed(failure) if request.strict else None
 
 
 def receive(rt: Runtime, args: tuple[Value, ...]) -> Value:
@@ -120,6 +150,7 @@ HANDLERS = {
     "create_obj": create_obj,
     "destroy_obj": destroy_obj,
     "call": call,
+    "call_unwrap": call_unwrap,
     "receive": receive,
 }
 R_HANDLERS = {"receive": receive_r}

@@ -10,18 +10,34 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.runtime.handlers.common import optional_name, tx_id
+from avm_vm.errors import AvmError, ErrorKind, failed, vm_error
+from avm_vm.runtime.failures import CalleeFailed
+from avm_vm.runtime.handlers.common import tx_id
 from avm_vm.runtime.transactions import Transaction
 from avm_vm.trace import TransactionAborted, TransactionCommitted, TransactionStarted
-from avm_vm.values import NOTHING, TxRef, Value
+from avm_vm.values import NOTHING, NothingType, TxRef, Value
+from avm_vm.vm.ops import describe
 
 if TYPE_CHECKING:
     from avm_vm.runtime.core import Runtime
 
 
+def _controller(value: Value) -> str | None:
+    """`begin`'s optional controller. Passing an object (`atomic under self`) is a common
+    slip: the error says what a controller is."""
+    if type(value) is NothingType:
+        return None
+    if type(value) is not str:
+        raise vm_error(
+            ErrorKind.TYPE_MISMATCH,
+            f"begin: a controller is a name (a string), found {describe(value)}; "
+            "atomic under and begin take a controller name, such as 'bank'",
+        )
+    return value
+
+
 def begin_tx(rt: Runtime, args: tuple[Value, ...]) -> Value:
-    controller = optional_name(args[0], "begin")
+    controller = _controller(args[0])
     if rt.tx is not None:
         raise AvmError(ErrorKind.TX_INVALID_DURING_TX)
     tx = Transaction(rt.ids.tx_id(), controller)
@@ -65,5 +81,33 @@ def abort_tx(rt: Runtime, args: tuple[Value, ...]) -> Value:
     return NOTHING
 
 
-HANDLERS = {"begin_tx": begin_tx, "commit_tx": commit_tx, "abort_tx": abort_tx}
+def atomic_failed(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    """An `atomic` block failed: abort its transaction ``args[0]`` if it is still the open
+    one (a failed commit rolled it back already; the body may have closed it itself; begin
+    may have failed), and answer the kind (``Failed``, ``TxConflict``...) of the error the
+    handler caught, which `else (err, kind)` binds."""
+    tx, block = rt.tx, args[0]
+    if tx is not None and type(block) is TxRef and block.id == tx.id:
+        rt.rollback()
+        rt.emit(TransactionAborted(tx.id))
+    caught = rt.act.frames[-1].caught
+    if isinstance(caught, CalleeFailed):  # its kind as the callee named it (maybe a peer's)
+        return caught.failure.kind
+    return "" if caught is None else caught.kind.qualified_name
+
+
+def rethrow(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    """An `atomic` block without `else` failed: fail again with the very error it caught
+    (its kind and, for a callee's failure, where it was raised), ``args[0]`` its message."""
+    caught = rt.act.frames[-1].caught
+    raise caught if caught is not None else failed(args[0])
+
+
+HANDLERS = {
+    "begin_tx": begin_tx,
+    "commit_tx": commit_tx,
+    "abort_tx": abort_tx,
+    "atomic_failed": atomic_failed,
+    "rethrow": rethrow,
+}
 R_HANDLERS: dict = {}
