@@ -28,17 +28,11 @@ from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.format.bytecode import VERSION as TAPE_VERSION
 from avm_vm.format.bytecode import decode, load
 from avm_vm.format.program import Program
-from avm_vm.node.auth import PROTOCOL_VERSION
-from avm_vm.node.cli import COMMANDS as NODE_COMMANDS
+from avm_vm.node import PROTOCOL_VERSION
 from avm_vm.runtime.core import RunError, Runtime, RuntimeOptions
-from avm_vm.trace import duct_text, render_json_lines, render_mermaid, render_text
 from avm_vm.values import NO_OBJECT_ID, Value, render
 
-_RENDERERS = {
-    "text": lambda entries, duct: render_text(entries, duct),
-    "json": lambda entries, duct: render_json_lines(entries),
-    "mermaid": lambda entries, duct: render_mermaid(entries),
-}
+_TRACE_FORMATS = ("json", "mermaid", "text")
 
 
 # Runtime errors whose usual cause a hint can name: (kind, text in the message, hint).
@@ -69,7 +63,41 @@ class _Exit(Exception):
     """Stop with a message on stderr and exit status 1."""
 
 
-@click.group()
+class _Commands(click.Group):
+    """The `avm` group: the node commands (avm node, call, create, status, ...) are loaded
+    when one of them is used, so `avm run` does not pay for the networking code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *NODE_COMMAND_NAMES})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in NODE_COMMAND_NAMES and name not in self.commands:
+            from avm_vm.node.cli import COMMANDS
+
+            for command in COMMANDS:
+                self.add_command(command)
+        return super().get_command(ctx, name)
+
+
+# The names of `avm_vm.node.cli.COMMANDS` (a test checks they agree).
+NODE_COMMAND_NAMES = frozenset(
+    (
+        "node",
+        "call",
+        "create",
+        "status",
+        "state-hash",
+        "snapshot",
+        "peek",
+        "load",
+        "replay",
+        "log",
+        "certs",
+    )
+)
+
+
+@click.group(cls=_Commands)
 @version_option(
     "avm", f".tape format version {TAPE_VERSION}", f"wire protocol version {PROTOCOL_VERSION}"
 )
@@ -93,9 +121,17 @@ def main() -> None:
     show_default=True,
     help="Nested object calls allowed.",
 )
+@click.option(
+    "--max-search",
+    type=click.IntRange(min=1),
+    default=RuntimeOptions.max_search,
+    show_default=True,
+    help="Runs of one transaction's body while it searches for choices that satisfy its "
+    "requirements (docs/semantics.md, Nondeterminism); past them it fails with SearchLimit.",
+)
 @click.option("--trace", "show_trace", is_flag=True, help="Print the trace (to stderr).")
 @click.option(
-    "--trace-format", type=click.Choice(sorted(_RENDERERS)), default="text", show_default=True
+    "--trace-format", type=click.Choice(_TRACE_FORMATS), default="text", show_default=True
 )
 @click.option(
     "--trace-out",
@@ -132,6 +168,7 @@ def run_command(
     fuel: int,
     max_value_bytes: int,
     max_depth: int,
+    max_search: int,
     show_trace: bool,
     trace_format: str,
     trace_out: Path | None,
@@ -148,6 +185,7 @@ def run_command(
         fuel=fuel,
         max_value_bytes=max_value_bytes,
         max_depth=max_depth,
+        max_search=max_search,
         machine=machine,
         seed=seed,
         now=now,
@@ -214,7 +252,16 @@ def _checked(read: Callable[[], Program], colored: bool) -> Program:
 def _emit_trace(runtime: Runtime, show: bool, fmt: str, out: Path | None, duct: bool) -> None:
     if not (show or out):
         return
-    text = _RENDERERS[fmt](runtime.trace.entries, duct)
+    # The renderers load only when a trace is printed (start-up time of every run).
+    from avm_vm import trace
+
+    entries = runtime.trace.entries
+    if fmt == "json":
+        text = trace.render_json_lines(entries)
+    elif fmt == "mermaid":
+        text = trace.render_mermaid(entries)
+    else:
+        text = trace.render_text(entries, duct)
     if out is None:
         click.echo(text, err=True)
         return
@@ -241,6 +288,8 @@ def _describe(failure: RunError, file: Path, colored: bool) -> str:
             f"while running obj:{failure.object_id} (behavior {failure.behavior}), "
             f"function {failure.function}"
         )
+    from avm_vm.trace import duct_text
+
     notes: tuple[str, ...] = (where, f"duct: {duct_text(failure.duct)}")
     origin = failure.origin
     if origin is not None and origin.location is not None:
@@ -310,5 +359,33 @@ def repl_command(files: tuple[Path, ...]) -> None:
     sys.exit(run(list(files)))
 
 
-for _command in NODE_COMMANDS:  # avm node, call, create, status
-    main.add_command(_command)
+@main.command("test")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("-k", "pattern", metavar="PATTERN", help="Only tests whose name contains PATTERN.")
+@click.option("-v", "--verbose", is_flag=True, help="A line per test (its name) instead of dots.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (and nothing else).")
+@click.option(
+    "--junit-xml",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the results as JUnit XML to this file (for CI).",
+)
+@fuel_option(
+    "VM steps each test may take; past them the test fails with FuelExhausted.", default=RUN_FUEL
+)
+@jit_option
+def test_command(
+    paths: tuple[Path, ...],
+    pattern: str | None,
+    verbose: bool,
+    as_json: bool,
+    junit_xml: Path | None,
+    fuel: int,
+    jit: str,
+) -> None:
+    """Run the `test "name" { ... }` items of PATHS (.avm files, or directories searched for
+    them; default: the current directory), each in a fresh world (see docs/testing.md).
+    Exit status: 0 every test passed, 1 a test failed, 2 a file did not compile."""
+    from avm_vm.testing import run_files
+
+    options = RuntimeOptions(fuel=fuel, jit=jit)
+    sys.exit(run_files(list(paths) or [Path(".")], pattern, verbose, as_json, junit_xml, options))

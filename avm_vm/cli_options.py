@@ -15,7 +15,6 @@ PACKAGE = "avm-toolchain"
 __all__ = ["PACKAGE", "RUN_FUEL"]
 
 
-
 def fuel_option(help: str, default: int = RuntimeOptions.fuel) -> Callable[[Any], Any]:
     return click.option(
         "--fuel",

@@ -62,6 +62,9 @@ class ErrorKind(Enum):
     # Finite-domain constraints and nondeterminism
     FD_NOT_IMPLEMENTED = ("FdNotImplemented", "Fd", "FD constraint solver not implemented: {name}")
     NONDET_NOT_IMPLEMENTED = ("NondetNotImplemented", "Nondet", "nondeterminism not implemented: {name}")
+    NO_SOLUTION = ("NoSolution", "Nondet", "no choice satisfies the requirements ({tried} combinations tried)")
+    SEARCH_LIMIT = ("SearchLimit", "Nondet", "search limit reached: {tried} combinations tried without satisfying the requirements (raise it with --max-search)")
+    NOT_SEARCHABLE = ("NotSearchable", "Nondet", "{what} cannot run in a transaction that searches (it has made a choice or is being re-run): its effect could not be undone or repeated")
     # The VM's own errors (not in the spec: the language's checked operations)
     ARITHMETIC = ("ArithmeticError", "Vm", "{detail}")
     TYPE_MISMATCH = ("TypeMismatch", "Vm", "{detail}")

@@ -83,6 +83,14 @@ def layout(blocks: list[BasicBlock]) -> list[list[IrInstr]]:
     return result
 
 
+# Per op, its operands the assembler looks at (registers) or rewrites (constants, jump
+# targets, functions), with their letters; the others are written as they are.
+_SPECIAL_OPERANDS = {
+    op: tuple((i, letter) for i, letter in enumerate(info.operands) if letter in "RLKJF")
+    for op, info in OPCODES.items()
+}
+
+
 def _function(function: IrFunction, pool: ConstantPool, function_index: dict[str, int]) -> Function:
     laid_out = layout(function.blocks)
     starts: dict[int, int] = {}
@@ -95,19 +103,19 @@ def _function(function: IrFunction, pool: ConstantPool, function_index: dict[str
     nregs = function.nparams
     for instrs in laid_out:
         for instr in instrs:
-            operands = []
-            for letter, operand in zip(OPCODES[instr.op].operands, instr.operands, strict=True):
+            operands = list(instr.operands)
+            for i, letter in _SPECIAL_OPERANDS[instr.op]:
+                operand = operands[i]
                 if letter == "R":
                     nregs = max(nregs, operand + 1)
                 elif letter == "L":
                     nregs = max(nregs, max(operand, default=-1) + 1)
                 elif letter == "K":
-                    operand = pool.index(operand)
+                    operands[i] = pool.index(operand)
                 elif letter == "J":
-                    operand = starts[operand]
-                elif letter == "F":
-                    operand = function_index[operand]
-                operands.append(operand)
+                    operands[i] = starts[operand]
+                else:
+                    operands[i] = function_index[operand]
             code.append((instr.op, *operands))
             span = instr.span
             lines.append((span.line, span.col) if span is not None else (0, 0))

@@ -305,8 +305,41 @@ class ExprStmt:
     span: Span = _span()
 
 
+@dataclass
+class Assert:
+    """``assert cond [, message]`` (tests only): the test fails unless ``cond`` is true."""
+
+    cond: Expr
+    message: Expr | None = None
+    span: Span = _span()
+
+
+@dataclass
+class ExpectFail:
+    """``expect_fail [Kind] ["message"] { body }`` (tests only): the test fails unless the
+    body fails, with this error kind and this exact message when they are given."""
+
+    kind: str | None
+    message: str | None
+    body: Block
+    span: Span = _span()
+
+
 Stmt = (
-    Let | Assign | If | While | For | Match | Return | Break | Continue | Fail | Atomic | ExprStmt
+    Let
+    | Assign
+    | If
+    | While
+    | For
+    | Match
+    | Return
+    | Break
+    | Continue
+    | Fail
+    | Atomic
+    | ExprStmt
+    | Assert
+    | ExpectFail
 )
 
 # ---------------------------------------------------------------- items
@@ -373,7 +406,19 @@ class MainDef:
     span: Span = _span()
 
 
-Item = BehaviorDef | ExternBehavior | FunctionDef | MainDef
+@dataclass
+class TestDef:
+    """``test "name" { body }``: a test `avm test` runs like a `main` in a fresh world."""
+
+    __test__ = False  # not a pytest test class, for test files importing the AST
+
+    name: str
+    body: Block
+    span: Span = _span()
+    name_span: Span = _name_span()
+
+
+Item = BehaviorDef | ExternBehavior | FunctionDef | MainDef | TestDef
 
 
 @dataclass

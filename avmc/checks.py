@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from avm_vm.diagnostics import Diagnostic, Span, error, warning
+from avm_vm.errors import ErrorKind
 from avm_vm.format.instructions import BY_SOURCE, SYNTAX_INSTRUCTIONS, Instruction
 from avm_vm.format.verify import MAX_REGISTERS
 from avm_vm.values import ObjectRef
@@ -29,6 +30,8 @@ _CALLABLE = {name: ins for name, ins in BY_SOURCE.items() if name not in SYNTAX_
 # Instruction parameters that take a pure function, written as the bare name of a fn.
 _FUNCTION_PARAMS = frozenset({"predicate", "function"})
 _TERMINATORS = (ast.Return, ast.Fail, ast.Break, ast.Continue)
+# The kinds a failure reports, which `expect_fail` may name.
+_ERROR_KINDS = tuple(kind.qualified_name for kind in ErrorKind)
 # Keywords that read as names where a value is expected: candidates for "did you mean".
 _VALUE_KEYWORDS = ("self", "input", "sender", "true", "false", "nothing")
 # A lone name as a statement may be a misspelled keyword (`retrun x` reads as two names).
@@ -93,6 +96,8 @@ def _assigned_names(stmts: list[ast.Stmt], into: set[str]) -> None:
                 pending.extend(body.stmts)
                 if handler is not None:
                     pending.extend(handler.stmts)
+            case ast.ExpectFail(body=body):
+                pending.extend(body.stmts)
 
 
 def check(module: ast.Module) -> list[Diagnostic]:
@@ -113,9 +118,9 @@ def _position(diagnostic: Diagnostic) -> tuple[int, int]:
 
 @dataclass
 class _Body:
-    """The fn, clause or main whose statements are being checked."""
+    """The fn, clause, main or test whose statements are being checked."""
 
-    kind: str  # "fn", "clause" or "main"
+    kind: str  # "fn", "clause", "main" or "test"
     name: str
     fields: dict[str, ast.FieldDef] = field(default_factory=dict)
     assigned: set[str] = field(default_factory=set)  # names assigned anywhere in the body
@@ -174,10 +179,20 @@ class _Checker:
                 case ast.MainDef():
                     self._enter(_Body("main", "main"), item.body)
                     self._scoped({}, item.body)
+                case ast.TestDef():
+                    self._enter(_Body("test", item.name), item.body)
+                    self._scoped({}, item.body)
 
     def _declare_items(self) -> None:
         main: ast.MainDef | None = None
+        tests: dict[str, ast.TestDef] = {}
         for item in self.module.items:
+            if isinstance(item, ast.TestDef):  # tests have names of their own, not items'
+                first_test = tests.setdefault(item.name, item)
+                if first_test is not item:
+                    where = f"the first is at line {first_test.span.line}"
+                    self._error(f'duplicate test "{item.name}" ({where})', item.name_span)
+                continue
             if isinstance(item, ast.MainDef):
                 if main is None:
                     main = item
@@ -319,9 +334,11 @@ class _Checker:
                 self._expr(subject)
                 for arm in arms:
                     self._scoped(self._bindings(arm.pattern), arm.body, arm.guard)
-            case ast.Return(value=value):
+            case ast.Return(value=value, span=span):
                 if value is not None:
                     self._expr(value)
+                if "expect_fail" in self.flow:  # it would skip the check of the failure
+                    self._error("return cannot leave an expect_fail block", span)
             case ast.Break(span=span):
                 self._loop_exit("break", span)
             case ast.Continue(span=span):
@@ -330,6 +347,13 @@ class _Checker:
                 self._expr(message)
             case ast.Atomic():
                 self._atomic(stmt)
+            case ast.Assert(cond=cond, message=message, span=span):
+                self._only_in_test("assert", span)
+                self._value(cond, "assert needs a bool")
+                if message is not None:
+                    self._expr(message)
+            case ast.ExpectFail():
+                self._expect_fail(stmt)
             case ast.ExprStmt(expr=ast.Name() as name):
                 self._name(name, _STATEMENT_KEYWORDS)
             case ast.ExprStmt(expr=expr):
@@ -343,8 +367,8 @@ class _Checker:
     def _loop_exit(self, word: str, span: Span) -> None:
         if "loop" not in self.flow:
             self._error(f"{word} outside a loop", span)
-        elif self.flow[-1] == "atomic":
-            self._error(f"{word} cannot leave an atomic block", span)
+        elif self.flow[-1] != "loop":
+            self._error(f"{word} cannot leave an {self.flow[-1]} block", span)
 
     def _atomic(self, stmt: ast.Atomic) -> None:
         if self.body.kind == "fn":
@@ -367,6 +391,26 @@ class _Checker:
                         self._error(f"'{bound}' is bound twice by this else", stmt.handler.span)
                     names[bound] = stmt.handler.span
             self._scoped(names, stmt.handler)
+
+    def _only_in_test(self, word: str, span: Span) -> None:
+        if self.body.kind != "test":
+            self._error(
+                f'{word} is only allowed in a test: write it inside `test "name" {{ ... }}`',
+                span,
+            )
+
+    def _expect_fail(self, stmt: ast.ExpectFail) -> None:
+        self._only_in_test("expect_fail", stmt.span)
+        if stmt.kind is not None and stmt.kind not in _ERROR_KINDS:
+            self._error(
+                f"unknown error kind '{stmt.kind}': expect_fail takes the kind a failure "
+                'reports, such as Failed or TxConflict, before its optional "message"',
+                stmt.span,
+                _did_you_mean(stmt.kind, _ERROR_KINDS),
+            )
+        self.flow.append("expect_fail")
+        self._scoped({}, stmt.body)
+        self.flow.pop()
 
     def _is_local(self, name: str) -> bool:
         return any(name in scope for scope in self.scopes)

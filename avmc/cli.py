@@ -28,10 +28,10 @@ from avmc.source import display_text
 _SOURCE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def _compile_or_exit(path: Path, optimize: bool = True) -> Compilation:
+def _compile_or_exit(path: Path, optimize: bool = True, tests: bool = False) -> Compilation:
     colored = _colored()
     try:
-        result = build_path(path, optimize=optimize)
+        result = build_path(path, optimize=optimize, tests=tests)
     except DiagnosticError as exc:
         click.echo(exc.render(_read_text(path), color=colored), err=True, color=colored)
         sys.exit(1)
@@ -79,13 +79,23 @@ def main(color: str) -> None:
 )
 @click.option("--no-opt", is_flag=True, help="Skip the optimisation passes.")
 @click.option("--function", "function_name", help="With --emit llvm: only this function.")
+@click.option(
+    "--tests",
+    is_flag=True,
+    help='Include the `test "name"` items (left out by default), as functions named "test NAME".',
+)
 def compile_command(
-    source: Path, output: Path | None, emit: str, no_opt: bool, function_name: str | None
+    source: Path,
+    output: Path | None,
+    emit: str,
+    no_opt: bool,
+    function_name: str | None,
+    tests: bool,
 ) -> None:
     """Compile SOURCE."""
     if function_name is not None and emit != "llvm":
         raise click.UsageError("--function only applies to --emit llvm")
-    result = _compile_or_exit(source, optimize=not no_opt)
+    result = _compile_or_exit(source, optimize=not no_opt, tests=tests)
     if emit in ("ir", "llvm"):
         if emit == "ir":
             text = format_program(result.ir)

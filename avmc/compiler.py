@@ -49,21 +49,24 @@ class Compilation:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
-def build(source: str, filename: str, *, optimize_ir: bool = True) -> Compilation:
-    """Compile ``source``; raises DiagnosticError listing every error (and the warnings)."""
+def build(
+    source: str, filename: str, *, optimize_ir: bool = True, tests: bool = False
+) -> Compilation:
+    """Compile ``source``; raises DiagnosticError listing every error (and the warnings).
+    Its `test` items are compiled in only with ``tests`` (for `avm test`)."""
     # The compiler's structures are large and next to free of cycles; the cycle collector
     # rescans them again and again as they grow (half the CPU time of a 16,000-clause
     # behavior, growing faster than the program) and frees almost nothing, so pause it.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _build(source, filename, optimize_ir)
+        return _build(source, filename, optimize_ir, tests)
     finally:
         if collecting:
             gc.enable()
 
 
-def _build(source: str, filename: str, optimize_ir: bool) -> Compilation:
+def _build(source: str, filename: str, optimize_ir: bool, tests: bool) -> Compilation:
     timings: dict[str, float] = {}
     module = _timed(timings, "parse", lambda: parse(source, filename))
     diagnostics = _timed(timings, "check", lambda: check(module))
@@ -71,7 +74,7 @@ def _build(source: str, filename: str, optimize_ir: bool) -> Compilation:
     if errors:
         raise DiagnosticError(diagnostics)
     warnings = [d for d in diagnostics if d.severity is not Severity.ERROR]
-    ir = _timed(timings, "lower", lambda: lower(module, filename))
+    ir = _timed(timings, "lower", lambda: lower(module, filename, tests=tests))
 
     def run_passes() -> IrProgram:
         optimized = optimize(ir) if optimize_ir else ir
@@ -111,14 +114,14 @@ def _check_registers(program: IrProgram) -> None:
         raise DiagnosticError(errors)
 
 
-def build_path(path: Path | str, *, optimize: bool = True) -> Compilation:
+def build_path(path: Path | str, *, optimize: bool = True, tests: bool = False) -> Compilation:
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DiagnosticError(error(f"cannot read {path}: {exc.strerror}")) from exc
     filename = str(path)
-    return build(read_source(data, filename), filename, optimize_ir=optimize)
+    return build(read_source(data, filename), filename, optimize_ir=optimize, tests=tests)
 
 
 def compile_source(source: str, filename: str) -> Program:

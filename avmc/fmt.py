@@ -66,7 +66,7 @@ _ATOMS = {
 _CONSTANT_PATTERNS = {"pat_true": "true", "pat_false": "false", "pat_nothing": "nothing"}
 _LITERALS = {"expr_name", "expr_nat", "expr_string", "expr_objref", "expr_txref"}
 # Statements that hold blocks of their own: never put inside a one-line block.
-_COMPOUND = {"stmt_if", "stmt_while", "stmt_for", "stmt_match", "stmt_atomic"}
+_COMPOUND = {"stmt_if", "stmt_while", "stmt_for", "stmt_match", "stmt_atomic", "stmt_expect_fail"}
 
 
 def format_source(source: str, filename: str) -> str:
@@ -172,6 +172,8 @@ class _Printer:
             self._block(0, f"fn {name}({', '.join(params)})", block, inline=True)
         elif kind == "item_main":
             self._block(0, "main", children[0], inline=True)
+        elif kind == "item_test":
+            self._block(0, f"test {children[0]}", children[1], inline=True)
         else:
             _unknown(node)
 
@@ -243,6 +245,10 @@ class _Printer:
             bound = ", ".join(name for name in names if name is not None)
             catch = f"}} else ({bound})" if bound else "} else"
             self._block(depth, catch, body, inline=False)
+        elif kind == "stmt_expect_fail":
+            *expected, block = children
+            head = " ".join(["expect_fail", *(str(part) for part in expected if part is not None)])
+            self._block(depth, head, block, inline=True)
         else:
             self._emit_parts(depth, self._exprs.simple(node), ";" if separator else "")
 
@@ -379,6 +385,10 @@ class _Expressions:
             return ["fail ", *self.expr(children[0])]
         if kind == "stmt_expr":
             return self.expr(children[0])
+        if kind == "stmt_assert":
+            condition, message = children
+            tail = [] if message is None else [", ", *self.expr(message)]
+            return ["assert ", *self.expr(condition), *tail]
         _unknown(node)
 
     def guard(self, guard: Tree | None) -> str:

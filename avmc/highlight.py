@@ -38,13 +38,15 @@ class Vocabulary(NamedTuple):
 
 
 # The grammar's words, by how they are shown.
-DECLARATIONS = ("behavior", "extern", "field", "fn", "let", "main", "on")
+DECLARATIONS = ("behavior", "extern", "field", "fn", "let", "main", "on", "test")
 CONTROL = (
+    "assert",
     "atomic",
     "break",
     "continue",
     "create",
     "else",
+    "expect_fail",
     "fail",
     "for",
     "if",

@@ -87,8 +87,9 @@ def _split(
             for reg in instr.uses():
                 if reg not in part.kill:
                     part.gen.add(reg)
-            if instr.dst is not None:
-                part.kill.add(instr.dst)
+            dst = instr.dst
+            if dst is not None:
+                part.kill.add(dst)
     return parts
 
 

@@ -1,8 +1,10 @@
 """Lowering from the checked AST to Tape IR (DESIGN.md §4).
 
 One IR function per behavior (kind BEHAVIOR: the message in register 0, clauses tried in
-order), per `fn` (kind PURE) and for `main` (kind MAIN). Locals live in virtual registers;
-fields are `get_state` / `set_state` effects around GETFIELD / SETFIELD.
+order; a run of clauses whose patterns start with literal strings is entered through a
+binary search on the message's head, `_clauses`), per `fn` (kind PURE) and for `main` (kind
+MAIN). Locals live in virtual registers; fields are `get_state` / `set_state` effects around
+GETFIELD / SETFIELD.
 
 `atomic` lowers to::
 
@@ -20,26 +22,50 @@ fields are `get_state` / `set_state` effects around GETFIELD / SETFIELD.
 
 A `return` inside the body commits every enclosing atomic, innermost first, each inside its
 own try (commit, endtry), before `ret`.
+
+A `test` (only with ``tests=True``) is a MAIN function named ``TEST_PREFIX + name``; its
+`assert` is a branch to a `fail` with the rendered expression, and `expect_fail` is a try
+whose handler compares the caught kind (`atomic_failed` of no transaction) and message.
 """
 
 from __future__ import annotations
+
+from itertools import groupby
 
 from avm_vm.diagnostics import Span
 from avm_vm.format.instructions import BY_NAME
 from avm_vm.format.opcodes import Op
 from avm_vm.format.program import FunctionKind
-from avm_vm.values import NOTHING, Just, Pair, Value
+from avm_vm.values import NOTHING, Just, Pair, Value, render
 from avmc import ast
 from avmc.ir import IrBehavior, IrFunction, IrProgram
 from avmc.lower_builder import FunctionBuilder, Loop, ModuleInfo
-from avmc.lower_expr import effect, lower_cond, lower_expr, lower_fresh
-from avmc.lower_patterns import lower_pattern
+from avmc.lower_expr import (
+    BINARY_OPS,
+    COMPARISONS,
+    effect,
+    expr_text,
+    lower_cond,
+    lower_expr,
+    lower_fresh,
+)
+from avmc.lower_patterns import (
+    LINEAR_HEADS,
+    dispatch_on_head,
+    literal_head,
+    lower_pattern,
+    without_head,
+)
 
 MAIN_NAME = "main"
+TEST_PREFIX = "test "  # no function name has a space: a test cannot clash with one
+# Distinct literal heads from which a run of clauses is dispatched by a binary search: below,
+# trying the clauses in turn costs about as much.
+MIN_DISPATCH_HEADS = 2 * LINEAR_HEADS
 
 
-def lower(module: ast.Module, filename: str) -> IrProgram:
-    """The IR of a module that passed the checker."""
+def lower(module: ast.Module, filename: str, *, tests: bool = False) -> IrProgram:
+    """The IR of a module that passed the checker; its tests only when ``tests`` is set."""
     info = ModuleInfo(
         frozenset(item.name for item in module.items if isinstance(item, ast.FunctionDef))
     )
@@ -57,6 +83,10 @@ def lower(module: ast.Module, filename: str) -> IrProgram:
             lower_block(b, item.body)
             functions.append(b.finish(item.span))
             main = MAIN_NAME
+        elif isinstance(item, ast.TestDef) and tests:
+            b = FunctionBuilder(TEST_PREFIX + item.name, FunctionKind.MAIN, 0, info, item.span)
+            lower_block(b, item.body)
+            functions.append(b.finish(item.span))
     return IrProgram(filename, functions, behaviors, main)
 
 
@@ -72,10 +102,44 @@ def _behavior(item: ast.BehaviorDef, info: ModuleInfo) -> IrFunction:
     b = FunctionBuilder(item.name, FunctionKind.BEHAVIOR, 1, info, item.span)
     b.fields = {f.name: index for index, f in enumerate(item.fields)}
     b.defaults = tuple(constant_value(f.default) for f in item.fields)
-    for clause in item.clauses:
-        _alternative(b, clause.pattern, clause.guard, clause.body, 0, None)
+    _clauses(b, item.clauses, item.span)
     _no_match(b, f"no clause of behavior {item.name} matches the message ", 0, item.span)
     return b.finish(item.span)
+
+
+def _clauses(b: FunctionBuilder, clauses: list[ast.Clause], span: Span) -> None:
+    """A behavior's clauses, the message in register 0: the first whose pattern matches and
+    guard holds runs. Each maximal run of clauses whose patterns start with a literal string
+    is entered by a binary search on the message's head, which goes to that head's clauses,
+    tried in order; when none of them runs (or no head matches), the clauses after the run
+    are tried. Other clauses are tried one after the other."""
+    for headed, group in groupby(clauses, lambda clause: literal_head(clause.pattern) is not None):
+        run = list(group)
+        by_head: dict[str, list[ast.Clause]] = {}
+        for clause in run if headed else ():
+            by_head.setdefault(literal_head(clause.pattern), []).append(clause)  # type: ignore[arg-type]
+        if len(by_head) < MIN_DISPATCH_HEADS:
+            for clause in run:
+                _alternative(b, clause.pattern, clause.guard, clause.body, 0, None)
+            continue
+        _dispatched(b, by_head, span)
+
+
+def _dispatched(b: FunctionBuilder, by_head: dict[str, list[ast.Clause]], span: Span) -> None:
+    """A run of clauses, grouped by the literal string their patterns start with: a binary
+    search on the message's head, then that head's clauses in order; then what follows."""
+    after = b.label()
+    heads = sorted(by_head)
+
+    def arrive(index: int) -> None:
+        clauses = by_head[heads[index]]
+        for clause in clauses:
+            pattern = without_head(clause.pattern)  # the search matched the head
+            last = after if clause is clauses[-1] else None
+            _alternative(b, pattern, clause.guard, clause.body, 0, None, last)
+
+    dispatch_on_head(b, 0, heads, arrive, after, span)
+    b.start(after)
 
 
 def _alternative(
@@ -85,28 +149,44 @@ def _alternative(
     body: ast.Block,
     subject: int,
     done: int | None,
+    mismatch: int | None = None,
 ) -> None:
-    """One clause or arm: match, check the guard, run the body; a mismatch goes on after it.
+    """One clause or arm: match, check the guard, run the body; a mismatch goes on after it
+    (or to ``mismatch`` when given).
 
     The body ends by jumping to ``done`` or, when ``done`` is None, by returning nothing."""
-    mismatch, run = b.label(), b.label()
+    after = mismatch is None
+    if mismatch is None:
+        mismatch = b.label()
     b.push_scope()
     lower_pattern(b, pattern, subject, mismatch)
     if guard is not None:
+        run = b.label()
         lower_cond(b, guard, run, mismatch)
-    b.start(run)
+        b.start(run)
     lower_block(b, body)
     b.pop_scope()
     if done is not None:
         b.goto(done, body.span)
     elif not b.terminated:
         b.emit(Op.RET, (b.load(NOTHING, body.span),), body.span)
-    b.start(mismatch)
+    if after:
+        b.start(mismatch)
 
 
 def _no_match(b: FunctionBuilder, prefix: str, subject: int, span: Span) -> None:
-    text = b.emit_value(Op.TOSTR, (subject,), span, None)
-    message = b.emit_value(Op.CONCAT, (b.load(prefix, span), text), span, None)
+    _fail_with(b, [prefix, subject], span)
+
+
+def _fail_with(b: FunctionBuilder, parts: list[str | int], span: Span) -> None:
+    """Fail with the text of ``parts`` joined: strings as they are, registers through str()."""
+    message = None
+    for part in parts:
+        if isinstance(part, str):
+            text = b.load(part, span)
+        else:
+            text = b.emit_value(Op.TOSTR, (part,), span, None)
+        message = text if message is None else b.emit_value(Op.CONCAT, (message, text), span, None)
     b.emit(Op.FAIL, (message,), span)
 
 
@@ -263,6 +343,65 @@ def _expr_stmt(b: FunctionBuilder, s: ast.ExprStmt) -> None:
     lower_expr(b, s.expr)
 
 
+def _assert(b: FunctionBuilder, s: ast.Assert) -> None:
+    holds, broken = b.label(), b.label()
+    parts: list[str | int] = [f"assertion failed: {expr_text(s.cond)}"]
+    cond = s.cond
+    if isinstance(cond, ast.BinOp) and cond.op in COMPARISONS:  # keep both sides to show them
+        left, right = lower_expr(b, cond.left), lower_expr(b, cond.right)
+        outcome = b.emit_value(BINARY_OPS[cond.op], (left, right), cond.span, None)
+        b.branch(outcome, holds, broken, s.span)
+        b.start(broken)
+        shown = [_canonical(b, side, cond.span) for side in (left, right)]
+        parts += [" (left: ", shown[0], ", right: ", shown[1], ")"]
+    else:
+        lower_cond(b, cond, holds, broken)
+        b.start(broken)
+    if s.message is not None:
+        parts += [": ", lower_expr(b, s.message)]
+    _fail_with(b, parts, s.span)
+    b.start(holds)
+
+
+def _canonical(b: FunctionBuilder, value: int, span: Span) -> int:
+    """The canonical text of a value, strings quoted (str() leaves a string as it is): the
+    text of the one-item list ``[value]`` without its brackets."""
+    listed = b.emit_value(Op.MKLIST, ((value,),), span, None)
+    text = b.emit_value(Op.TOSTR, (listed,), span, None)
+    length = b.emit_value(Op.LEN, (text,), span, None)
+    end = b.emit_value(Op.SUB, (length, b.load(1, span)), span, None)
+    return b.emit_value(Op.SLICE, (text, b.load(1, span), end), span, None)
+
+
+def _expect_fail(b: FunctionBuilder, s: ast.ExpectFail) -> None:
+    error, handler, done = b.reg(), b.label(), b.label()
+    wanted = "a failure"
+    if s.kind is not None:
+        wanted += f" of kind {s.kind}"
+    if s.message is not None:
+        wanted += f" with message {render(s.message)}"
+    b.emit(Op.TRY, (error, handler), s.span)
+    lower_block(b, s.body)
+    if not b.terminated:
+        b.emit(Op.ENDTRY, (), s.span)
+        _fail_with(b, [f"expect_fail: expected {wanted}, but the block did not fail"], s.span)
+    b.start(handler)
+    kind = effect(b, BY_NAME["atomic_failed"], (b.load(NOTHING, s.span),), s.span)
+    wrong = b.label()
+    for expected, caught in ((s.kind, kind), (s.message, error)):
+        if expected is not None:
+            right = b.label()
+            same = b.emit_value(Op.EQ, (caught, b.load(expected, s.span)), s.span, None)
+            b.branch(same, right, wrong, s.span)
+            b.start(right)
+    b.jump(done, s.span)
+    if s.kind is not None or s.message is not None:
+        b.start(wrong)
+        got = [", but the block failed with ", kind, ": ", error]
+        _fail_with(b, [f"expect_fail: expected {wanted}", *got], s.span)
+    b.start(done)
+
+
 _STATEMENTS = {
     ast.Let: _let,
     ast.Assign: _assign,
@@ -276,4 +415,6 @@ _STATEMENTS = {
     ast.Fail: _fail,
     ast.Atomic: _atomic,
     ast.ExprStmt: _expr_stmt,
+    ast.Assert: _assert,
+    ast.ExpectFail: _expect_fail,
 }

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from avm_vm.diagnostics import Span
 from avm_vm.format.instructions import BY_NAME, BY_SOURCE, Instruction
 from avm_vm.format.opcodes import Op
-from avm_vm.values import NOTHING
+from avm_vm.values import NOTHING, render
 from avmc import ast
 from avmc.builtins import BUILTINS
 from avmc.lower_builder import FunctionBuilder
@@ -210,3 +210,65 @@ _LOWER: dict[type, Callable[[FunctionBuilder, ast.Expr, int | None], int]] = {
     ast.Create: _create,
     ast.ContextExpr: _context,
 }
+
+
+# ---------------------------------------------------------------- source text of an expression
+
+# Binding strength of each binary operator (grammar/avm.lark, loosest first); `not` binds at
+# 3, `just` and `create` at 8, postfix forms at 9 and atoms at 10.
+_STRENGTH = {
+    "or": 1,
+    "and": 2,
+    **dict.fromkeys(("==", "!=", "<", "<=", ">", ">="), 4),
+    "++": 5,
+    "+": 6,
+    "-": 6,
+    "*": 7,
+    "/": 7,
+    "%": 7,
+}
+COMPARISONS = frozenset(("==", "!=", "<", "<=", ">", ">="))
+
+
+def expr_text(e: ast.Expr) -> str:
+    """``e`` written as source, with only the parentheses it needs (assertion messages)."""
+    return _text(e, 0)
+
+
+def _text(e: ast.Expr, context: int) -> str:
+    text, strength = _shown(e)
+    return f"({text})" if strength < context else text
+
+
+def _shown(e: ast.Expr) -> tuple[str, int]:
+    match e:
+        case ast.Literal(value=value):
+            return render(value), 10
+        case ast.Name(name=name) | ast.ContextExpr(which=name):
+            return name, 10
+        case ast.ListExpr(items=items):
+            return f"[{', '.join(_text(item, 0) for item in items)}]", 10
+        case ast.PairExpr(first=first, second=second):
+            return f"({_text(first, 0)}, {_text(second, 0)})", 10
+        case ast.JustExpr(value=value):
+            return f"just {_text(value, 8)}", 8
+        case ast.Create(behavior=behavior, controller=controller):
+            under = "" if controller is None else f" under {_text(controller, 9)}"
+            return f"create {behavior}{under}", 8
+        case ast.Not(operand=operand):
+            return f"not {_text(operand, 3)}", 3
+        case ast.BinOp(op=op, left=left, right=right):
+            strength = _STRENGTH[op]
+            # Left-associative, except comparisons, which do not chain.
+            left_context = strength + 1 if op in COMPARISONS else strength
+            return f"{_text(left, left_context)} {op} {_text(right, strength + 1)}", strength
+        case ast.Index(base=base, index=index):
+            return f"{_text(base, 9)}[{_text(index, 0)}]", 9
+        case ast.Slice(base=base, start=start, end=end):
+            bounds = ":".join("" if part is None else _text(part, 0) for part in (start, end))
+            return f"{_text(base, 9)}[{bounds}]", 9
+        case ast.Call(name=name, args=args, unwrap=unwrap, unsafe=unsafe):
+            prefix = "unsafe " if unsafe else ""
+            bang = "!" if unwrap else ""
+            return f"{prefix}{name}{bang}({', '.join(_text(arg, 0) for arg in args)})", 9
+    raise AssertionError(f"not an expression: {e!r}")

@@ -1,7 +1,8 @@
 """Parse AVM source text into the AST: ``parse(source, filename) -> ast.Module``.
 
-The grammar is grammar/avm.lark, loaded once. Parsing and building the AST are separate
-steps (positions reach the builder through Lark's meta). Every failure is a
+The grammar is grammar/avm.lark, loaded once into Lark. The AST is built as Lark's LALR
+table is stepped through (avmc/ast_builder.py), with no parse tree in between; Lark's own
+tree-building parse serves the formatter and explains syntax errors. Every failure is a
 ``DiagnosticError``: a syntax error, a malformed literal, or a program nested deeper than
 the later (recursive) passes can follow.
 """
@@ -9,18 +10,20 @@ the later (recursive) passes can follow.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.resources
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 from lark import Lark, Token
-from lark.exceptions import UnexpectedCharacters, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 
 from avm_vm.diagnostics import DiagnosticError, Span, error
 
 from . import ast
-from .ast_builder import AstBuilder
+from .ast_builder import AstBuilder, NoParse
 from .literals import LiteralError, check_block_comment, nat_value, ref_value, string_value
 from .syntax_errors import syntax_error
 
@@ -55,13 +58,32 @@ def _grammar_text() -> str:
     return (importlib.resources.files("avmc.grammar") / "avm.lark").read_text(encoding="utf-8")
 
 
+def _cache_file(grammar: str) -> str | bool:
+    """Where Lark keeps its analysis of the grammar between processes (loading it takes a
+    tenth of the time of building it): beside the JIT's cache, under ``$XDG_CACHE_HOME`` or
+    ``~/.cache``, named after the grammar; False (no cache) when there is no such place. Lark
+    checks a cached file against the grammar and options, and rebuilds on any mismatch or
+    unreadable file."""
+    digest = hashlib.sha256(grammar.encode("utf-8")).hexdigest()[:16]
+    try:
+        directory = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "avm"
+        directory.mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError):  # RuntimeError: no home directory
+        return False
+    return str(directory / f"avmc-grammar-{digest}.lark")
+
+
 @cache
 def lark_parser() -> Lark:
-    """The LALR parser for grammar/avm.lark (built once per process)."""
+    """The LALR parser for grammar/avm.lark (built once per process). Its `parse` builds
+    trees with positions (for the formatter); `parse` here only borrows its lexer and
+    table."""
+    grammar = _grammar_text()
     return Lark(
-        _grammar_text(),
+        grammar,
         parser="lalr",
         lexer="basic",
+        cache=_cache_file(grammar),
         propagate_positions=True,
         maybe_placeholders=True,
         lexer_callbacks={
@@ -90,7 +112,13 @@ def parse(source: str, filename: str) -> ast.Module:
 def _build(source: str, filename: str) -> ast.Module:
     parser = lark_parser()
     try:
-        tree = parser.parse(source)
+        try:
+            return AstBuilder(filename, parser).transform(source)
+        except NoParse:
+            # Lark's own parser fails on the same token, with the state and the tokens it
+            # expected there, which the message is made of.
+            parser.parse(source)
+            raise AssertionError("Lark parses a text the AST builder could not") from None
     except _BadLexeme as exc:
         token, problem = exc.token, exc.problem
         span = Span(
@@ -103,21 +131,22 @@ def _build(source: str, filename: str) -> ast.Module:
         raise DiagnosticError(error(problem.message, span)) from None
     except (UnexpectedToken, UnexpectedCharacters) as exc:
         raise DiagnosticError(syntax_error(exc, parser, filename)) from None
-    try:
-        return AstBuilder(filename).transform(tree)
-    except VisitError as exc:
-        if isinstance(exc.orig_exc, DiagnosticError):
-            raise exc.orig_exc from None
-        raise
 
 
-def _children(node: object) -> Iterator[object]:
-    for field in dataclasses.fields(node):  # type: ignore[arg-type]
-        value = getattr(node, field.name)
-        if isinstance(value, list):
-            yield from value
-        elif dataclasses.is_dataclass(value) and not isinstance(value, Span):
-            yield value
+@cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(field.name for field in dataclasses.fields(kind))
+
+
+def _children(node: object) -> list[object]:
+    children: list[object] = []
+    for name in _field_names(type(node)):
+        value = getattr(node, name)
+        if type(value) is list:
+            children.extend(value)
+        elif hasattr(value, "__dataclass_fields__") and type(value) is not Span:
+            children.append(value)
+    return children
 
 
 def _first_too_deep(module: ast.Module) -> Span | None:
@@ -127,5 +156,6 @@ def _first_too_deep(module: ast.Module) -> Span | None:
         node, depth = stack.pop()
         if depth > MAX_NESTING:
             return node.span  # type: ignore[attr-defined]
-        stack.extend((child, depth + 1) for child in reversed(list(_children(node))))
+        depth += 1
+        stack.extend((child, depth) for child in reversed(_children(node)))
     return None

@@ -44,8 +44,9 @@ def live_intervals(function: IrFunction) -> dict[int, tuple[int, int]]:
             point = 2 * (base + offset)
             for reg in instr.uses():
                 touch(reg, point)
-            if instr.dst is not None:
-                touch(instr.dst, point + 1)
+            dst = instr.dst
+            if dst is not None:
+                touch(dst, point + 1)
         for part in live.segments[block.label]:
             if part.handler is not None:  # live into the handler: live across the region
                 for reg in live.live_in[part.handler]:
@@ -110,13 +111,17 @@ def allocate_program(program: IrProgram) -> IrProgram:
     )
 
 
+# Per op, the positions of its register operands, each flagged True for a register list.
+_REGISTER_PLACES = {
+    op: tuple((i, letter == "L") for i, letter in enumerate(info.operands) if letter in "RL")
+    for op, info in OPCODES.items()
+}
+
+
 def rename_registers(instr: IrInstr, mapping: dict[int, int]) -> IrInstr:
     """A copy with every register operand, written or read, renamed through ``mapping``."""
-    operands = []
-    for letter, operand in zip(OPCODES[instr.op].operands, instr.operands, strict=True):
-        if letter == "R":
-            operand = mapping[operand]
-        elif letter == "L":
-            operand = tuple(mapping[reg] for reg in operand)
-        operands.append(operand)
+    operands = list(instr.operands)
+    for i, is_list in _REGISTER_PLACES[instr.op]:
+        operand = operands[i]
+        operands[i] = tuple(mapping[reg] for reg in operand) if is_list else mapping[operand]
     return IrInstr(instr.op, tuple(operands), instr.span)

@@ -15,6 +15,11 @@ The floor is what the network and Python's asyncio allow for the same frames: a 
 reads each `client_call` frame (4-byte length + JSON), parses it with the standard `json`
 module and answers a `call_response` of the same shape the node sends, without any VM.
 
+A remote call crosses two hops, so it also has a floor of its own: the two-hop floor, a
+forwarding server of the same kind that passes each `client_call` on as a `call` frame to a
+second floor server over one connection between them, and the answer back (three
+processes, as client, A and B are).
+
 Each workload runs one at a time (p50/p99 of single round trips) and pipelined (up to 256
 calls in flight on one connection, calls/s). The client keeps one connection open
 (`avm_vm.node.client.Client`), so process start-up and the handshake are not measured.
@@ -22,9 +27,11 @@ Workloads alternate in rounds, so a busy machine slows all alike; the ratios on 
 line compare figures from this one run:
 
     node/floor: local L, remote R, p50 P
+    remote/two-hop floor: R2
 
 L and R are pipelined calls/s over the floor's (higher is better), P is the node's local
-one-at-a-time p50 over the floor's (lower is better).
+one-at-a-time p50 over the floor's (lower is better), R2 the remote calls/s over the
+two-hop floor's.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from avm_vm.node.client import Client, ClientError
@@ -59,6 +67,7 @@ WARM_UP = 200
 ROUNDS = 3
 WINDOW = 256  # pipelined calls in flight
 LENGTH = struct.Struct(">I")
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -72,8 +81,7 @@ def percentile(samples: list[float], fraction: float) -> float:
 async def _floor_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while True:
-            size = LENGTH.unpack(await reader.readexactly(4))[0]
-            request = json.loads(await reader.readexactly(size))
+            request = await _read_frame(reader)
             answer = {
                 "type": "call_response",
                 "request_id": request["request_id"],
@@ -82,18 +90,30 @@ async def _floor_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
                 "error_kind": None,
                 "error": None,
             }
-            payload = json.dumps(answer, separators=(",", ":")).encode()
-            writer.write(LENGTH.pack(len(payload)) + payload)
+            writer.write(_frame_of(answer))
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         writer.close()
 
 
-class Floor:
-    """The floor server in a process of its own (as a node is), on a port the OS picks."""
+async def _read_frame(reader: asyncio.StreamReader) -> dict:
+    size = LENGTH.unpack(await reader.readexactly(4))[0]
+    return json.loads(await reader.readexactly(size))
 
-    def __init__(self) -> None:
+
+def _frame_of(message: dict) -> bytes:
+    payload = json.dumps(message, separators=(",", ":")).encode()
+    return LENGTH.pack(len(payload)) + payload
+
+
+class Floor:
+    """A floor server in a process of its own (as a node is), on a port the OS picks;
+    ``forward_to``: the forwarding server of the two-hop floor, passing calls to that port."""
+
+    def __init__(self, forward_to: int | None = None) -> None:
         command = [sys.executable, __file__, "--floor-server"]
+        if forward_to is not None:
+            command += ["--forward-to", str(forward_to)]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         self.port = int(self.process.stdout.readline())
@@ -103,10 +123,50 @@ class Floor:
         self.process.wait()
 
 
-async def serve_floor() -> None:
-    server = await asyncio.start_server(_floor_connection, "127.0.0.1", 0)
+async def serve_floor(forward_to: int | None) -> None:
+    handler = _floor_connection if forward_to is None else await _forwarder(forward_to)
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.sleep(3600)  # the benchmark kills it long before
+
+
+async def _forwarder(port: int) -> Handler:
+    """The first hop of the two-hop floor: each `client_call` goes on to the floor server at
+    ``port`` as a `call` with an id of its own, and its answer comes back to the client,
+    as node A does with a remote call (no VM, no parking, no undo)."""
+    upstream_reader, upstream = await asyncio.open_connection("127.0.0.1", port)
+    waiting: dict[int, tuple[asyncio.StreamWriter, int]] = {}
+    ids = iter(range(1, 1 << 62))
+
+    async def answers() -> None:
+        while True:
+            answer = await _read_frame(upstream_reader)
+            client, request_id = waiting.pop(answer["request_id"])
+            answer["request_id"] = request_id
+            client.write(_frame_of(answer))
+
+    asyncio.get_running_loop().create_task(answers())
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await _read_frame(reader)
+                own = next(ids)
+                waiting[own] = (writer, request["request_id"])
+                call = {
+                    "type": "call",
+                    "request_id": own,
+                    "target": request["target"],
+                    "input": request["input"],
+                    "sender": 0,
+                    "duct": [],
+                }
+                upstream.write(_frame_of(call))
+                await upstream.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    return connection
 
 
 class RawClient:
@@ -219,15 +279,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=3000, help="timed calls per workload")
     parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--forward-to", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
-        asyncio.run(serve_floor())
+        asyncio.run(serve_floor(args.forward_to))
         return
     per_round = max(1, args.calls // ROUNDS)
-    figures = {name: Figures() for name in ("floor", "local", "remote")}
+    figures = {name: Figures() for name in ("floor", "two hops", "local", "remote")}
 
     floor = Floor()
     floor_client = RawClient(floor.port, node=False)
+    far_floor = Floor()
+    near_floor = Floor(forward_to=far_floor.port)
+    two_hop_client = RawClient(near_floor.port, node=False)
     with tempfile.TemporaryDirectory() as directory:
         nodes = Nodes(Path(directory))
         try:
@@ -241,6 +305,7 @@ def main() -> None:
                 raw = RawClient(alpha.port, node=True)
                 clients = {
                     "floor": (floor_client, 1, 2),
+                    "two hops": (two_hop_client, 1, 2),
                     "local": (raw, forwarder, here),
                     "remote": (raw, forwarder, there),
                 }
@@ -256,8 +321,10 @@ def main() -> None:
             raise SystemExit(f"node benchmark failed: {error}") from None
         finally:
             nodes.close()
-            floor_client.close()
-            floor.close()
+            for client in (floor_client, two_hop_client):
+                client.close()
+            for server in (floor, near_floor, far_floor):
+                server.close()
 
     print(
         "node calls: a forwarder object on node A calls an echo object with one number\n"
@@ -268,13 +335,16 @@ def main() -> None:
     )
     print(f"  {'workload':<36} {'pipelined/s':>11} {'p50 ms':>9} {'p99 ms':>9}")
     print(figures["floor"].row("floor: asyncio + JSON framing, no VM"))
+    print(figures["two hops"].row("two-hop floor: forwarded, no VM"))
     print(figures["local"].row("client → A, echo on A (local)"))
     print(figures["remote"].row("client → A → B, echo on B (remote)"))
     base = figures["floor"]
     local_ratio = figures["local"].rate() / base.rate()
     remote_ratio = figures["remote"].rate() / base.rate()
     p50_ratio = percentile(figures["local"].latency, 0.5) / percentile(base.latency, 0.5)
+    two_hop_ratio = figures["remote"].rate() / figures["two hops"].rate()
     print(f"\nnode/floor: local {local_ratio:.2f}, remote {remote_ratio:.2f}, p50 {p50_ratio:.2f}")
+    print(f"remote/two-hop floor: {two_hop_ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from avm_vm.format.bytecode import encode
+from avm_vm.node.auth import Tls
 from avm_vm.node.client import Client, ClientError
 from avm_vm.node.messages import message
-from avm_vm.node.wire import WireError, read_message, write_message
+from avm_vm.node.wire import WireError
 from avm_vm.values import Value
 from avmc.compiler import compile_source
 
@@ -183,9 +184,11 @@ class Nodes:
         secret_file: Path | None = None,
         options: Sequence[str] = (),
         label: str | None = None,
+        certs: Path | None = None,
     ) -> Node:
         """Start node ``name`` on a port the OS picks and wait until it is ready. ``label``
-        names its stderr file when two nodes share a name."""
+        names its stderr file when two nodes share a name; ``certs``, a directory made by
+        `avm certs init`, gives it mutual TLS with its certificate ``NAME.crt``."""
         args: list[str] = []
         for peer, node in peers.items():
             args += ["--peer", f"{peer}={node.address}"]
@@ -193,6 +196,8 @@ class Nodes:
             args += ["--load", str(tape)]
         if secret_file is not None:
             args += ["--secret-file", str(secret_file)]
+        if certs is not None:
+            args += tls_args(certs, name)
         args += options
         node = Node(name, args, self.directory / f"node-{label or name}.stderr")
         self.started.append(node)
@@ -221,11 +226,17 @@ class Nodes:
 class Session:
     """A `Client` connection to a node, driven synchronously on its own event loop."""
 
-    def __init__(self, node: Node, secret: bytes | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        node: Node,
+        secret: bytes | None = None,
+        timeout: float = 10.0,
+        tls: Tls | None = None,
+    ) -> None:
         self.timeout = timeout
         self.runner = asyncio.Runner()
         try:
-            self.client = self.runner.run(Client.connect(HOST, node.port, secret, timeout))
+            self.client = self.runner.run(Client.connect(HOST, node.port, secret, timeout, tls))
         except BaseException:
             self.runner.close()
             raise
@@ -287,12 +298,12 @@ async def _pipeline(
         for index, (target, value) in enumerate(calls):
             await room.acquire()
             request = message("client_call", request_id=first + index, target=target, input=value)
-            await write_message(client.writer, request)
+            await client.send(request)
 
     async def receive() -> None:
         for _ in calls:
             async with asyncio.timeout(timeout):
-                answer = await read_message(client.reader)
+                answer = await client.receive()
             if answer is None:
                 raise ClientError("the node closed the connection")
             index = answer.get("request_id", first - 1) - first
@@ -310,11 +321,18 @@ async def _pipeline(
     return answers  # type: ignore[return-value]  # receive filled every slot
 
 
-def wait_connected(node: Node, peers: Iterable[str], timeout: float = START_TIMEOUT) -> None:
-    """Wait until ``node`` reports a live connection to each of ``peers``."""
+def wait_connected(
+    node: Node,
+    peers: Iterable[str],
+    timeout: float = START_TIMEOUT,
+    tls: Tls | None = None,
+    secret: bytes | None = None,
+) -> None:
+    """Wait until ``node`` reports a live connection to each of ``peers`` (asking as the
+    client ``tls`` proves, or with ``secret``, for a node that needs one)."""
     wanted = set(peers)
     deadline = time.monotonic() + timeout
-    with Session(node) as session:
+    with Session(node, secret, tls=tls) as session:
         while True:
             connected = {p["name"] for p in session.status()["peers"] if p["connected"]}
             if wanted <= connected:
@@ -325,6 +343,24 @@ def wait_connected(node: Node, peers: Iterable[str], timeout: float = START_TIME
                     f"within {timeout:g} s\n{node.log()}"
                 )
             time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------ mutual TLS
+
+
+def tls_args(certs: Path, name: str) -> list[str]:
+    """The `--tls-*` options for ``name``'s certificate in a directory of `avm certs init`."""
+    return [
+        *("--tls-cert", str(certs / f"{name}.crt"), "--tls-key", str(certs / f"{name}.key")),
+        *("--tls-ca", str(certs / "ca.crt")),
+    ]
+
+
+def client_tls(certs: Path, name: str) -> Tls:
+    """The TLS of client ``name`` (its certificate in ``certs``), for `Session`."""
+    from avm_vm.node.certs import load_tls
+
+    return load_tls(certs / f"{name}.crt", certs / f"{name}.key", certs / "ca.crt", "client")
 
 
 # ------------------------------------------------------------------------ peers listing each other
@@ -408,9 +444,15 @@ def timed_status(node: Node, timeout: float = CLI_TIMEOUT) -> tuple[dict[str, An
 
 
 # What a node logs when its own code failed: it catches the exception, logs it and goes on.
+# A log line's message, after the stamp of the text format (`TIME LEVEL LOGGER: `).
+_MESSAGE = re.compile(r"(?:\S+Z [A-Z]+ [\w.]+: )?(.*)")
 OWN_ERRORS = ("error handling ", "internal error", "error cleaning up")
 
 
 def own_errors(log: str) -> list[str]:
     """The lines of a node's log (`Node.log`) that report a failure of its own code."""
-    return [line for line in log.splitlines() if line.startswith(OWN_ERRORS)]
+    return [
+        line
+        for line in log.splitlines()
+        if _MESSAGE.match(line).group(1).startswith(OWN_ERRORS)  # type: ignore[union-attr]
+    ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,23 @@ def test_log_prints_on_stderr_as_it_runs_and_leaves_stdout_to_the_result(tmp_pat
         'log: [1, "a"]  (log.avm:2:3)',
         "log: 2  (log.avm:3:3)",
     ]
+
+
+def test_the_node_commands_load_only_when_used() -> None:
+    """`avm run` does not import the networking code; `avm --help` still lists the node
+    commands, whose names the lazy group knows without importing them."""
+    from avm_vm.cli import NODE_COMMAND_NAMES
+    from avm_vm.node.cli import COMMANDS
+
+    assert {command.name for command in COMMANDS} == NODE_COMMAND_NAMES
+    probe = (
+        "import sys, avm_vm.cli; print('avm_vm.node.cli' in sys.modules, 'asyncio' in sys.modules)"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert loaded.stdout.split() == ["False", "False"], loaded.stderr
+    listed = subprocess.run(
+        [sys.executable, "-c", "from avm_vm.cli import main; main()", "--help"],
+        capture_output=True,
+        text=True,
+    )
+    assert all(name in listed.stdout for name in NODE_COMMAND_NAMES), listed.stdout

@@ -46,9 +46,10 @@ def comments(source: str) -> list[str]:
 
 
 def hashes(source: str) -> list[bytes] | None:
-    """The code hash of each function and behavior, or None when it does not compile."""
+    """The code hash of each function (tests included) and behavior, or None when it does
+    not compile."""
     try:
-        program = build(source, "hashed.avm").program
+        program = build(source, "hashed.avm", tests=True).program
     except DiagnosticError:
         return None
     functions = [code_hash(program, i) for i in range(len(program.functions))]

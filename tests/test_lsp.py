@@ -422,6 +422,22 @@ def test_names_written_inside_a_statement_resolve_to_where_they_are_bound() -> N
         )
 
 
+def test_names_inside_tests_resolve_and_test_keywords_complete() -> None:
+    text = (
+        'test "sums" {\n  let total = 1\n  assert total == 1, "one"\n'
+        "  expect_fail Failed { fail str(total) }\n}\n"
+    )
+    result = analyse(text, "tests.avm")
+    assert result.diagnostics == []
+    assert result.index is not None
+    for occurrence in (1, 2):
+        use = position(text, "total", occurrence)
+        symbol = result.index.use_at((use["line"] + 1, use["character"] + 1))
+        assert symbol is not None and symbol.symbol is not None
+        assert (symbol.symbol.span.line, symbol.symbol.span.col) == (2, 7)
+    assert {"test", "assert", "expect_fail"} <= set(words())
+
+
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.avm")), ids=lambda p: p.name)
 def test_every_name_of_an_example_resolves_where_it_is_written(example: Path) -> None:
     """Each written name is a builtin, an instruction or a definition of the file, and both

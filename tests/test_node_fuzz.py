@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from node_harness import HOST, Node, Nodes, Session, avm, compile_tape
 
+from avm_vm.node import PROTOCOL_VERSION
 from avm_vm.node.auth import HandshakeError, handshake
 from avm_vm.node.client import Client, ClientError
 from avm_vm.node.messages import message
@@ -66,8 +67,8 @@ def templates(target: Target) -> list[dict]:
     ping_message = {"List": [{"Str": "Ping"}, {"Nat": 0}, {"Nat": 3}, {"ObjectRef": target.pong}]}
     no_error = {"error_kind": None, "error": None}
     return [
-        {"type": "hello", "version": 1, "name": "fuzz", "role": "client", "nonce": "ab" * 32,
-         "prefix": 0},
+        {"type": "hello", "version": PROTOCOL_VERSION, "name": "fuzz", "role": "client",
+         "nonce": "ab" * 32, "prefix": 0},
         {"type": "auth", "mac": "0f" * 32},
         {"type": "error", "message": "fuzz"},
         {"type": "client_call", "request_id": 1, "target": target.ping, "input": ping_message},
@@ -412,7 +413,7 @@ def test_unauthenticated_requests_get_an_error_and_no_answer(nodes, tmp_path):
     valid = templates(target)
     hello, client_call, status = (json_frame(valid[i]) for i in (0, 3, 5))
     node_hello = json_frame({**valid[0], "role": "node"})
-    old_version = json_frame({**valid[0], "version": 2})
+    old_version = json_frame({**valid[0], "version": PROTOCOL_VERSION - 1})
     bad_mac = json_frame(valid[1])
     for frames, phrase in (
         ([hello, client_call], "auth"),

@@ -75,9 +75,7 @@ def test_twenty_clients_for_twenty_seconds_lose_nothing(tmp_path: Path) -> None:
         with Session(alpha) as on_alpha, Session(beta) as on_beta:
             forwarder = on_alpha.create("Forwarder")
             # Client i calls its own counter: on alpha for even i, on beta (remote) for odd.
-            counters = [
-                (on_beta if i % 2 else on_alpha).create("Counter") for i in range(CLIENTS)
-            ]
+            counters = [(on_beta if i % 2 else on_alpha).create("Counter") for i in range(CLIENTS)]
         memory: dict[str, list[float]] = {"alpha": [], "beta": []}
 
         async def run() -> list[tuple[int, list[float]]]:

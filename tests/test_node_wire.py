@@ -15,14 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from value_strategies import values
 
-from avm_vm.node import auth, codec, messages, wire
+from avm_vm.node import PROTOCOL_VERSION, auth, codec, messages, wire
 from avm_vm.node.auth import (
     HANDSHAKE_MAX_FRAME,
     HandshakeError,
     Hello,
     auth_mac,
+    frame_keys,
     handshake,
     is_loopback_peer,
+    transcript_hash,
 )
 from avm_vm.node.codec import WireError, value_from_json, value_to_json
 from avm_vm.node.messages import KINDS, RequestIds, message
@@ -221,8 +223,12 @@ JSON = st.recursive(
 @settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(JSON, st.sampled_from([None, 1]))
 def test_deep_json_paths_agree_with_the_standard_library(obj: object, indent: int | None) -> None:
-    assert wire._dumps_deep(obj) == wire._ENCODER.encode(obj)
-    assert wire._dumps_deep(obj, sort_keys=True) == wire._SORTED_ENCODER.encode(obj)
+    for sort_keys in (False, True):
+        library = json.dumps(
+            obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=sort_keys
+        )
+        assert wire.dumps_json(obj, sort_keys) == library
+        assert wire._dumps_deep(obj, sort_keys) == library
     text = json.dumps(obj, indent=indent, ensure_ascii=indent is None)
     assert wire._parse_deep(text) == wire._DECODER.decode(text)
 
@@ -239,13 +245,13 @@ class Small(enum.IntEnum):
     ],
 )
 def test_deep_printer_writes_keys_and_subclasses_like_json(obj: object) -> None:
-    assert wire._dumps_deep(obj) == wire._ENCODER.encode(obj)
+    assert wire._dumps_deep(obj) == wire.dumps_json(obj)
 
 
 @pytest.mark.parametrize("obj", [{(1, 2): 1}, [float("nan")], {"x": float("inf")}, {1, 2}])
 def test_both_json_printers_refuse_the_same_objects(obj: object) -> None:
     with pytest.raises((TypeError, ValueError)):
-        wire._ENCODER.encode(obj)
+        wire.dumps_json(obj)
     with pytest.raises((TypeError, ValueError)):
         wire._dumps_deep(obj)
 
@@ -604,10 +610,10 @@ def node(name: str, secret: bytes | None, *, initiator: bool, timeout: float = 5
             initiator=initiator,
         )
         if initiator:
-            # Both ends can still talk after the handshake.
-            assert (await read_message(reader)) == message("pong", nonce=0)
+            # Both ends can still talk after the handshake (tagged frames with a secret).
+            assert (await read_message(reader, hello.incoming)) == message("pong", nonce=0)
         else:
-            await wire.write_message(writer, message("pong", nonce=0))
+            await wire.write_message(writer, message("pong", nonce=0), hello.outgoing)
         return hello
 
     return side
@@ -618,9 +624,12 @@ def test_handshake_succeeds(secret: bytes | None) -> None:
     client, server = connect(
         node("beta", secret, initiator=False), node("alpha", secret, initiator=True)
     )
-    assert client == Hello(version=1, name="beta", role="node", nonce=client.nonce, prefix=8)  # type: ignore[union-attr]
-    assert server == Hello(version=1, name="alpha", role="node", nonce=server.nonce, prefix=7)  # type: ignore[union-attr]
+    version = PROTOCOL_VERSION
+    assert client == Hello(version=version, name="beta", role="node", nonce=client.nonce, prefix=8)  # type: ignore[union-attr]
+    assert server == Hello(version=version, name="alpha", role="node", nonce=server.nonce, prefix=7)  # type: ignore[union-attr]
     assert client.nonce != server.nonce  # type: ignore[union-attr]
+    # Frames are tagged exactly when a secret is set.
+    assert (client.outgoing is None) == (secret is None)  # type: ignore[union-attr]
 
 
 def test_wrong_secret_fails_on_both_sides() -> None:
@@ -643,7 +652,10 @@ def test_a_peer_without_the_secret_is_refused() -> None:
 
 
 def raw_peer(
-    *sends: dict[str, Any], version: int = 1, nonce: str = NONCE, echo_nonce: bool = False
+    *sends: dict[str, Any],
+    version: int = PROTOCOL_VERSION,
+    nonce: str = NONCE,
+    echo_nonce: bool = False,
 ) -> Side:
     """A hand-driven initiator: says hello, sends ``sends``, returns the kinds it receives."""
 
@@ -666,9 +678,10 @@ def raw_peer(
 
 
 def test_version_mismatch_names_both_versions() -> None:
-    client, server = connect(node("beta", None, initiator=False), raw_peer(version=2))
+    later = PROTOCOL_VERSION + 1
+    client, server = connect(node("beta", None, initiator=False), raw_peer(version=later))
     assert isinstance(server, HandshakeError)
-    assert "this side speaks 1, the peer speaks 2" in str(server)
+    assert f"this side speaks {PROTOCOL_VERSION}, the peer speaks {later}" in str(server)
     assert client == ["hello", "error"]
 
 
@@ -691,15 +704,13 @@ def test_a_reflected_nonce_is_refused() -> None:
 
 def test_a_replayed_mac_is_refused() -> None:
     # A MAC that was right for some earlier connection (an earlier responder nonce) ...
-    recorded = auth_mac(
-        b"s3cret",
-        initiator=True,
-        role="node",
-        own_nonce=NONCE,
-        peer_nonce="cd" * 32,
-        own_name="mallory",
-        peer_name="beta",
+    ours = {"version": PROTOCOL_VERSION, "name": "mallory", "role": "node", "nonce": NONCE}
+    theirs = {**ours, "name": "beta", "nonce": "cd" * 32}
+    earlier = transcript_hash(
+        encode_frame(message("hello", **ours, prefix=1))[4:],
+        encode_frame(message("hello", **theirs, prefix=8))[4:],
     )
+    recorded = auth_mac(b"s3cret", initiator=True, transcript=earlier)
     client, server = connect(
         node("beta", b"s3cret", initiator=False), raw_peer(message("auth", mac=recorded))
     )
@@ -709,15 +720,78 @@ def test_a_replayed_mac_is_refused() -> None:
 
 
 def test_a_responder_mac_does_not_pass_as_an_initiator_mac() -> None:
-    fields = {
-        "role": "node",
-        "own_nonce": NONCE,
-        "peer_nonce": "cd" * 32,
-        "own_name": "a",
-        "peer_name": "b",
+    transcript = transcript_hash(b"a", b"b")
+    mac = auth_mac(b"k", initiator=True, transcript=transcript)
+    assert mac != auth_mac(b"k", initiator=False, transcript=transcript)
+    assert mac != auth_mac(b"j", initiator=True, transcript=transcript)
+    assert mac != auth_mac(b"k", initiator=True, transcript=transcript_hash(b"b", b"a"))
+
+
+def test_frame_keys_differ_by_direction_secret_and_connection() -> None:
+    transcript = transcript_hash(b"a", b"b")
+    forward, backward = frame_keys(b"k", transcript, NONCE, "cd" * 32)
+    assert forward != backward
+    assert frame_keys(b"j", transcript, NONCE, "cd" * 32)[0] != forward
+    assert frame_keys(b"k", transcript, NONCE, "ef" * 32)[0] != forward
+    assert frame_keys(b"k", transcript_hash(b"a", b"c"), NONCE, "cd" * 32)[0] != forward
+
+
+def read_sealed(data: bytes, key: bytes) -> tuple[list[int], WireError | None]:
+    """The nonces of the pings read from ``data`` under ``key``, and the error that ended
+    the reading (None: a clean end of stream)."""
+
+    async def go() -> tuple[list[int], WireError | None]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        seal, read = wire.FrameSeal(key), []
+        try:
+            while (got := await read_message(reader, seal)) is not None:
+                read.append(got["nonce"])
+        except WireError as error:
+            return read, error
+        return read, None
+
+    return asyncio.run(go())
+
+
+def sealed_pings(key: bytes, count: int) -> list[bytes]:
+    seal = wire.FrameSeal(key)
+    return [encode_frame(message("ping", nonce=n), seal) for n in range(count)]
+
+
+def test_sealed_frames_are_read_in_order() -> None:
+    frames = sealed_pings(b"k" * 32, 3)
+    assert all(len(frame) == len(encode_frame(message("ping", nonce=0))) + 32 for frame in frames)
+    assert read_sealed(b"".join(frames), b"k" * 32) == ([0, 1, 2], None)
+
+
+def test_a_changed_dropped_replayed_reordered_or_injected_frame_is_caught() -> None:
+    key = b"k" * 32
+    first, second, third = sealed_pings(key, 3)
+    flipped = [
+        first + bytes([*second[:i], second[i] ^ 1, *second[i + 1 :]]) + third
+        for i in range(4, len(second))
+    ]  # every byte after the length (the payload, the tag)
+    cases = {
+        "dropped": first + third,
+        "replayed": first + first + second,
+        "reordered": first + third + second,
+        "injected": first + encode_frame(message("ping", nonce=9)) + b"\0" * 32 + second,
+        "other key": first + sealed_pings(b"j" * 32, 2)[1],
+        **{f"byte {i + 4} flipped": data for i, data in enumerate(flipped)},
     }
-    assert auth_mac(b"k", initiator=True, **fields) != auth_mac(b"k", initiator=False, **fields)
-    assert auth_mac(b"k", initiator=True, **fields) != auth_mac(b"j", initiator=True, **fields)
+    for label, data in cases.items():
+        read, error = read_sealed(data, key)
+        assert read == [0], label  # the frames before the bad one only
+        assert error is not None and "fails its authentication" in str(error), (label, error)
+
+
+def test_a_frame_cut_inside_its_tag_is_an_error() -> None:
+    first, second = sealed_pings(b"k" * 32, 2)
+    read, error = read_sealed(first + second[:-5], b"k" * 32)
+    assert read == [0]
+    assert error is not None and "connection closed inside a frame" in str(error)
 
 
 def test_a_silent_peer_times_out() -> None:

@@ -486,3 +486,32 @@ def test_examples_of_the_language_reference_parse() -> None:
 def test_the_first_example_of_the_reference_is_clean() -> None:
     first = reference_code_blocks()[0]
     assert check(parse(first, "doc.avm")) == []
+
+
+# ---------------------------------------------------------------- the fast lexer
+
+
+def test_the_builders_lexer_reads_what_larks_reads() -> None:
+    """The AST builder reads tokens with its own loop over Lark's lexer tables (a private
+    part of Lark): on every program of the repository it must give exactly Lark's tokens,
+    so a Lark upgrade that changes those tables fails here, not in users' programs."""
+    from program_corpus import programs
+
+    from avmc.ast_builder import _tokens
+    from avmc.parser import lark_parser
+
+    parser = lark_parser()
+    lexer = parser.parser.lexer
+    checked = 0
+    for name, text in programs().items():
+        expected = [
+            (t.type, t.value, t.start_pos, t.line, t.column, t.end_line, t.end_column)
+            for t in parser.lex(text)
+        ]
+        got = [
+            (t.type, t.value, t.start_pos, t.line, t.column, t.end_line, t.end_column)
+            for t in _tokens(lexer, text)
+        ]
+        assert got == expected, name
+        checked += 1
+    assert checked > 300

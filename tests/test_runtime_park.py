@@ -1,6 +1,7 @@
 """Parked runs (docs/semantics.md, "Nodes: parked runs"): a run waiting on another machine
-is set aside with its transaction and undo state, runs started meanwhile nest on top of it,
-and it resumes LIFO with the answer. Driven here without a network: the test answers."""
+is set aside with its transaction and its own undo entries, other runs start meanwhile, and
+any parked run resumes with its answer, in any order. Driven here without a network: the test
+answers."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.runtime.core import Runtime, RuntimeOptions
 from avm_vm.runtime.runs import Done, Failed, Parked, RemoteCall, RemoteFailure, Teleport
-from avm_vm.trace import ObjectCalled, StateUpdated
-from avm_vm.values import Just, render
+from avm_vm.trace import LogRecorded, ObjectCalled, StateUpdated, Trace
+from avm_vm.values import NOTHING, Just, ObjectRef, render
 from avmc.compiler import compile_source
 
 FAR = 1 << 48  # an object id another machine made
@@ -21,6 +22,7 @@ behavior Cell {{
   on ["set", v] {{ set_state([v]); return v }}
   on ["remote"] {{ return call(obj:{FAR}, "hi") }}
   on ["set_then_remote", v] {{ set_state([v]); let r = call(obj:{FAR}, "hi"); fail "after" }}
+  on ["outer", inner, v] {{ set_state([v]); let r = call(inner, ["set_then_remote", v]); return r }}
   on ["hop"] {{ teleport("far"); return "hopped" }}
 }}
 main {{
@@ -70,7 +72,8 @@ def test_a_remote_call_parks_and_resumes_with_the_answer() -> None:
     request = outcome.request
     assert type(request) is RemoteCall
     assert (request.machine, request.target, request.message) == ("far", FAR, 1)
-    assert rt.run is None and rt.parked == [outcome.run] and rt.tx is None  # tx set aside
+    assert rt.run is None and list(rt.parked.values()) == [outcome.run]
+    assert rt.tx is None  # set aside with the run
     done = rt.resume(outcome.run, "pong")
     assert type(done) is Done
     assert render(done.value) == '[obj:0, obj:1, just "pong"]'
@@ -91,19 +94,82 @@ def test_a_failed_remote_call_fails_the_caller() -> None:
     assert 1 not in rt.store
 
 
-def test_runs_nest_and_resume_last_parked_first() -> None:
+def test_parked_runs_resume_in_any_order() -> None:
     rt = _runtime()
     cell = _cell(rt)
     first = _main(rt)
     second = rt.start_call(cell, ("remote",), 5, 900, None)
     assert type(first) is Parked and type(second) is Parked
-    with pytest.raises(RuntimeError, match="most recently parked"):
-        rt.resume(first.run, 1)
+    outer = rt.resume(first.run, 3)  # the older run first: the newer one stays parked
+    assert type(outer) is Done and outer.value[2] == Just(3)  # type: ignore[index]
+    with pytest.raises(RuntimeError, match="only a parked run"):
+        rt.resume(first.run, 4)  # it is no longer parked
     inner = rt.resume(second.run, 2)
     assert type(inner) is Done and inner.value == Just(2)
-    outer = rt.resume(first.run, 3)
-    assert type(outer) is Done and outer.value[2] == Just(3)  # type: ignore[index]
-    assert rt.parked == [] and rt.journal.entries == []
+    assert rt.parked == {} and rt.journal.entries == []
+
+
+def test_the_middle_of_three_parked_runs_resumes_first_and_undoes_only_its_callee() -> None:
+    rt = _runtime()
+    outers = [_cell(rt) for _ in range(3)]
+    inners = [_cell(rt) for _ in range(3)]
+    runs = []
+    for i in range(3):  # each parks inside a callee that wrote its inner cell
+        outcome = rt.start_call(outers[i], ("outer", ObjectRef(inners[i]), i + 1), 5, 900 + i, None)
+        assert type(outcome) is Parked
+        runs.append(outcome.run)
+    assert [rt.store.state(c) for c in outers + inners] == [(1,), (2,), (3,)] * 2
+    assert all(run.entries for run in runs)  # each holds its own undo entries
+    middle = rt.resume(runs[1], "answer")  # the callee fails after its answer: undone
+    assert type(middle) is Done and middle.value is NOTHING
+    assert [rt.store.state(c) for c in outers] == [(1,), (2,), (3,)]
+    assert [rt.store.state(c) for c in inners] == [(1,), (), (3,)]
+    reverted = [e for e in rt.trace.entries if e.reverted]
+    assert {e.run for e in reverted} == {runs[1].number}  # not the others', logged between
+    assert [e.event.id for e in reverted if type(e.event) is StateUpdated] == [inners[1]]
+    assert list(rt.parked) == [runs[0].number, runs[2].number]
+    last = rt.resume(runs[2], AvmError(ErrorKind.MACHINE_UNREACHABLE, machine="far"))
+    assert type(last) is Done and rt.store.state(inners[2]) == ()  # its call failed: undone
+    first = rt.resume(runs[0], "answer")
+    assert type(first) is Done and rt.store.state(inners[0]) == ()
+    assert [rt.store.state(c) for c in outers] == [(1,), (2,), (3,)]
+    assert rt.parked == {} and rt.journal.entries == []
+
+
+def test_transactions_of_runs_resumed_out_of_order_stay_their_own() -> None:
+    rt = _runtime()
+    first, second = _main(rt), _main(rt)  # both parked inside their own transaction
+    assert type(first) is Parked and type(second) is Parked
+    assert first.run.tx is not None and second.run.tx is not None
+    assert first.run.tx is not second.run.tx and rt.tx is None
+    late = rt.resume(second.run, "b")
+    assert type(late) is Done and rt.tx is None  # committed its own transaction
+    early = rt.resume(first.run, AvmError(ErrorKind.MACHINE_UNREACHABLE, machine="far"))
+    assert type(early) is Failed and rt.tx is not None  # its transaction is back, open
+    assert rt.abort_open_tx() is not None and rt.tx is None
+    created = [v.id for v in late.value[:2]]  # type: ignore[index,union-attr]
+    assert all(object_id in rt.store for object_id in created)
+    assert len(rt.store) == 3  # and the first run's create outside its transaction
+
+
+def test_dropping_a_runs_trace_leaves_another_runs_marks_valid() -> None:
+    trace = Trace()
+    trace.run = 1
+    first = trace.mark()
+    trace.emit(LogRecorded(1), None, None)
+    trace.run = 2
+    second = trace.mark()
+    trace.emit(LogRecorded(2), None, None)
+    trace.run = 1
+    trace.emit(LogRecorded(3), None, None)
+    trace.drop_from(first)  # run 1's callee failed under profile R: its entries go
+    trace.run = 2
+    trace.emit(LogRecorded(4), None, None)
+    trace.revert_from(second)  # run 2's callee failed: exactly its two entries
+    assert [(e.event.value, e.run, e.reverted) for e in trace.entries] == [
+        (2, 2, True),
+        (4, 2, True),
+    ]
 
 
 def test_a_run_nested_on_a_parked_transaction_runs_outside_it() -> None:

@@ -1,11 +1,13 @@
 """Fuel slices (`Runtime.slice`): a server runs a run in slices so it can serve others in
-between. A sliced run is preempted at block starts and goes on with `Runtime.proceed`; the
-answer, the fuel used and the trace are those of the same run made in one go."""
+between. A sliced run is preempted at block starts, or before an op whose charge exceeds
+what its slice has left, and goes on with `Runtime.proceed`; the answer, the fuel used and
+the trace are those of the same run made in one go."""
 
 from __future__ import annotations
 
 import pytest
 
+from avm_vm.format.opcodes import Op
 from avm_vm.runtime.core import Runtime, RuntimeOptions
 from avm_vm.runtime.runs import Done, Failed, Preempted
 from avm_vm.values import render
@@ -78,3 +80,56 @@ def test_proceed_without_a_preempted_run_is_refused() -> None:
     runtime = Runtime(compile_source(SOURCE, "slices.avm"), RuntimeOptions(jit="off"))
     with pytest.raises(RuntimeError, match="no preempted run"):
         runtime.proceed()
+
+
+# One op costing far more than a slice: `str` (8 steps per item), `==` (8 per pair of items
+# compared) or `++` (1 per 16 items) of a list of 8 * 2^14 items, built in 14 cheap steps.
+BIG = """
+main {
+  let xs = [1, 2, 3, 4, 5, 6, 7, 8]
+  let ys = [1, 2, 3, 4, 5, 6, 7, 8]
+  let i = 0
+  while i < 14 { xs = xs ++ xs; ys = ys ++ ys; i += 1 }
+  let r = OP
+  return [len(xs), r]
+}
+"""
+BIG_OPS = {"str": ("len(str(xs))", Op.TOSTR), "eq": ("xs == ys", Op.EQ)}
+BIG_OPS["concat"] = ("len(xs ++ ys ++ xs ++ ys ++ xs ++ ys)", Op.CONCAT)
+
+
+@pytest.mark.parametrize("jit", ["off", "on"])
+@pytest.mark.parametrize("op", sorted(BIG_OPS))
+@pytest.mark.parametrize("sliced", [True, False], ids=["resumed-sliced", "resumed-whole"])
+def test_an_op_costing_more_than_its_slice_is_preempted_before_it(
+    op: str, jit: str, sliced: bool
+) -> None:
+    """The run stops at the op itself, its charge unpaid (so a server goes on with it
+    where a run may take its time), and goes on through it exactly once: the answer and
+    the fuel are those of the run made in one go."""
+    expression, opcode = BIG_OPS[op]
+    program = compile_source(BIG.replace("OP", expression), "big.avm")
+    whole, whole_fuel, _ = _run(BIG.replace("OP", expression), jit, None)
+    main = program.functions[program.main]  # type: ignore[index]
+    # The op of the expression (the last of its kind), and every op that may be stopped:
+    # `++` in the loop costs more than a slice too, from the 10th round on.
+    target = max(pc for pc, instr in enumerate(main.code) if instr[0] is opcode)
+    heavy = {pc for pc, instr in enumerate(main.code) if instr[0] in (opcode, Op.CONCAT)}
+    runtime = Runtime(program, RuntimeOptions(jit=jit, record_trace=True))
+    runtime.slice = 2_000
+    outcome = runtime.start(runtime.interpreters[0], program.main)  # type: ignore[arg-type]
+    ahead: list[int] = []  # the pcs of the stops before an op
+    while type(outcome) is Preempted:
+        pc = runtime.act.frames[-1].pc
+        if runtime.fuel.ahead:
+            ahead.append(pc)
+            assert pc in heavy
+            # Not paid yet: what is left to pay includes the op's charge, far above a slice.
+            assert whole_fuel - runtime.fuel.used > 20 * runtime.slice
+        # In slices up to the op, then as the parameter says (a node: unsliced).
+        outcome = runtime.proceed(sliced=sliced or target not in ahead)
+        assert len(ahead) < 100, "an op was preempted again and again"
+    assert ahead.count(target) == 1  # stopped before it once, then it ran
+    assert type(outcome) is Done
+    assert (render(outcome.value), [type(e).__name__ for e in runtime.trace.entries]) == whole
+    assert outcome.run.fuel.used == whole_fuel

@@ -11,6 +11,7 @@ import pytest
 from test_bytecode import FIB, assemble, fib_code
 
 from avm_vm.format.bytecode import TapeError, _encode_body, _wrap, decode, encode
+from avm_vm.format.instructions import INSTRUCTIONS
 from avm_vm.format.opcodes import Op, RegType
 from avm_vm.format.program import Behavior, Function, FunctionKind, Program
 from avm_vm.format.verify import MAX_DEPTH, verify
@@ -59,7 +60,11 @@ ENCODABLE = [
     ("jump", one([("JMP", 1)]), "jump target 1 is outside function 'f' (1 instructions)"),
     ("try-target", one([("TRY", 0, 9), ("RET", 0)]), "jump target 9 is outside function 'f'"),
     ("function", one([("CALL", 0, 5, []), ("RET", 0)]), "function 5 is outside the function"),
-    ("effect", one([("EFFECT", 0, 42, []), ("RET", 0)]), "AVM instruction 42 is outside"),
+    (
+        "effect",
+        one([("EFFECT", 0, len(INSTRUCTIONS), []), ("RET", 0)]),
+        f"AVM instruction {len(INSTRUCTIONS)} is outside",
+    ),
     (
         "effect-arity",
         one([("EFFECT", 0, "call", [0]), ("RET", 0)]),

@@ -1,2 +1,1 @@
-"""The .tape file format: the instruction set, opcodes, programs, encoding and the verifier.
-"""
+"""The .tape file format: the instruction set, opcodes, programs, encoding and the verifier."""

@@ -10,7 +10,8 @@ behaviors only through them, so a node can log and replay them. So are `log` (a 
 that changes nothing else), `call_unwrap` (what `call!(o, m)` performs: the answer itself, or
 the callee's own failure), and the two an `atomic` block's handler starts with:
 `atomic_failed` (abort the block's transaction if it is still open, answer the caught error's
-kind) and `rethrow` (fail again with the caught error, when there is no `else`). They come
+kind) and `rethrow` (fail again with the caught error, when there is no `else`), and
+`solutions` (collect every solution of a transaction's search, docs/semantics.md). They come
 last, so every older .tape keeps its instruction numbers.
 """
 
@@ -98,6 +99,7 @@ log                 log                   log                 event       safe  
 call_unwrap         call                  call!               object      safe    id,message            call         6.1.3
 atomic_failed       atomicFailed          else-caught         tx          safe    tx                    atomic_failed 8.7
 rethrow             rethrow               else-rethrow        tx          safe    message               rethrow      8.7
+solutions           solutions             solutions           nondet      safe    value                 nondet       6.10
 """
 
 

@@ -11,10 +11,12 @@ Each function ``F`` of a module becomes up to two LLVM functions with the same b
 
 The body follows the VM's blocks (`vm_translate.block_starts`): each block is charged its
 instruction count on entry (exiting at its start when the fuel cannot pay), and an exit at
-``pc`` or a taken conditional jump gives back what the block did not run, so fuel matches
-the VM's exactly. Fuel lives in a local capped at `FUEL_CAP`: the entry function sets any
-excess aside and adds it back on leaving, which leaves the top bit free for `EXIT_FLAG`.
-Registers are allocas, which LLVM promotes to SSA values.
+``pc`` or a taken conditional jump gives back what the block did not run; a CALL pays its
+`call_steps` too (exiting before it when the fuel cannot: the VM then runs it, preempting
+the run or borrowing from the reserve as it does), so fuel matches the VM's exactly. Fuel
+lives in a local capped at `FUEL_CAP`: the entry function sets any excess aside and adds it
+back on leaving, which leaves the top bit free for `EXIT_FLAG`. Registers are allocas,
+which LLVM promotes to SSA values.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from avm_vm.format.opcodes import Op, RegType
 from avm_vm.format.program import Program
 from avm_vm.jit import abi
 from avm_vm.jit.analysis import NativePlan
+from avm_vm.vm.frames import call_steps
 
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
@@ -421,6 +424,11 @@ class _Body:
         the callee exited, suspend this frame after the CALL as well."""
         builder = self.builder
         self.exit_if(builder.icmp_unsigned("==", self.budget, self.const(0)), pc, end - pc, "deep")
+        steps = call_steps(self.lowering.program.functions[callee])
+        if steps:
+            short = builder.icmp_unsigned("<", self.fuel(), self.const(steps))
+            self.exit_if(short, pc, end - pc, "call_fuel")
+            builder.store(builder.sub(self.fuel(), self.const(steps)), self.fuel_slot)
         budget = builder.sub(self.budget, self.const(1), name="budget.callee")
         values = [self.load(r) for r in args]
         result = builder.call(

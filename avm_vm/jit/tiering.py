@@ -24,7 +24,6 @@ created on first use, with its on-disk cache in `engine.default_cache_dir()`.
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import queue
 import threading
@@ -34,13 +33,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from avm_vm.format.program import Program
-from avm_vm.jit.analysis import NativePlan, plan_program
-from avm_vm.jit.lower import module_functions
-from avm_vm.jit.native import Layout, NativeRunner
 from avm_vm.vm.translate import translate
 
+# The analysis, the lowering (llvmlite) and the native runners load when a function first
+# gets hot: a run too short to tier up, the usual `avm run`, never pays for their import.
 if TYPE_CHECKING:
+    from avm_vm.jit.analysis import NativePlan
     from avm_vm.jit.engine import JitEngine, NativeModule
+    from avm_vm.jit.native import Layout
     from avm_vm.vm.interpreter import Proc
 
 # Entries plus loop back-edges before a function is hot: about 10 ms of VM time, between a
@@ -61,9 +61,6 @@ IDLE_SECONDS = 30.0
 # At exit, how long to let a compilation under way finish (LLVM must not be torn down
 # under it); a module within the size limit takes about a second at most.
 EXIT_WAIT = 10.0
-
-
-_log = logging.getLogger("avm.jit")
 
 
 @dataclass(frozen=True)
@@ -94,7 +91,11 @@ def _setting(name: str, parse: Callable[[str], float], default: float, what: str
     except ValueError:
         value = -1
     if not value >= 0:  # also refuses nan
-        _log.warning("%s must be %s (0 or more), not %r: using %g", name, what, text, default)
+        import logging  # only for this warning: a run's start-up need not load it
+
+        logging.getLogger("avm.jit").warning(
+            "%s must be %s (0 or more), not %r: using %g", name, what, text, default
+        )
         return default
     return value
 
@@ -209,6 +210,8 @@ class ProgramJit:
     @property
     def plans(self) -> dict[int, NativePlan]:
         if self._plans is None:
+            from avm_vm.jit.analysis import plan_program
+
             try:
                 self._plans = plan_program(self.program)
             except Exception:  # a bug in the analysis must not break the run: no JIT
@@ -265,6 +268,8 @@ class ProgramJit:
 
     def size(self, roots: list[int]) -> int:
         """Instructions in the module for ``roots``: what `Limits.max_instructions` bounds."""
+        from avm_vm.jit.lower import module_functions
+
         functions = module_functions(self.plans, roots)
         return sum(len(self.program.functions[f].code) for f in functions)
 
@@ -325,6 +330,8 @@ class ProgramJit:
             self._install(proc, plan, module)
 
     def _install(self, proc: Proc, plan: NativePlan, module: NativeModule) -> None:
+        from avm_vm.jit.native import Layout, NativeRunner
+
         for index in module.functions:
             if index not in self.layouts and index in self.plans:
                 self.layouts[index] = Layout(self.program.functions[index], self.plans[index])

@@ -98,6 +98,44 @@ _SECRET = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="The shared secret: only nodes and clients holding it may connect.",
 )
+_TLS_FILES = (
+    ("--tls-cert", "This side's certificate (PEM; `avm certs init` makes them)."),
+    ("--tls-key", "The private key of --tls-cert (PEM)."),
+    ("--tls-ca", "The CA certificate peers' certificates must come from (PEM)."),
+)
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    """Keep a TLS option in the context: the commands read them in one place (`_tls`)."""
+    ctx.meta[f"avm.{param.name}"] = value
+    return value
+
+
+def _tls_options(command: Any) -> Any:
+    """--tls-cert, --tls-key, --tls-ca (mutual TLS; docs/wire.md, "Security")."""
+    for flag, text in reversed(_TLS_FILES):
+        path = click.Path(exists=True, dir_okay=False, path_type=Path)
+        option = click.option(flag, type=path, expose_value=False, callback=_remember, help=text)
+        command = option(command)
+    return command
+
+
+def _tls(role: str, secret: bytes | None) -> Any:
+    """The `Tls` of this command's --tls-* options (None without them); exits on misuse."""
+    meta = click.get_current_context().meta
+    files = [meta.get(f"avm.tls_{part}") for part in ("cert", "key", "ca")]
+    if all(path is None for path in files):
+        return None
+    if any(path is None for path in files):
+        _fail("--tls-cert, --tls-key and --tls-ca go together")
+    if secret is not None:
+        _fail("use either --tls-cert/--tls-key/--tls-ca or --secret-file, not both")
+    from avm_vm.node.certs import CertError, load_tls
+
+    try:
+        return load_tls(*files, role)
+    except CertError as error:
+        _fail(str(error))
 
 
 # --------------------------------------------------------------------------- avm node
@@ -115,6 +153,15 @@ _SECRET = click.option(
     help="A .tape file whose behaviors this node runs (repeatable).",
 )
 @_SECRET
+@_tls_options
+@click.option(
+    "--allow-client-load",
+    "client_loaders",
+    multiple=True,
+    metavar="CLIENT",
+    help="With TLS: a client (by its certificate's name) that may `avm load` code "
+    "(repeatable; no client may without it).",
+)
 @click.option(
     "--prefix",
     type=click.IntRange(0, 0xFFFF),
@@ -176,12 +223,35 @@ _SECRET = click.option(
     show_default=True,
     help="The least important messages the node logs on stderr.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One line per record: text, or a JSON object (time, level, logger, message, extras).",
+)
+@click.option(
+    "--http",
+    "http",
+    default=None,
+    metavar="[HOST:]PORT",
+    help="Serve /health, /metrics, /events and a live page over HTTP here (host: 127.0.0.1; "
+    "see docs/observability.md).",
+)
+@click.option(
+    "--http-token",
+    envvar="AVM_HTTP_TOKEN",
+    default=None,
+    help="HTTP requests must carry Authorization: Bearer TOKEN (needed beyond loopback; "
+    "also read from AVM_HTTP_TOKEN).",
+)
 def node_command(
     name: str,
     listen: str,
     peers: tuple[str, ...],
     files: tuple[Path, ...],
     secret_file: Path | None,
+    client_loaders: tuple[str, ...],
     prefix: int | None,
     call_timeout: float,
     fuel: int,
@@ -194,6 +264,9 @@ def node_command(
     max_connections: int | None,
     idle_timeout: float,
     log_level: str,
+    log_format: str,
+    http: str | None,
+    http_token: str | None,
 ) -> None:
     """Run a node: host objects of the loaded behaviors, serve peers and clients.
 
@@ -207,10 +280,23 @@ def node_command(
             raise click.BadParameter(f"--peer must be NAME=HOST:PORT, not {item!r}")
         peer_table[_name(peer, "--peer")] = _address(where, "--peer")
     secret = _secret(secret_file)
-    if secret is None and not _is_loopback(host):
-        _fail(f"listening on {host} needs --secret-file (without one, only loopback is allowed)")
+    tls = _tls("node", secret)
+    if tls is not None and tls.name != name:
+        _fail(f"the certificate --tls-cert is for node {tls.name}, not --name {name}")
+    if client_loaders and tls is None:
+        _fail("--allow-client-load needs TLS (--tls-cert): only certificates name clients")
+    if secret is None and tls is None and not _is_loopback(host):
+        _fail(
+            f"listening on {host} needs --tls-cert/--tls-key/--tls-ca or --secret-file "
+            "(without either, only loopback is allowed)"
+        )
     if not files and data is None:
         raise click.UsageError("give --load FILE (or --data DIR of a node that loaded some)")
+    web = None
+    if http is not None:
+        web = _address(http if ":" in http else f"127.0.0.1:{http}", "--http")
+        if not http_token and not _is_loopback(web[0]):
+            _fail(f"serving http on {web[0]} needs --http-token (without one, only loopback)")
     programs = [_load(path) for path in files]
     import asyncio
     import logging
@@ -227,12 +313,15 @@ def node_command(
         port=port,
         peers=peer_table,
         secret=secret,
+        tls=tls,
+        client_loaders=frozenset(client_loaders),
         prefix=prefix,
         call_timeout=call_timeout,
         fuel=fuel,
         max_value_bytes=max_value_bytes,
         jit=jit,
         trace_out=trace_out,
+        record_trace=web is not None,  # /events streams the trace
         data=data,
         snapshot_every=snapshot_every,
         checkpoint_every=checkpoint_every,
@@ -241,9 +330,9 @@ def node_command(
     )
     from avm_vm.node.logs import configure_logging
 
-    handler = configure_logging(log_level)
+    handler = configure_logging(log_level, log_format)
     try:
-        fatal = asyncio.run(_serve(config, programs, handler))
+        fatal = asyncio.run(_serve(config, programs, handler, web, http_token or None))
     except OSError as error:
         where = f"listen on {listen}" if data is None else f"listen on {listen} or use {data}"
         _fail(f"cannot {where}: {error.strerror or error}")
@@ -258,8 +347,15 @@ def node_command(
     os._exit(0 if fatal is None else 1)  # a run computing in the VM thread must not hold it
 
 
-async def _serve(config: Any, programs: list, handler: Any) -> str | None:
-    """Run the node until a signal (None) or until it cannot go on (why)."""
+async def _serve(
+    config: Any,
+    programs: list,
+    handler: Any,
+    web: tuple[str, int] | None = None,
+    token: str | None = None,
+) -> str | None:
+    """Run the node (and its HTTP side at ``web``) until a signal (None) or until it cannot
+    go on (why)."""
     import asyncio
     import signal
     from contextlib import suppress
@@ -271,6 +367,17 @@ async def _serve(config: Any, programs: list, handler: Any) -> str | None:
     loop.set_exception_handler(log_loop_error)
     node = Node(config, programs)
     await node.start()
+    http = None
+    if web is not None:
+        from avm_vm.node.http import HttpServer
+
+        http = HttpServer(node, web[0], web[1], token)
+        try:
+            await http.start()
+        except OSError as error:
+            logger.critical("cannot serve http on %s:%d: %s", *web, error.strerror or error)
+            await node.stop()
+            return f"cannot serve http on {web[0]}:{web[1]}"
     stop = node.stop_requested
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -281,6 +388,8 @@ async def _serve(config: Any, programs: list, handler: Any) -> str | None:
             await asyncio.wait_for(stop.wait(), handler.window)
         handler.summarize()
     logger.info("node %s: stopping", config.name)
+    if http is not None:
+        await http.stop()
     await node.stop()
     return node.fatal
 
@@ -308,7 +417,7 @@ def _client_options(command: Any) -> Any:
         show_default=True,
         help="Seconds to wait for the node.",
     )(command)
-    return _SECRET(command)
+    return _tls_options(_SECRET(command))
 
 
 def _ask(node: str, secret_file: Path | None, timeout: float, ask: Any, wait: float = 0.0) -> Any:
@@ -321,12 +430,13 @@ def _ask(node: str, secret_file: Path | None, timeout: float, ask: Any, wait: fl
 
     host, port = _address(node, "NODE")
     secret = _secret(secret_file)
+    tls = _tls("client", secret)
 
     async def go() -> Any:
         deadline = time.monotonic() + wait
         while True:
             try:
-                client = await Client.connect(host, port, secret, timeout)
+                client = await Client.connect(host, port, secret, timeout, tls)
                 break
             except ClientError:
                 if time.monotonic() >= deadline:
@@ -511,6 +621,77 @@ def replay_command(data: Path, from_snapshot: bool) -> None:
     sys.exit(0 if report.divergence is None else 1)
 
 
+# --------------------------------------------------------------------------- avm certs
+
+
+@click.group("certs")
+def certs_group() -> None:
+    """Make certificates for mutual TLS between nodes and clients (docs/wire.md, "Security")."""
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _certs_options(command: Any) -> Any:
+    """DIRECTORY, --nodes, --clients, --days (of `avm certs init` and `avm certs add`)."""
+    decorators = (
+        click.argument("directory", type=click.Path(file_okay=False, path_type=Path)),
+        click.option("--nodes", default="", help="Node names, comma-separated (alpha,beta)."),
+        click.option("--clients", default="", help="Client names, comma-separated (ops)."),
+        click.option(
+            "--days",
+            type=click.IntRange(1, 3650),
+            default=365,
+            show_default=True,
+            help="Days the node and client certificates stay valid (the CA: ten years).",
+        ),
+    )
+    for decorate in reversed(decorators):
+        command = decorate(command)
+    return command
+
+
+def _issue(make: Any, directory: Path, nodes: str, clients: str, days: int) -> None:
+    """Run ``make`` (`certs.init` or `certs.add`) and list what it wrote."""
+    from avm_vm.node.certs import CertError
+
+    if not _names(nodes) and not _names(clients):
+        raise click.UsageError("give --nodes NAMES or --clients NAMES")
+    try:
+        issued = make(directory, _names(nodes), _names(clients), days)
+    except (CertError, OSError) as error:
+        _fail(str(error))
+    ca = directory / "ca.crt"
+    click.echo(f"CA: {ca} (its key {directory / 'ca.key'})")
+    for made in issued:
+        click.echo(f"{made.role} {made.name}: {made.cert} {made.key}")
+    click.echo(
+        f"start a node: avm node --name NAME --listen HOST:PORT --load FILE "
+        f"--tls-cert {directory / 'NAME.crt'} --tls-key {directory / 'NAME.key'} --tls-ca {ca}"
+    )
+
+
+@certs_group.command("init")
+@_certs_options
+def certs_init_command(directory: Path, nodes: str, clients: str, days: int) -> None:
+    """Make a CA (DIRECTORY/ca.crt, ca.key) and a certificate and key per node and client
+    (DIRECTORY/NAME.crt, NAME.key). Keep ca.key away from the nodes: it makes certificates."""
+    from avm_vm.node.certs import init
+
+    _issue(init, directory, nodes, clients, days)
+
+
+@certs_group.command("add")
+@_certs_options
+def certs_add_command(directory: Path, nodes: str, clients: str, days: int) -> None:
+    """Make certificates for more nodes and clients with the CA that `avm certs init` made
+    in DIRECTORY."""
+    from avm_vm.node.certs import add
+
+    _issue(add, directory, nodes, clients, days)
+
+
 # --------------------------------------------------------------------------- avm log
 
 
@@ -590,4 +771,5 @@ COMMANDS = (
     load_command,
     replay_command,
     log_group,
+    certs_group,
 )

@@ -2,7 +2,9 @@
 
 `avm call`, `avm create`, `avm status` and the durable-node commands (`avm state-hash`,
 `avm snapshot`, `avm peek`, `avm load`) use these; so can tests and scripts. Every
-failure is a `ClientError` whose message is fit for a user.
+failure is a `ClientError` whose message is fit for a user. A client proves itself with the
+node's shared secret, or with a client certificate (`Tls`): then it calls itself by the name
+its certificate holds, and the node grants it what docs/wire.md, "Security", says.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import base64
 from contextlib import suppress
 from typing import Any
 
-from avm_vm.node.auth import HandshakeError, handshake
+from avm_vm.node.auth import HandshakeError, Hello, Tls, handshake
 from avm_vm.node.messages import Message, message
 from avm_vm.node.wire import WireError, read_message, write_message
 from avm_vm.trace import CallFailure
@@ -29,33 +31,50 @@ class ClientError(Exception):
 class Client:
     """An open connection to a node, for any number of requests in turn."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, node: Hello
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.node = node  # what the node said in the handshake
         self.next_id = _REQUEST_ID
 
     @classmethod
     async def connect(
-        cls, host: str, port: int, secret: bytes | None = None, timeout: float = 10.0
+        cls,
+        host: str,
+        port: int,
+        secret: bytes | None = None,
+        timeout: float = 10.0,
+        tls: Tls | None = None,
     ) -> Client:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
         except (TimeoutError, OSError) as error:
             raise ClientError(f"cannot connect to {host}:{port}: {error or 'timed out'}") from None
         try:
-            await handshake(
+            node = await handshake(
                 reader,
                 writer,
-                name=CLIENT_NAME,
+                name=CLIENT_NAME if tls is None else tls.name,
                 role="client",
                 secret=secret,
                 prefix=0,
                 timeout=timeout,
                 initiator=True,
+                tls=None if tls is None else tls.dial,
             )
         except HandshakeError as error:
             raise ClientError(f"{host}:{port} refused the connection: {error}") from None
-        return cls(reader, writer)
+        return cls(reader, writer, node)
+
+    async def send(self, outgoing: Message) -> None:
+        """Write one message (tagged when the connection has a shared secret)."""
+        await write_message(self.writer, outgoing, self.node.outgoing)
+
+    async def receive(self) -> Message | None:
+        """The next message from the node; None when it closed the connection."""
+        return await read_message(self.reader, self.node.incoming)
 
     async def close(self) -> None:
         self.writer.close()
@@ -67,10 +86,10 @@ class Client:
         request_id = self.next_id
         self.next_id += 1
         try:
-            await write_message(self.writer, message(kind, request_id=request_id, **fields))
+            await self.send(message(kind, request_id=request_id, **fields))
             async with asyncio.timeout(timeout):
                 while True:
-                    answer = await read_message(self.reader)
+                    answer = await self.receive()
                     if answer is None:
                         raise ClientError("the node closed the connection")
                     if answer["type"] == "error":

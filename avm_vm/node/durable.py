@@ -280,7 +280,7 @@ class Recorder:
         next batch during the fsync; calls run one at a time, in the order of their seals."""
         log = self.log
         if log is None or not log.pending:
-            return _nothing
+            return nothing_to_write
         data, count = log.seal()
 
         def write() -> None:
@@ -346,8 +346,8 @@ class Recorder:
                 self.lock.release()
 
 
-def _nothing() -> None:
-    pass
+def nothing_to_write() -> None:
+    """What `Recorder.seal` answers when no event awaits a write."""
 
 
 def _start_point(
@@ -418,6 +418,7 @@ def _restore(engine: Engine, snap: Snapshot) -> None:
 _ID = (0, (1 << 64) - 1)
 _PREFIX = (0, 0xFFFF)
 # The fields of each kind of event and what they hold: a type, or (low, high) for an int.
+# A resume event's `run` may be absent: logs written before it resumed the newest parked run.
 _FIELDS: dict[str, dict[str, Any]] = {
     "load": {"tape": str, "upgrade": bool},
     "entropy": {"bytes": str, "boot": bool},
@@ -426,13 +427,16 @@ _FIELDS: dict[str, dict[str, Any]] = {
     "client_create": {"behavior": str, "controller": (str, None)},
     "call": {"target": _ID, "input": object, "sender": _ID, "duct": list},
     "teleport": {"activation": dict},
-    "resume": {"answer": dict},
+    "resume": {"answer": dict, "run": ((1, 1 << 62), None)},
     "install": {"object_id": _ID, "object": dict},
     "forget": {"object_id": _ID, "machine": str},
     "learn": {"object_id": _ID, "machine": str},
     "unlearn": {"object_id": _ID, "machine": str},
     "checkpoint": {"full": str},
 }
+
+
+_OPTIONAL = ("o", "run")  # fields that may be absent (then null)
 
 
 def _fits(value: Any, kind: Any) -> bool:
@@ -453,7 +457,7 @@ def event_problem(event: Event) -> str | None:
         return f"unknown event kind {kind!r}"
     wanted = {"k": str, "t": (0, 1 << 62), "o": (str, None), **_FIELDS[kind]}
     for key, shape in wanted.items():
-        if key not in event and key != "o":
+        if key not in event and key not in _OPTIONAL:
             return f"the {kind} event has no field {key!r}"
         if not _fits(event.get(key), shape):
             return f"the {kind} event's field {key!r} holds {_brief(event.get(key))}"

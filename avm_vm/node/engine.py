@@ -44,7 +44,7 @@ from avm_vm.runtime.core import Runtime, RuntimeOptions
 from avm_vm.runtime.handlers.events import EntropyPool
 from avm_vm.runtime.registry import RegistryError
 from avm_vm.runtime.runs import Done, Failed, MoveOut, Outcome, Parked, Preempted, Teleport
-from avm_vm.trace import BehaviorUpgraded, entry_json
+from avm_vm.trace import BehaviorUpgraded, TraceEntry, entry_json
 from avm_vm.values import NOTHING, ObjectRef, Value, kind_of
 from avm_vm.vm.interpreter import Interpreter
 
@@ -105,6 +105,9 @@ class Engine:
         self.directory = directory
         self.here = options.machine
         self.trace_out = trace_out
+        # Called with each batch of trace entries as it is flushed (`avm node --http`'s
+        # /events); on the thread that applied the event, so they must not block.
+        self.observers: list[Callable[[list[TraceEntry]], None]] = []
         self.loaded: list[Loaded] = []  # in load order; snapshots refer to them by index
         self.applied = 0  # events applied: the index of the next one
         self.boots = 0  # start-ups (entropy events marked boot): request ids use it
@@ -246,8 +249,16 @@ class Engine:
         return self._step(self.runtime.arrive(act, dst, came_from))
 
     def _resume(self, event: Event) -> Step:
-        """The answer to the top parked run's request (or why there is none) resumes it."""
-        run = self.runtime.parked[-1]
+        """The answer to a parked run's request (or why there is none) resumes it: the run
+        the event names, or the most recently parked one (logs from before resume events
+        named their run, when runs resumed last parked, first resumed)."""
+        parked = self.runtime.parked
+        number = event.get("run")
+        if number is None:
+            number = next(reversed(parked), None)
+        run = parked.get(number)
+        if run is None:
+            raise LookupError(f"no run {number} is parked to resume")
         request = run.request
         assert request is not None
         answer = event["answer"]
@@ -351,11 +362,14 @@ class Engine:
         """Append the trace to ``trace_out`` and forget it; only between runs, since a
         parked run's undo marks point into the entries."""
         trace = self.runtime.trace
-        if self.trace_out is None or not trace.entries:
+        if not trace.entries or (self.trace_out is None and not self.observers):
             return
-        with self.trace_out.open("a", encoding="utf-8") as out:
-            for item in trace.entries:
-                out.write(entry_json(item) + "\n")
+        if self.trace_out is not None:
+            with self.trace_out.open("a", encoding="utf-8") as out:
+                for item in trace.entries:
+                    out.write(entry_json(item) + "\n")
+        for observer in self.observers:
+            observer(trace.entries)
         trace.entries.clear()
 
 

@@ -3,10 +3,10 @@
 The VM runs in one worker thread (`Engine`, a single-thread executor), one job at a time,
 so the event loop keeps answering frames and pings while it computes. A run that needs
 another machine parks (`avm_vm.runtime.runs`); the node sends the request, and the scheduler
-starts other work meanwhile (inbound calls, client requests) as runs nested on top of the
-parked ones. A parked run resumes once its answer is in and every run started after it has
-finished or parked (LIFO; docs/semantics.md, "Nodes: parked runs"). That is what lets
-A→B→A re-entrant calls complete (the reference deadlocks, spec §11.8).
+starts other work meanwhile (inbound calls, client requests) as new runs. Any parked run
+resumes as soon as its answer is in, in the order the answers came (each run keeps its own
+undo entries; docs/semantics.md, "Nodes: parked runs"). That is what lets A→B→A re-entrant
+calls complete (the reference deadlocks, spec §11.8), and pipelined remote calls flow.
 
 Every request to a peer has a unique id (the node prefix in bits 63..48, spec §11.5 reuses
 ids) and an entry in the pending map, failed on timeout and on disconnect, so nothing waits
@@ -34,21 +34,23 @@ from typing import Any
 from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.format.bytecode import encode
 from avm_vm.format.program import Program
-from avm_vm.node.auth import HandshakeError, Hello, handshake
+from avm_vm.node.auth import HandshakeError, Hello, Tls, handshake
 from avm_vm.node.directory import PREFIX_SHIFT, Directory
 from avm_vm.node.durable import (
     RESTARTED,
     DataLock,
     Meta,
     Recorder,
+    nothing_to_write,
     open_data,
     settle_meta,
 )
 from avm_vm.node.engine import Engine, LoadError, Step, failure_of
 from avm_vm.node.eventlog import Event, LogError, LogWriteError
 from avm_vm.node.fairqueue import FairQueue
-from avm_vm.node.logs import logger
+from avm_vm.node.logs import log_failed_call, log_failed_run, logger
 from avm_vm.node.messages import Message, RequestIds, message
+from avm_vm.node.metrics import Metrics
 from avm_vm.node.peers import NODE_ROOM, Connection, Limits, peer_address, refuse
 from avm_vm.node.requests import (
     Answer,
@@ -59,7 +61,7 @@ from avm_vm.node.requests import (
     request_message,
 )
 from avm_vm.node.state import StateError, capture, state_hash
-from avm_vm.node.wire import LARGE_FRAME, MAX_FRAME, WireError, encode_frame
+from avm_vm.node.wire import LARGE_FRAME, MAX_FRAME, WireError
 from avm_vm.runtime.core import RuntimeOptions
 from avm_vm.runtime.runs import (
     Done,
@@ -115,6 +117,8 @@ class NodeConfig:
     port: int = 0  # 0: any free port (tests)
     peers: dict[str, tuple[str, int]] = field(default_factory=dict)
     secret: bytes | None = None
+    tls: Tls | None = None  # mutual TLS: peers and clients prove their names by certificate
+    client_loaders: frozenset[str] = frozenset()  # with TLS: the clients allowed to `load`
     prefix: int | None = None  # None: the listening port, as the reference does (§11.7)
     call_timeout: float = 5.0
     fuel: int = RuntimeOptions.fuel
@@ -142,6 +146,7 @@ class Origin:
     peer: str | None = None
     teleport: bool = False  # a peer's teleported activation (it may be refused)
     heavy: bool = False  # it came in a large frame: its event is applied on the VM thread
+    since: float = field(default_factory=time.monotonic)  # when it came (call latency)
 
 
 @dataclass
@@ -160,13 +165,15 @@ class Node:
         self.name = config.name
         self.programs = programs
         self.counters = Counters()
+        self.metrics = Metrics()  # what `avm node --http` shows at /metrics
         self.pending = PendingMap(config.call_timeout)
         self.links: dict[str, Connection] = {}  # peer node → the connection used to send
         self.connections: set[Connection] = set()
         self.accepted = 0  # accepted connections open now, served or in their handshake
         self.unsent: dict[str, list[tuple[int, Message]]] = {}  # for peers not connected yet
         self.jobs: FairQueue[tuple[Origin | None, Event]] = FairQueue()  # by source
-        self.answers: dict[Run, dict[str, Any]] = {}  # a parked run's answer, as logged
+        # Parked runs' answers, as logged, in the order they came: the next resumes first.
+        self.answers: dict[Run, dict[str, Any]] = {}
         self.origins: dict[Run, Origin] = {}
         self.stopping = False
         self.busy = False  # a job is on the VM
@@ -207,7 +214,7 @@ class Node:
         await loop.run_in_executor(self.executor, self._boot)
         # Request ids never repeat across restarts: each boot numbers from its own range.
         self.request_ids = RequestIds(self.prefix, (self.engine.boots % (1 << 16)) << 32)
-        for run in self.engine.runtime.parked:  # their requests died with the last process
+        for run in self.engine.runtime.parked.values():  # their requests died with the process
             self.answers[run] = RESTARTED
         self.engine.runtime.slice = VM_SLICE  # from now on runs are live (replay is not cut)
         self.recorder.sync_each = False  # `_commit` writes the log once per batch or more
@@ -337,6 +344,7 @@ class Node:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, initiator: bool
     ) -> Hello:
         """This node's side of the handshake with a peer node (raises HandshakeError)."""
+        tls = self.config.tls
         return await handshake(
             reader,
             writer,
@@ -346,6 +354,7 @@ class Node:
             prefix=self.prefix,
             timeout=HANDSHAKE_TIMEOUT,
             initiator=initiator,
+            tls=None if tls is None else tls.dial if initiator else tls.accept,
         )
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -367,7 +376,7 @@ class Node:
             if hello.role != "node" and clients >= limit - min(NODE_ROOM, limit // 2):
                 await refuse(writer, f"too many clients: the node serves {clients} at once")
                 return
-            await self._serve(Connection(reader, writer, hello, dialled=False))
+            await self._serve(self._metered(Connection(reader, writer, hello, dialled=False)))
         finally:
             self.accepted -= 1
 
@@ -402,7 +411,7 @@ class Node:
                 writer.close()
                 await asyncio.sleep(BACKOFF_CAP)
                 continue
-            conn = Connection(reader, writer, hello, dialled=True)
+            conn = self._metered(Connection(reader, writer, hello, dialled=True))
             await self._serve(conn)
             if conn.peer_error is not None and conn.received == 1:
                 # Refused right after the hello (a side without the secret only learns it
@@ -417,12 +426,17 @@ class Node:
             said = ""
             delay = BACKOFF_FIRST
 
+    def _metered(self, conn: Connection) -> Connection:
+        """``conn``, counting the bytes it sends in the node's metrics."""
+        conn.sent_bytes = self.metrics.count_sent
+        return conn
+
     async def _serve(self, conn: Connection) -> None:
         refusal = self._refusal(conn) if conn.is_node else None
         if refusal is not None:
             logger.warning("refused %s: %s", conn.describe(), refusal)
             with suppress(OSError, RuntimeError):  # written before the socket closes
-                conn.writer.write(encode_frame(message("error", message=f"refused: {refusal}")))
+                conn.writer.write(conn.frame(message("error", message=f"refused: {refusal}")))
             await conn.close()
             return
         config = self.config
@@ -437,6 +451,8 @@ class Node:
                 idle_timeout=config.idle_timeout,
             )
         self.connections.add(conn)
+        if not conn.is_node:
+            logger.debug("%s connected", conn.describe())
         if conn.is_node:
             # The link is up once the peer speaks: a peer that refuses us only after its hello
             # (it holds a secret we lack) answers this ping with `error`, and never counts.
@@ -454,13 +470,27 @@ class Node:
         for other in self.links.values():
             if other.name != conn.name and other.prefix == conn.prefix:
                 return f"peer {other.name} has its id prefix {conn.prefix} already"
+        # A certified name must not take over the ids of a node this one has known.
+        known = self.directory.prefixes.get(conn.prefix)
+        if conn.certified and known not in (None, conn.name):
+            return f"id prefix {conn.prefix} belongs to node {known}"
         return None
+
+    def _speaks_for(self, conn: Connection, object_id: int) -> bool:
+        """Whether a peer may say where an object is, or move it here: it made the object
+        (the id carries its prefix) or it holds it as far as this node knows (the object
+        was moved to it by a transfer this node has heard of from a node it believed)."""
+        if object_id >> PREFIX_SHIFT == conn.prefix:
+            return True
+        return self.directory.locate(object_id) == conn.name
 
     def _forget_connection(self, conn: Connection) -> None:
         """A connection stopped reading: stop routing to it, fail what was sent on it."""
         if conn.broken:
             self.counters.malformed_frames += 1
         self.connections.discard(conn)
+        if not conn.is_node:
+            logger.debug("%s disconnected", conn.describe())
         if conn.is_node and self.links.get(conn.name) is conn:
             del self.links[conn.name]
             logger.info("peer %s disconnected", conn.name)
@@ -525,6 +555,7 @@ class Node:
     def _dispatch(self, conn: Connection, msg: Message) -> None:
         """Handle one message; handlers that need the VM run as tasks."""
         kind = msg["type"]
+        self.metrics.bytes_in += conn.frame_size
         if conn.is_node and not conn.linked and kind != "error":
             self._link(conn)
         allowed = _PEER_KINDS if conn.is_node else _CLIENT_KINDS
@@ -547,6 +578,14 @@ class Node:
         pass  # hearing from the peer is the point (Connection.heard)
 
     async def _on_create_notify(self, conn: Connection, msg: Message) -> None:
+        if not self._speaks_for(conn, msg["object_id"]):
+            logger.info(
+                "ignored %s's notice that obj:%d is on %s: it neither made nor holds it",
+                conn.name,
+                msg["object_id"],
+                msg["machine_id"],
+            )
+            return
         await self._apply(
             {"k": "learn", "object_id": msg["object_id"], "machine": msg["machine_id"]}
         )
@@ -650,6 +689,11 @@ class Node:
 
     async def _on_load(self, conn: Connection, msg: Message) -> None:
         """`avm load`: an upgrade event, refused (and not logged) if it cannot apply."""
+        if self.config.tls is not None and conn.name not in self.config.client_loaders:
+            logger.warning("refused a load from %s: not allowed", conn.describe())
+            text = f"load refused: client {conn.name} may not load code (--allow-client-load)"
+            conn.send(message("error", message=text))
+            return
         try:
             tape = base64.b64decode(msg["tape"], validate=True)
         except ValueError:
@@ -689,6 +733,11 @@ class Node:
 
     async def _on_move_object(self, conn: Connection, msg: Message) -> None:
         """A peer moves an object here: install it if this node has its code."""
+        if not self._speaks_for(conn, msg["object_id"]):
+            reason = f"{conn.name} neither made nor holds obj:{msg['object_id']}"
+            logger.warning("refused a move from %s: %s", conn.describe(), reason)
+            conn.send(object_answer(msg["request_id"], reason, "TransferRefused"))
+            return
         event = {"k": "install", "object_id": msg["object_id"], "object": msg["object"]}
         step = await self._apply(event)
         if step is None:
@@ -760,12 +809,16 @@ class Node:
         not keep it: those events were applied here but are not in the log, so their
         outputs must never leave, and the node halts (a restart goes on from the log,
         which is as it was before them)."""
+        if write is nothing_to_write:
+            return True
         loop = asyncio.get_running_loop()
+        began = time.monotonic()
         try:
             await loop.run_in_executor(self.executor, write)
         except LogWriteError as error:
             self._halt(str(error))
             return False
+        self.metrics.log_writes.observe(time.monotonic() - began)
         return True
 
     def _halt(self, reason: str) -> None:
@@ -785,23 +838,25 @@ class Node:
         self.wake.set()
 
     def _next_ready(self) -> Run | bool | None:
-        """What runs next, without taking it: the top parked run (its answer is in), True
-        for new work, None for nothing."""
-        parked = self.engine.runtime.parked  # read between steps only: the VM is idle
-        if parked and parked[-1] in self.answers:
-            return parked[-1]
-        if self.jobs and len(parked) < MAX_PARKED:
+        """What runs next, without taking it: the parked run whose answer came first (any
+        parked run may resume; first come, first resumed keeps waits short and is O(1)),
+        True for new work, None for nothing. Resumes go first: they finish work."""
+        if self.answers:
+            return next(iter(self.answers))
+        # Read between steps only: the VM is idle.
+        if self.jobs and len(self.engine.runtime.parked) < MAX_PARKED:
             return True
         return None
 
     def _next_job(self) -> tuple[Origin | None, Event] | None:
-        """The top parked run if its answer is in, else new work (nested on top)."""
+        """A parked run whose answer is in, else new work. The resume event names its run,
+        so replay resumes the same one."""
         ready = self._next_ready()
         if ready is None:
             return None
         if ready is True:
             return self.jobs.popleft()
-        return None, {"k": "resume", "answer": self.answers.pop(ready)}
+        return None, {"k": "resume", "run": ready.number, "answer": self.answers.pop(ready)}
 
     async def _schedule(self) -> None:
         """Run jobs in batches on the loop thread. A batch ends after `BATCH_JOBS` jobs or
@@ -910,11 +965,17 @@ class Node:
             # A client's call that answered nothing: its target failed, and the answer says
             # why (a peer's call answers the callee's own value; its calls are its business).
             failure = outcome.run.failure if origin.peer is None else None
+            if failure is not None:
+                log_failed_call(run.number, failure)
+            self.metrics.answered("ok" if failure is None else "failed", origin.since)
             self._reply(origin, call_answer(origin.request_id, outcome.value, failure))
         else:
             assert type(outcome) is Failed
             self.counters.failed_runs += 1
             kind, text = failure_of(outcome)
+            error = outcome.failure
+            log_failed_run(run.number, kind, text, error.call_failure().location, error.duct)
+            self.metrics.answered("failed", origin.since)
             # A peer's callee ran and failed: the failure travels, so the caller's `call`
             # answers nothing as for a local callee (a client's run failed on its own).
             failure = outcome.failure.call_failure() if origin.peer is not None else None
@@ -938,6 +999,7 @@ class Node:
             conn.send(failed)
 
     def _reply_error(self, origin: Origin, kind: str, text: str) -> None:
+        self.metrics.answered("error", origin.since)
         self._reply(origin, failed_answer(origin.request_id, kind, text))
 
     # ------------------------------------------------------------------ requests to peers

@@ -2,9 +2,13 @@
 
 Outgoing messages are framed when queued (`send`), so a message that cannot be framed is
 the sender's error at once, and a single writer task keeps the frames of a connection in
-order. The keep-alive pings a silent peer and closes the connection when it stays silent,
-so a hung or vanished node is noticed even when TCP is not told (spec §11.8 has no
-detection at all).
+order. On a connection authenticated by a shared secret, frames are tagged as they are
+queued (queue order is write order, which the sequence numbers need) and every frame read
+is checked before it is decoded: a bad tag closes the connection (docs/wire.md).
+
+The keep-alive pings a silent peer and closes the connection when it stays silent, so a
+hung or vanished node is noticed even when TCP is not told (spec §11.8 has no detection at
+all).
 
 Backpressure (docs/wire.md, "Limits"): every request the node works on holds a place in its
 connection until the answer has been written to the socket. While a connection holds
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -85,6 +90,12 @@ class _Hold:
         self.released = False
 
 
+# TLS errors that only mean the peer closed the connection first (its close_notify came
+# before the last data it had in flight, e.g. when two nodes dial each other and one of the
+# two links is dropped): the end of a connection, not an altered record.
+_TLS_CLOSED = frozenset({"APPLICATION_DATA_AFTER_CLOSE_NOTIFY"})
+
+
 class Connection:
     """A connection after its handshake, to a peer node or a client."""
 
@@ -100,6 +111,9 @@ class Connection:
         self.name = hello.name
         self.role = hello.role
         self.prefix = hello.prefix
+        self.certified = hello.certified  # name and role proved by a TLS certificate
+        self.outgoing = hello.outgoing  # frame seals (a shared secret), None otherwise
+        self.incoming = hello.incoming
         self.dialled = dialled  # this node opened it
         self.address = peer_address(writer)
         # Frames to write, each with the request place its writing frees; None: stop.
@@ -111,6 +125,7 @@ class Connection:
         self.nonce = 0
         self.broken = False  # closed over a protocol error
         self.received = 0  # messages read
+        self.sent_bytes: Callable[[int], None] | None = None  # counts frames queued
         self.peer_error: str | None = None  # what the peer's `error` message said
         self.linked = False  # a peer node: the node routes to it (it has spoken)
         self.limits = Limits()
@@ -158,7 +173,7 @@ class Connection:
         A connection that leaves more than `Limits.queued_bytes` unread is closed."""
         if self.closed.is_set():
             return
-        frame = encode_frame(outgoing)
+        frame = encode_frame(outgoing, self.outgoing)  # a dropped connection sends no more
         frees = self._place_answered(outgoing)
         queued = self.queued_bytes + len(frame)
         if self.queued_bytes and queued > self.limits.queued_bytes:
@@ -169,6 +184,13 @@ class Connection:
             return
         self.queued_bytes = queued
         self.queue.put_nowait((frame, frees))
+        if self.sent_bytes is not None:
+            self.sent_bytes(len(frame))
+
+    def frame(self, outgoing: Message) -> bytes:
+        """The frame of ``outgoing`` for writing to the socket at once, bypassing the queue
+        (only when nothing is queued: it takes the next sequence number)."""
+        return encode_frame(outgoing, self.outgoing)
 
     async def serve(
         self,
@@ -193,7 +215,7 @@ class Connection:
                 if self._full():
                     await self._wait_for_room()
                 try:
-                    payload = await read_payload(self.reader)
+                    payload = await read_payload(self.reader, seal=self.incoming)
                     if payload is None or self.dropped:
                         break
                     # Values stay in their JSON form: the node logs and forwards that form,
@@ -205,6 +227,15 @@ class Connection:
                         logger.warning("closing %s: %s", self.describe(), error)
                         with suppress(WireError):
                             self.send(message("error", message=str(error)[:500]))
+                    break
+                except ssl.SSLError as error:
+                    if self.dropped:
+                        pass
+                    elif error.reason in _TLS_CLOSED:  # the peer closed its side first
+                        logger.debug("connection to %s closed: %s", self.describe(), error)
+                    else:  # a TLS record altered, dropped or replayed
+                        self.broken = True
+                        logger.warning("closing %s: TLS error: %s", self.describe(), error)
                     break
                 except (OSError, asyncio.IncompleteReadError) as error:
                     if not self.dropped:  # else `drop` said why
@@ -252,7 +283,7 @@ class Connection:
         logger.warning("closing %s: %s", self.describe(), reason)
         if tell:
             notice = message("error", message=f"the node closes this connection: {reason}")
-            self.writer.write(encode_frame(notice))
+            self.writer.write(self.frame(notice))
             self.writer.close()  # after what was just written
         else:
             self.writer.transport.abort()

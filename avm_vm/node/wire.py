@@ -1,5 +1,10 @@
 """Frames: a 4-byte big-endian length, then that many bytes of UTF-8 JSON (spec §11.4).
 
+On a connection authenticated by a shared secret, each frame is followed by a 32-byte tag
+(`FrameSeal`, docs/wire.md "Authenticated frames"): a reader checks it before it parses a
+payload, so an altered, dropped, replayed, reordered or injected frame ends the connection
+before anything in it is acted on.
+
 ``read_message`` returns only messages that ``messages.KINDS`` accepts, with values decoded;
 anything else raises ``WireError`` and the caller closes that connection. The size limit is
 checked before a payload is read, so a peer cannot make us buffer more than ``MAX_FRAME``.
@@ -20,12 +25,15 @@ produce exactly the same JSON (a test holds them to it).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import re
 import struct
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from json.decoder import scanstring
-from json.encoder import encode_basestring
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import NoReturn
 
 from avm_vm.node.codec import MAX_VALUE_DEPTH, WireError, has_lone_surrogate, snippet
@@ -34,6 +42,8 @@ from avm_vm.node.messages import Message, decode_message, encode_message
 __all__ = [
     "LARGE_FRAME",
     "MAX_FRAME",
+    "TAG_BYTES",
+    "FrameSeal",
     "WireError",
     "decode_payload",
     "encode_frame",
@@ -53,6 +63,35 @@ _LENGTH = struct.Struct(">I")
 # Payloads from this size on are decoded off the event loop (module docstring).
 LARGE_FRAME = 64 * 1024
 _FRAME_THREAD = ThreadPoolExecutor(1, thread_name_prefix="avm-frames")
+TAG_BYTES = 32  # an HMAC-SHA256 tag after each payload on a secret-authenticated connection
+_SEQUENCE = struct.Struct(">Q")
+
+
+class FrameSeal:
+    """The frame MAC of one direction of one connection: the tag of a frame is
+    HMAC-SHA256(key, SEQUENCE || LENGTH || PAYLOAD), SEQUENCE being the number of frames
+    this direction carried before (8 bytes big-endian, never sent). Each side keeps one
+    seal to write with and one to read with, under different keys, so a frame cannot be
+    replayed, reordered, dropped or reflected without the next tag failing."""
+
+    __slots__ = ("_keyed", "sequence")
+
+    def __init__(self, key: bytes) -> None:
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)  # copied per frame
+        self.sequence = 0
+
+    def tag(self, head: bytes, payload: bytes) -> bytes:
+        """The tag of the next frame in this direction (``head`` is its length prefix)."""
+        mac = self._keyed.copy()
+        mac.update(_SEQUENCE.pack(self.sequence))
+        mac.update(head)
+        mac.update(payload)
+        self.sequence += 1
+        return mac.digest()
+
+    def seal(self, frame: bytes) -> bytes:
+        """``frame`` (prefix and payload) with its tag appended."""
+        return frame + self.tag(frame[: _LENGTH.size], frame[_LENGTH.size :])
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -72,14 +111,35 @@ def _no_constant(name: str) -> NoReturn:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-_SORTED_ENCODER = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True
-)
 
 
-def encode_frame(message: Message) -> bytes:
-    """The frame for ``message``; ``WireError`` if it breaks the message table or is too big."""
+def _not_json(obj: object) -> NoReturn:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _compact_encoder(sort_keys: bool) -> Callable[[object], str]:
+    """Compact JSON (no spaces, no NaN, text left as UTF-8) through one C encoder made once:
+    `JSONEncoder.encode` makes a new one per call, which costs as much as encoding a small
+    message. What is encoded is acyclic (values are tuples, messages fresh dicts), so there
+    is no circularity check."""
+    if c_make_encoder is None:  # no C accelerator: the library's own path
+        encoder = json.JSONEncoder(
+            ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=sort_keys
+        )
+        return encoder.encode
+    iterencode = c_make_encoder(
+        None, _not_json, encode_basestring, None, ":", ",", sort_keys, False, False
+    )
+    return lambda obj: "".join(iterencode(obj, 0))
+
+
+_ENCODE = _compact_encoder(sort_keys=False)
+_ENCODE_SORTED = _compact_encoder(sort_keys=True)
+
+
+def encode_frame(message: Message, seal: FrameSeal | None = None) -> bytes:
+    """The frame for ``message`` (tagged by ``seal`` if given); ``WireError`` if it breaks
+    the message table or is too big."""
     text = _dumps(encode_message(message))
     try:
         payload = text.encode("utf-8")
@@ -87,18 +147,24 @@ def encode_frame(message: Message) -> bytes:
         raise WireError(f"{message['type']} message holds a lone surrogate in a string") from None
     if len(payload) > MAX_FRAME:
         raise WireError(f"{message['type']} message is {len(payload)} bytes, over {MAX_FRAME}")
-    return _LENGTH.pack(len(payload)) + payload
+    frame = _LENGTH.pack(len(payload)) + payload
+    return frame if seal is None else seal.seal(frame)
 
 
-async def write_message(writer: asyncio.StreamWriter, message: Message) -> None:
+async def write_message(
+    writer: asyncio.StreamWriter, message: Message, seal: FrameSeal | None = None
+) -> None:
     """Send ``message`` (``WireError`` before anything is written if it cannot be framed)."""
-    writer.write(encode_frame(message))
+    writer.write(encode_frame(message, seal))
     await writer.drain()
 
 
-async def read_payload(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> bytes | None:
+async def read_payload(
+    reader: asyncio.StreamReader, limit: int = MAX_FRAME, seal: FrameSeal | None = None
+) -> bytes | None:
     """The payload of the next frame (at most ``limit`` bytes), or None at a clean end of
-    stream. The length is checked before the payload is read.
+    stream. The length is checked before the payload is read; with ``seal``, the frame's
+    tag is checked before the payload is returned.
 
     Socket errors (``OSError``) propagate unchanged; protocol violations raise ``WireError``.
     """
@@ -114,11 +180,21 @@ async def read_payload(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> 
     if length > limit:
         raise WireError(f"frame of {length} bytes is over the limit of {limit}")
     try:
-        return await reader.readexactly(length)
+        payload = await reader.readexactly(length)
+        if seal is None:
+            return payload
+        tag = await reader.readexactly(TAG_BYTES)
     except asyncio.IncompleteReadError as error:
         raise WireError(
             f"connection closed inside a frame ({len(error.partial)} of {length} bytes)"
         ) from None
+    number = seal.sequence
+    if not hmac.compare_digest(tag, seal.tag(head, payload)):
+        raise WireError(
+            f"frame {number} fails its authentication (altered, dropped, replayed, reordered "
+            "or injected on the way)"
+        )
+    return payload
 
 
 def parse_payload(payload: bytes) -> object:
@@ -154,9 +230,11 @@ async def decode_payload(payload: bytes, values: bool = True) -> Message:
     return await loop.run_in_executor(_FRAME_THREAD, _decode, payload, values)
 
 
-async def read_message(reader: asyncio.StreamReader) -> Message | None:
+async def read_message(
+    reader: asyncio.StreamReader, seal: FrameSeal | None = None
+) -> Message | None:
     """The next message, checked against ``messages.KINDS``; None at a clean end of stream."""
-    payload = await read_payload(reader)
+    payload = await read_payload(reader, seal=seal)
     return None if payload is None else await decode_payload(payload)
 
 
@@ -174,7 +252,7 @@ def loads_json(text: str | bytes) -> object:
 def dumps_json(obj: object, sort_keys: bool = False) -> str:
     """Compact JSON at any nesting depth; raises TypeError or ValueError as ``json`` does."""
     try:
-        return (_SORTED_ENCODER if sort_keys else _ENCODER).encode(obj)
+        return (_ENCODE_SORTED if sort_keys else _ENCODE)(obj)
     except RecursionError:
         return _dumps_deep(obj, sort_keys)
 
@@ -331,7 +409,7 @@ def _scalar(item: object) -> str | None:
 
 
 def _dumps_deep(obj: object, sort_keys: bool = False) -> str:
-    """``_ENCODER.encode`` without recursion: identical output, depth ``MAX_JSON_DEPTH``."""
+    """`dumps_json` without recursion: identical output, depth ``MAX_JSON_DEPTH``."""
     out: list[str] = []
     stack: list[tuple[object, int]] = [(obj, 0)]
     while stack:

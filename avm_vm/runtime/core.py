@@ -7,10 +7,10 @@ not Python stack (spec §4.5). The loop drives the top activation's VM: a `Vis` 
 handler table (a list indexed by instruction number), a `Ret` or `Fault` of a callee
 completes its call in the caller (spec §7.1 step 9, with DESIGN.md §12's undo).
 
-A top-level run is resumable (`start`, `resume`, `avm_vm.runtime.runs`): on a node, an instruction
-that needs another machine parks the run instead of blocking, and runs started meanwhile
-nest on top of it (docs/semantics.md, "Nodes: parked runs"). `run_main` and `run_function`
-drive one run to its end, as `avm run` does.
+A top-level run is resumable (`start`, `resume`, `avm_vm.runtime.runs`): on a node, an
+instruction that needs another machine parks the run instead of blocking; runs start
+meanwhile, and any parked run resumes once its answer is in (docs/semantics.md, "Nodes:
+parked runs"). `run_main` and `run_function` drive one run to its end, as `avm run` does.
 
 Profiles: ``ours`` (DESIGN.md §12, documented in docs/semantics.md) and ``r``, which
 reproduces the reference where we deliberately differ: failed callees keep their effects
@@ -28,7 +28,7 @@ from typing import Protocol
 from avm_vm.errors import AvmError, ErrorKind, vm_error
 from avm_vm.format.program import Program
 from avm_vm.runtime.failures import CalleeFailed, failure_of
-from avm_vm.runtime.handlers import PARK, SUSPEND, handler_table
+from avm_vm.runtime.handlers import PARK, RESTART, SUSPEND, handler_table
 from avm_vm.runtime.handlers.events import EntropyPool
 from avm_vm.runtime.handlers.machine import complete_fetch, complete_move
 from avm_vm.runtime.handlers.objects import complete_remote_call, remote_call_failed
@@ -69,7 +69,7 @@ from avm_vm.values import (
     Value,
     parts_within,
 )
-from avm_vm.vm.frames import DEFAULT_MAX_VALUE_BYTES
+from avm_vm.vm.frames import DEFAULT_MAX_VALUE_BYTES, call_steps
 from avm_vm.vm.interpreter import PREEMPTED, Fault, Frame, Fuel, Interpreter, Ret, Vis
 
 PROFILES = ("ours", "r")
@@ -88,6 +88,7 @@ class RuntimeOptions:
     node_prefix: int = 0  # 16-bit id prefix (spec §2.5)
     record_trace: bool = True
     jit: str = "auto"  # off | auto | on (see avm_vm.jit)
+    max_search: int = 100_000  # runs of one transaction's body while it searches
 
 
 # The fuel of a run someone waits for (`avm run`, `avm repl`, the Python API): an endless
@@ -159,8 +160,8 @@ class Activation:
         self.behavior = behavior
         self.duct = duct
         self.unreceived = sender is not None  # the mailbox holds this call's message
-        self.mark = 0  # journal length at entry
-        self.trace_mark = 0  # trace length at entry
+        self.mark = 0  # length of its run's undo entries at entry
+        self.trace_mark = 0  # the trace clock at entry (stamps survive other runs' drops)
         self.dst = 0  # the caller's register waiting for the answer
         self.strict = False  # entered by `call!`: the caller gets the value, or our failure
 
@@ -219,8 +220,10 @@ class Runtime:
         self.network = network
         self.handlers = handler_table(options.profile)
         self.tx: Transaction | None = None
+        # Set with RESTART when a search ends without a solution: thrown at its checkpoint.
+        self.search_failure: AvmError | None = None
         self.run: Run | None = None  # the executing run
-        self.parked: list[Run] = []  # runs waiting on another machine, oldest first
+        self.parked: dict[int, Run] = {}  # runs waiting on another machine, by number
         self.runs = 0  # runs started, which numbers them
         self.request: Request | None = None  # set by a handler that answers PARK
         self.stack: list[Activation] = []  # the executing run's activations
@@ -307,13 +310,13 @@ class Runtime:
         return self._drive(None)
 
     def resume(self, run: Run, answer: Value | AvmError | RemoteFailure | CallFailure) -> Outcome:
-        """Continue the most recently parked run with the answer to what it waited for: a
-        value, an `AvmError` (the parked instruction fails), a `RemoteFailure` (a
-        teleported activation failed) or a `CallFailure` (the remote callee of a call ran
-        and failed). Runs resume last parked, first resumed."""
-        if self.run is not None or not self.parked or self.parked[-1] is not run:
-            raise RuntimeError("only the most recently parked run can resume, between runs")
-        self.parked.pop()
+        """Continue a parked run with the answer to what it waited for: a value, an
+        `AvmError` (the parked instruction fails), a `RemoteFailure` (a teleported
+        activation failed) or a `CallFailure` (the remote callee of a call ran and
+        failed). Any parked run may resume, in any order: each keeps its own undo entries."""
+        if self.run is not None or self.parked.get(run.number) is not run:
+            raise RuntimeError("only a parked run can resume, and only between runs")
+        del self.parked[run.number]
         request, run.request = run.request, None
         self._enter(run)
         self.tx, self.journal.world, self.journal.active = run.tx, run.world, run.journal_active
@@ -375,10 +378,9 @@ class Runtime:
             raise RuntimeError("a run is executing; runs start between runs")
         self.runs += 1
         fuel = Fuel(self.options.fuel, self.options.max_value_bytes)
-        run = Run(self.runs, [act], fuel, len(self.journal.entries), undoable)
+        run = Run(self.runs, [act], fuel, undoable)
         self._enter(run)
-        act.mark = run.base
-        act.trace_mark = len(self.trace.entries)
+        act.trace_mark = self.trace.clock
         self.journal.active = undoable and self.ours
 
     def _enter(self, run: Run) -> None:
@@ -386,6 +388,7 @@ class Runtime:
         self.stack = run.stack
         self.act = run.stack[-1]
         self.fuel = run.fuel
+        self.journal.entries = run.entries
         if self.slice is not None:
             run.fuel.start_slice(self.slice)
         self.trace.run = run.number
@@ -456,6 +459,13 @@ class Runtime:
                 elif answer is PARK:  # waiting on another machine
                     self._park(result.dst)
                     return PARK
+                elif answer is RESTART:  # a search went back to its checkpoint (search.py)
+                    act = self.act
+                    error = self.search_failure
+                    if error is not None:
+                        self.search_failure = None
+                        result = act.interpreter.throw(act.frames, error, fuel, max_frames)
+                        continue
                 else:
                     act.frames[-1].regs[result.dst] = answer
                 result = act.interpreter.run(act.frames, fuel, max_frames)
@@ -502,18 +512,21 @@ class Runtime:
         run.tx, run.world, run.journal_active = self.tx, journal.world, journal.active
         self.tx = None
         journal.world = None
-        journal.active = False
-        self.parked.append(run)
-        self.run = None
-        self.stack = []
+        self.parked[run.number] = run
+        self._leave()
 
     def _end(self) -> None:
-        """The executing run is over: forget its undo entries (the runs below keep theirs)."""
+        """The executing run is over: forget its undo entries (parked runs keep theirs)."""
         run = self.run
         assert run is not None
-        del self.journal.entries[run.base :]
-        self.journal.active = False
+        run.entries.clear()
         run.stack = []
+        self._leave()
+
+    def _leave(self) -> None:
+        """No run executes now: changes made between runs record no undo."""
+        self.journal.entries = []
+        self.journal.active = False
         self.run = None
         self.stack = []
 
@@ -534,6 +547,7 @@ class Runtime:
         if len(self.stack) > self.options.max_depth:
             raise AvmError(ErrorKind.DEPTH_EXCEEDED, limit=self.options.max_depth)
         frame = entry.interpreter.frame(entry.function, (message,))
+        self.fuel.take(call_steps(frame.function.function))  # its frame, like a CALL's
         call_id = self.call_ids
         self.call_ids = call_id + 1
         duct = DuctLink(target, name, call_id, caller.duct)
@@ -543,7 +557,7 @@ class Runtime:
         if self.ours:
             self.journal.active = True
             act.mark = len(self.journal.entries)
-        act.trace_mark = len(self.trace.entries)
+        act.trace_mark = self.trace.clock
         act.strict = strict
         self.stack.append(act)
         self.act = act
@@ -573,7 +587,7 @@ class Runtime:
             run = self.run
             if not run.undoable:  # top level: nothing left that could be undone
                 self.journal.active = False
-                del self.journal.entries[run.base :]
+                self.journal.entries.clear()
         self.emit_at(ObjectCalled(callee.self_id, callee.input, value, failure), callee.duct)
         self.note_call(failure)
         if callee.strict:
@@ -614,7 +628,7 @@ class Runtime:
             () if act.duct is None else act.duct.chain(),
         )
         if run.undoable and self.ours:
-            self.journal.unwind(run.base)
+            self.journal.unwind(0)
             self.trace.revert_from(run.stack[0].trace_mark)
         self._end()
         if error.fatal and self.tx is not None:

@@ -4,7 +4,8 @@ A node's runtime never blocks on the network. When an instruction needs another 
 remote call, a teleport, a move or a fetch) its handler records a `Request` and answers
 `PARK`; the loop then packs the run's state into its `Run` and `Runtime.start` or
 `Runtime.resume` returns `Parked`. The node sends the request, and later resumes the run
-with the answer or an `AvmError`. Runs nest LIFO (docs/semantics.md, "Nodes: parked runs").
+with the answer or an `AvmError`. Each run keeps its own undo entries, so any parked run whose
+answer is in can resume (docs/semantics.md, "Nodes: parked runs").
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ class Run:
     """One top-level run: its activations, fuel, and what it set aside while parked."""
 
     __slots__ = (
-        "base",
         "dst",
+        "entries",
         "failure",
         "fuel",
         "journal_active",
@@ -88,13 +89,13 @@ class Run:
         "world",
     )
 
-    def __init__(
-        self, number: int, stack: list[Activation], fuel: Fuel, base: int, undoable: bool
-    ) -> None:
-        self.number = number  # tags the trace entries it logs
+    def __init__(self, number: int, stack: list[Activation], fuel: Fuel, undoable: bool) -> None:
+        self.number = number  # names it (trace entries, a node's resume events)
         self.stack = stack
         self.fuel = fuel
-        self.base = base  # journal length at start: entries below belong to parked runs
+        # Its own undo entries: the journal records into them while it executes, so runs
+        # unwind independently whatever order they resume in.
+        self.entries: list[tuple] = []
         self.undoable = undoable  # a served call: its base activation is undone on failure
         self.request: Request | None = None  # what the run waits for while parked
         self.dst = 0  # the register of the parked instruction's answer

@@ -9,7 +9,9 @@ the runtime's transaction slot) goes through a `Journal`, which records the inve
 operation when someone may need it:
 
 * while an object call is running (`active`), every inverse goes to `entries`, so a failed
-  callee is undone by unwinding to the mark taken at its entry (DESIGN.md §12);
+  callee is undone by unwinding to the mark taken at its entry (DESIGN.md §12). `entries` is
+  the executing run's own list (the runtime swaps it in): runs parked on a node keep theirs
+  apart, so each unwinds only its own changes, in whatever order they resume;
 * while a transaction is open, inverses of direct world changes (``world=True``: store
   records and states, constraint domains) also go to the transaction's `world` log, so an
   abort restores the store as it was at begin without ever copying it (spec §8.7).

@@ -25,6 +25,7 @@ class Transaction:
     """One open transaction: id, controller and overlay buffers (spec §5.1)."""
 
     __slots__ = (
+        "checkpoint",
         "controller",
         "creates",
         "destroys",
@@ -32,6 +33,7 @@ class Transaction:
         "log",
         "observed",
         "requirements",
+        "search",
         "states",
         "transfers",
         "world",
@@ -48,6 +50,10 @@ class Transaction:
         self.observed: set[int] = set()  # the read set
         self.requirements: list[Value] = []  # `require` assertions, checked at commit
         self.world: list[tuple[dict, object, object]] = []  # undo log of direct world changes
+        # Profile ours: where a re-run of the body starts (`Search`), taken at begin; the
+        # search itself is made at the first choice point.
+        self.checkpoint: tuple | None = None
+        self.search: Search | None = None
 
     # Buffering (spec §8.4); each change is journaled so a failed callee's part is undone.
 
@@ -104,3 +110,81 @@ class Transaction:
     def counts(self) -> tuple[int, int, int, int]:
         """#writes, #creates, #destroys, #observed, as reifyTxState reports them (spec §6.4)."""
         return len(self.log), len(self.creates), len(self.destroys), len(self.observed)
+
+
+class Search:
+    """A transaction's search (docs/semantics.md, "Nondeterminism"): the checkpoint its body
+    re-runs from (the top frame of the activation that began it, as it was just after
+    `begin`) and the choice points of the run under way. It outlives the `Transaction` of
+    each run: every re-run opens a fresh one with the same id and this search."""
+
+    __slots__ = (
+        "act",
+        "answers",
+        "caught",
+        "depth",
+        "frame",
+        "handlers",
+        "nframes",
+        "over",
+        "pc",
+        "regs",
+        "replay",
+        "resume",
+        "trace_mark",
+        "trail",
+        "tried",
+        "unreceived",
+    )
+
+    def __init__(self, checkpoint: tuple) -> None:
+        """``checkpoint`` is what `begin` saved (handlers/search.py, `checkpoint`)."""
+        (
+            self.act,
+            self.depth,  # the activation's height on the run's stack
+            self.nframes,
+            self.frame,
+            self.pc,
+            self.regs,
+            self.handlers,
+            self.caught,
+            self.unreceived,
+            self.trace_mark,  # entries after it belong to the run under way
+        ) = checkpoint
+        # Per choice point of the run under way: (index taken, alternatives, value taken).
+        self.trail: list[tuple[int, int, Value]] = []
+        self.replay: list[int] = []  # the indices this run's first choice points take
+        self.tried = 0  # runs of the body that ended without committing
+        self.answers: list[Value] = []  # what `solutions` collected
+        # The frame at the last `solutions` reached (pc, registers, TRY stack, caught
+        # error): where the body goes on, with the answers, once the search is over.
+        self.resume: tuple[int, list[Value], list[tuple[int, int]], object] | None = None
+        self.over = False  # `solutions` answered: no more choice points
+
+    @property
+    def searching(self) -> bool:
+        """Whether the body may run again: it has made a choice, or it is a re-run."""
+        return not self.over and (bool(self.trail) or self.tried > 0)
+
+    def next_index(self) -> int:
+        """The index the next choice point starts from: replayed, or the first."""
+        at = len(self.trail)
+        return self.replay[at] if at < len(self.replay) else 0
+
+    def advance(self) -> bool:
+        """Count the run under way as tried and move to the next combination, depth first
+        (the last choice point that has an alternative left takes it; earlier ones keep
+        theirs, later ones start afresh). False when every combination was tried."""
+        self.tried += 1
+        trail = self.trail
+        while trail and trail[-1][0] + 1 >= trail[-1][1]:
+            trail.pop()
+        if not trail:
+            return False
+        self.replay = [index for index, _, _ in trail]
+        self.replay[-1] += 1
+        self.trail = []
+        return True
+
+    def choices(self) -> tuple[Value, ...]:
+        return tuple(value for _, _, value in self.trail)

@@ -1,4 +1,10 @@
-"""The trace (spec §10): events, entries with their duct, and the text/JSON/Mermaid renderings."""
+"""The trace (spec §10): events, entries with their duct, and the text/JSON/Mermaid renderings.
+
+The renderings load on first use: running a program records a trace but rarely prints one.
+"""
+
+from importlib import import_module
+from typing import Any
 
 from avm_vm.trace.events import (
     BehaviorUpgraded,
@@ -15,15 +21,33 @@ from avm_vm.trace.events import (
     ObjectFrozen,
     ObjectMoved,
     ObjectTransferred,
+    SearchEnded,
     StateUpdated,
     TransactionAborted,
     TransactionCommitted,
     TransactionStarted,
 )
-from avm_vm.trace.jsonl import entry_json, event_json, render_json_lines, value_json
-from avm_vm.trace.mermaid import mermaid_text, render_mermaid
 from avm_vm.trace.record import DuctLink, Trace, TraceEntry
-from avm_vm.trace.text import duct_text, entry_text, render_text
+
+_RENDERINGS = {
+    "entry_json": "jsonl",
+    "event_json": "jsonl",
+    "render_json_lines": "jsonl",
+    "value_json": "jsonl",
+    "mermaid_text": "mermaid",
+    "render_mermaid": "mermaid",
+    "duct_text": "text",
+    "entry_text": "text",
+    "render_text": "text",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _RENDERINGS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "BehaviorUpgraded",
@@ -41,6 +65,7 @@ __all__ = [
     "ObjectFrozen",
     "ObjectMoved",
     "ObjectTransferred",
+    "SearchEnded",
     "StateUpdated",
     "Trace",
     "TraceEntry",

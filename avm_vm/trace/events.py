@@ -151,6 +151,26 @@ class TransactionAborted(NamedTuple):
         return f"tx aborted: tx:{self.tx}"
 
 
+class SearchEnded(NamedTuple):
+    """A transaction's search is over (docs/semantics.md, "Nondeterminism"): ``outcome`` is
+    ``solved`` (it commits with ``value``, the values its choice points took), ``collected``
+    (`solutions` answered ``found`` answers), ``exhausted`` or ``limit``; ``tried`` counts
+    the runs of its body."""
+
+    tx: int
+    outcome: str
+    tried: int
+    found: int
+    value: Value | None
+
+    def text(self) -> str:
+        chose = "" if self.value is None else f", choices {elide(self.value)}"
+        return (
+            f"search of tx:{self.tx} {self.outcome}: {self.tried} combinations tried, "
+            f"{self.found} solutions{chose}"
+        )
+
+
 class StateUpdated(NamedTuple):
     """``state`` is the new state itself (values are immutable: keeping it copies nothing);
     the text shows it elided, the JSON whole."""
@@ -176,6 +196,7 @@ Event = (
     | TransactionStarted
     | TransactionCommitted
     | TransactionAborted
+    | SearchEnded
     | StateUpdated
     | LogRecorded
 )

@@ -9,6 +9,8 @@ with the call it reports.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from avm_vm.trace.events import Event
 
 
@@ -65,8 +67,9 @@ class Trace:
     """The entries of a run and the event counter that stamps them (spec §10.1, §10.2).
 
     Entries carry the number of the run that logged them (`run`, set by the runtime): on a
-    node, runs served while another is parked log between its entries, and undoing a failed
-    call must touch only its own run's entries.
+    node, runs interleave while others are parked, and undoing a failed call must touch only
+    its own run's entries. A call's mark is the clock when it started, not a position:
+    dropping one run's entries (profile R) leaves every other run's marks valid.
     """
 
     __slots__ = ("clock", "entries", "recording", "run")
@@ -83,16 +86,26 @@ class Trace:
         self.clock += 1
 
     def mark(self) -> int:
-        return len(self.entries)
+        """The stamp the next entry gets: `revert_from` and `drop_from` take it."""
+        return self.clock
+
+    def _since(self, mark: int) -> int:
+        """The index of the first entry stamped ``mark`` or later (stamps only grow)."""
+        return bisect_left(self.entries, mark, key=_stamp)
 
     def revert_from(self, mark: int) -> None:
         """Flag the running run's entries since ``mark`` as made by a call that was undone."""
         run = self.run
-        for entry in self.entries[mark:]:
+        for entry in self.entries[self._since(mark) :]:
             if entry.run == run:
                 entry.reverted = True
 
     def drop_from(self, mark: int) -> None:
         """Forget the running run's entries since ``mark`` (profile R drops a failed callee's)."""
         run = self.run
-        self.entries[mark:] = [entry for entry in self.entries[mark:] if entry.run != run]
+        start = self._since(mark)
+        self.entries[start:] = [entry for entry in self.entries[start:] if entry.run != run]
+
+
+def _stamp(entry: TraceEntry) -> int:
+    return entry.timestamp

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
-from avm_vm.values import Value
+from avm_vm.values import SIZE_UNIT, Value
 
 if TYPE_CHECKING:
+    from avm_vm.format.program import Function
     from avm_vm.vm.interpreter import Proc
 
 
@@ -21,13 +22,19 @@ if TYPE_CHECKING:
 DEOPT = object()
 
 
-# What `Interpreter.run` answers when a fuel slice ran out at a block start: the frames are
-# left resumable there, and the run goes on when it is run again.
+# What `Interpreter.run` answers when a fuel slice ran out at a block start, or before an op
+# whose size charge exceeds what the slice has left (then `Fuel.ahead` is set): the frames
+# are left resumable there, and the run goes on when it is run again.
 PREEMPTED = object()
 
 
 # Bytes of values a run may build by default (`RuntimeOptions.max_value_bytes`).
 DEFAULT_MAX_VALUE_BYTES = 256 << 20
+
+
+def call_steps(callee: Function) -> int:
+    """The size charge of a CALL of ``callee``: its frame sets up all its registers."""
+    return callee.nregs // SIZE_UNIT
 
 
 class Fuel:
@@ -39,15 +46,19 @@ class Fuel:
     A server can hand the VM its fuel in slices (`start_slice`): ``remaining`` then holds
     the slice and ``reserve`` the rest. When the slice runs out at a block start the VM
     answers `PREEMPTED` (with ``preempt`` set), so the server can serve others and go on
-    later; slices never change what a run computes or how much fuel it uses."""
+    later; slices never change what a run computes or how much fuel it uses. An op whose
+    size charge exceeds what the slice has left is preempted before it does its work
+    (``ahead`` set): when the run goes on, that op runs first, whatever the slice, paying
+    with the reserve, so a long op runs where the server lets runs take their time."""
 
-    __slots__ = ("limit", "max_bytes", "preempt", "remaining", "reserve", "room")
+    __slots__ = ("ahead", "limit", "max_bytes", "preempt", "remaining", "reserve", "room")
 
     def __init__(self, limit: int, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> None:
         self.limit = limit
         self.remaining = limit
         self.reserve = 0
         self.preempt = False
+        self.ahead = False  # the run was preempted before an op its slice could not pay for
         self.max_bytes = max_bytes
         self.room = max_bytes
 

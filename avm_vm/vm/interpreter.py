@@ -71,6 +71,7 @@ class Proc:
         "procs",
         "program",
         "rest",
+        "resumes",
         "starts",
     )
 
@@ -84,6 +85,7 @@ class Proc:
         self.starts = block_starts(function)
         self.fast: Runner = self._translate_fast  # replaced by the translation on first use
         self.careful_blocks: dict[int, Runner] = {}
+        self.resumes: dict[int, Runner] = {}  # by pc: see `resume`
         self.jit: ProgramJit | None = None  # the program's JIT state, unless jit is off
         self.hot_after = 0  # > 0: the translation counts towards tiering up (vm_translate)
         self.native: NativeRunner | None = None  # set once the function runs natively
@@ -98,6 +100,15 @@ class Proc:
         runner = self.careful_blocks.get(start)
         if runner is None:
             runner = self.careful_blocks[start] = translate(self, careful=start)
+        return runner
+
+    def resume(self, pc: int) -> Runner:
+        """Careful code from ``pc``, an op a sliced run was preempted before because its
+        charge exceeded the slice (`Fuel.ahead`), to the end of its block: that op runs
+        without testing the slice again."""
+        runner = self.resumes.get(pc)
+        if runner is None:
+            runner = self.resumes[pc] = translate(self, careful=pc, resume=True)
         return runner
 
     def source(self, careful: int | None = None) -> str:
@@ -154,7 +165,8 @@ class Interpreter:
 
     def run(self, frames: list[Frame], fuel: Fuel, max_frames: int = 100_000) -> Ret | Vis | Fault:
         """Run ``frames[-1]`` until the activation returns, performs an instruction or fails
-        (or, when the fuel is sliced, answers `PREEMPTED` at the end of a slice).
+        (or, when the fuel is sliced, answers `PREEMPTED` at the end of a slice or before an
+        op whose charge exceeds what the slice has left).
 
         Every executed instruction costs one unit of fuel, a failing one included, plus
         its size charge (docs/semantics.md, "Resource limits"). On a
@@ -162,11 +174,17 @@ class Interpreter:
         at the failing instruction (for fuel: the one that found the budget empty).
         """
         careful = False  # set once the fuel left no longer pays for a whole block
+        runner: Runner | None = None
+        if fuel.ahead:  # preempted before an op's charge: that op goes first, whatever it costs
+            fuel.ahead = False
+            runner = frames[-1].function.resume(frames[-1].pc)
         while True:
             frame = frames[-1]
-            proc = frame.function
-            runner = proc.careful(frame.pc) if careful else proc.fast
+            if runner is None:
+                proc = frame.function
+                runner = proc.careful(frame.pc) if careful else proc.fast
             outcome = runner(frame, frames, fuel, max_frames)
+            runner = None
             if outcome is None:  # a CALL or a RET: go on with the new top frame
                 continue
             if outcome is DEOPT:  # native code left the top frame before its pc: run it here
@@ -174,8 +192,8 @@ class Interpreter:
                 outcome = frame.function.careful(frame.pc)(frame, frames, fuel, max_frames)
                 if outcome is None:
                     continue
-            if type(outcome) is Ret or type(outcome) is Vis:
-                return outcome
+            if type(outcome) is Ret or type(outcome) is Vis or outcome is PREEMPTED:
+                return outcome  # type: ignore[return-value]
             if outcome is OUT_OF_FUEL:
                 if fuel.reserve:  # a slice ran out, not the run's fuel
                     frame = frames[-1]

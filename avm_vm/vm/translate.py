@@ -22,6 +22,15 @@ the bytes it built in ``fuel.room`` (docs/semantics.md, "Resource limits"); a ch
 fuel left cannot pay fails the op. A block the fuel left cannot pay for sends the run to
 *careful* code: each block has a careful translation, made when first needed, in which every
 instruction is a block of its own and leaving the block returns ``None`` to the trampoline.
+A CALL also pays for setting up the callee's registers (`call_steps`).
+
+When the fuel is sliced (``fuel.preempt``), an op whose size charge exceeds what the slice has
+left is stopped before it does its work: a cheap bound on the charge is tested first (a
+walk, for printing or comparing values, goes no further than the slice's fuel), and when it
+exceeds ``left`` the frame is left at the op, the fuel of the op and of the rest of its block
+given back, ``fuel.ahead`` set, and `PREEMPTED` returned. The run goes on there through a
+*resume* translation: the careful code of the rest of the block, without that test at its
+first op, which therefore runs exactly once, paying with the reserve as it would unsliced.
 
 Two options serve the JIT (`avm_vm.jit`). Tiering (``Proc.hot_after`` > 0): the entry block
 and the loop headers (targets of backward jumps) each take one from a counter that starts at
@@ -58,7 +67,7 @@ from avm_vm.values import (
     render_within,
 )
 from avm_vm.vm import ops
-from avm_vm.vm.frames import Frame, Fuel, Ret, Vis, memory_exhausted
+from avm_vm.vm.frames import PREEMPTED, Frame, Fuel, Ret, Vis, call_steps, memory_exhausted
 
 if TYPE_CHECKING:
     from avm_vm.format.program import Function
@@ -77,7 +86,7 @@ _BLOCK_ENDS = frozenset({Op.JMP, Op.RET, Op.FAIL, Op.CALL, Op.EFFECT})
 _CHARGED = frozenset(
     {
         Op.CONCAT, Op.APPEND, Op.SLICE, Op.DROP, Op.MKLIST, Op.MKPAIR, Op.MKJUST, Op.TOSTR,
-        Op.SETFIELD, Op.EQ, Op.NE, Op.LT, Op.LE, Op.GT, Op.GE, Op.FAIL,
+        Op.SETFIELD, Op.EQ, Op.NE, Op.LT, Op.LE, Op.GT, Op.GE, Op.FAIL, Op.CALL,
     }
 )  # fmt: skip
 
@@ -87,6 +96,16 @@ class OutOfFuel(Exception):
 
 
 OUT_OF_FUEL = object()  # what a translated function returns after an OutOfFuel
+
+
+class Ahead(Exception):
+    """Raised before an op whose size charge exceeds what the fuel slice has left."""
+
+
+def _sized(value: Value) -> int:
+    """The items or characters of a list or string, else 0: what an op building a list or
+    string from ``value`` charges for, known before it runs."""
+    return len(value) if type(value) is str or type(value) is tuple else 0
 
 
 def _depth_exceeded(limit: int) -> AvmError:
@@ -127,16 +146,21 @@ def _overdraw(fuel: Fuel, left: int) -> int:
     return fuel.remaining
 
 
-def _tostr(value: Value, fuel: Fuel, left: int) -> tuple[str, int]:
+def _tostr(value: Value, fuel: Fuel, left: int, guard: bool) -> tuple[str, int]:
     """``str(value)`` and the fuel left after its charge: rendering never builds a text the
-    budgets could not pay for."""
+    budgets could not pay for. With ``guard`` and the fuel sliced, raises Ahead when the
+    charge exceeds the slice's ``left``."""
     if type(value) is str:
         return value, left
     if type(value) is int:  # the common case, without a walk (render_within's cost)
         text: str | None = str(value)
         cost = len(text) // SIZE_UNIT  # type: ignore[arg-type]
     else:
-        text, cost = render_within(value, left + fuel.reserve, fuel.room - BOX_BYTES)
+        sliced = guard and fuel.preempt
+        budget = left if sliced else left + fuel.reserve
+        text, cost = render_within(value, budget, fuel.room - BOX_BYTES)
+        if sliced and text is None and cost > left:
+            raise Ahead
     left -= cost
     if text is None:
         if left + fuel.reserve >= 0:  # stopped by the memory budget, not the fuel
@@ -148,9 +172,12 @@ def _tostr(value: Value, fuel: Fuel, left: int) -> tuple[str, int]:
     return text, left
 
 
-def _equal(x: Value, y: Value, fuel: Fuel, left: int) -> tuple[bool, int]:
-    """``values_equal(x, y)`` and the fuel left after its charge."""
-    same, cost = compare_within(x, y, left + fuel.reserve)
+def _equal(x: Value, y: Value, fuel: Fuel, left: int, guard: bool) -> tuple[bool, int]:
+    """``values_equal(x, y)`` and the fuel left after its charge (``guard``: as `_tostr`)."""
+    sliced = guard and fuel.preempt
+    same, cost = compare_within(x, y, left if sliced else left + fuel.reserve)
+    if sliced and cost > left:
+        raise Ahead
     if cost:
         left -= cost
         if left < 0:
@@ -163,6 +190,9 @@ _HELPERS: dict[str, object] = {
     "AvmError": AvmError,
     "OutOfFuel": OutOfFuel,
     "OUT_OF_FUEL": OUT_OF_FUEL,
+    "Ahead": Ahead,
+    "PREEMPTED": PREEMPTED,
+    "sized": _sized,
     "Frame": Frame,
     "new_object": object.__new__,
     "Ret": Ret,
@@ -206,12 +236,16 @@ def loop_headers(function: Function) -> frozenset[int]:
 
 
 def translate(
-    proc: Proc, careful: int | None = None, reenter: frozenset[int] = frozenset()
+    proc: Proc,
+    careful: int | None = None,
+    reenter: frozenset[int] = frozenset(),
+    resume: bool = False,
 ) -> Callable[..., object]:
-    """The Python function running ``proc``; with ``careful``, only the block starting
-    there, one instruction at a time; ``reenter``: see the module docstring."""
-    source, namespace = _Translator(proc, careful, reenter).source()
-    where = "" if careful is None else f" careful at {careful}"
+    """The Python function running ``proc``; with ``careful``, only the block from there
+    to its end, one instruction at a time; ``reenter`` and ``resume`` (with ``careful``):
+    see the module docstring."""
+    source, namespace = _Translator(proc, careful, reenter, resume).source()
+    where = "" if careful is None else f" {'resume' if resume else 'careful'} at {careful}"
     code = compile(source, f"<avm {proc.name!r}{where}>", "exec")
     exec(code, namespace)  # the source holds only ints from the verified program
     return namespace["run"]  # type: ignore[return-value]
@@ -219,21 +253,24 @@ def translate(
 
 def source_of(proc: Proc, careful: int | None = None) -> str:
     """The generated source, for reading and debugging."""
-    return _Translator(proc, careful, frozenset()).source()[0]
+    return _Translator(proc, careful, frozenset(), False).source()[0]
 
 
 class _Translator:
-    def __init__(self, proc: Proc, careful: int | None, reenter: frozenset[int]) -> None:
+    def __init__(
+        self, proc: Proc, careful: int | None, reenter: frozenset[int], resume: bool
+    ) -> None:
         self.proc = proc
         self.function = proc.function
         self.program = proc.program
         self.types = proc.function.reg_types
         self.careful = careful is not None
+        self.unguarded = careful if resume else -1  # the op a resume translation runs first
         starts = proc.starts
         if careful is None:
             ends = [*starts[1:], len(self.function.code)]
             self.blocks = list(zip(starts, ends, strict=True))
-        else:  # one block: found by bisection, so its cost does not grow with the function
+        else:  # one block's rest: found by bisection, so its cost does not grow with the code
             after = bisect_right(starts, careful)
             end = starts[after] if after < len(starts) else len(self.function.code)
             self.blocks = [(pc, pc + 1) for pc in range(careful, end)]
@@ -276,18 +313,22 @@ class _Translator:
                 if self.careful:
                     self.spill()
                     self.emit("frame.pc = pc", "fuel.remaining = left", "return None")
+            if not self.careful:
+                ends = [0] * len(self.function.code)
+                for start, end in self.blocks:
+                    ends[start:end] = [end] * (end - start)
+                self.namespace["END"] = tuple(ends)
             with self.block("except AvmError as error:"):
                 self.spill()
                 self.emit("frame.pc = pc")
-                if self.careful:
-                    self.emit("fuel.remaining = left")
-                else:  # give back the instructions of the block after the failing one
-                    ends = [0] * len(self.function.code)
-                    for start, end in self.blocks:
-                        ends[start:end] = [end] * (end - start)
-                    self.namespace["END"] = tuple(ends)
-                    self.emit("fuel.remaining = left + END[pc] - pc - 1")
+                # Give back the instructions of the block after the failing one.
+                self.emit("fuel.remaining = left" + ("" if self.careful else " + END[pc] - pc - 1"))
                 self.emit("return error")
+            with self.block("except Ahead:"):  # the op at pc runs later: give back its fuel too
+                self.spill()
+                self.emit("frame.pc = pc", "fuel.ahead = True")
+                self.emit("fuel.remaining = left + " + ("1" if self.careful else "END[pc] - pc"))
+                self.emit("return PREEMPTED")
             with self.block("except OutOfFuel:"):
                 self.spill()
                 self.emit("frame.pc = pc", "fuel.remaining = left", "return OUT_OF_FUEL")
@@ -410,6 +451,21 @@ class _Translator:
         with self.block(f"if {' or '.join(tests)}:"):
             self.emit("left = overdraw(fuel, left)")
 
+    def guarded(self, pc: int) -> bool:
+        """Whether the op at ``pc`` tests its charge against the fuel slice."""
+        return pc != self.unguarded
+
+    def ahead(self, pc: int, steps: str) -> None:
+        """Before an op whose size charge is at most ``steps``: stop when the fuel is sliced
+        and the slice has less left (Ahead)."""
+        if self.guarded(pc):
+            with self.block(f"if {steps} > left and fuel.preempt:"):
+                self.emit("raise Ahead")
+
+    def sized(self, r: int) -> str:
+        """The length of ``r{r}`` if a list or string, else 0."""
+        return f"len(r{r})" if self.is_(r, RegType.STR, RegType.LIST) else f"sized(r{r})"
+
     def built(self, a: int, kind: RegType) -> None:
         """Charge for ``r{a}``, just built as a list or a string (``kind`` ANY: either)."""
         self.emit(f"size = len(r{a})")
@@ -428,7 +484,12 @@ class _Translator:
             with self.block(f"if type(r{b}) is str:"):
                 self.charge(f"len(r{b}) // {SIZE_UNIT}", None)
 
-    def equal(self, a: int, b: int, c: int, negate: bool) -> None:
+    def string_ahead(self, pc: int, b: int) -> None:
+        """`ahead` of `string_charge`."""
+        if self.is_(b, RegType.STR, RegType.ANY):
+            self.ahead(pc, f"{self.sized(b)} // {SIZE_UNIT}")
+
+    def equal(self, pc: int, a: int, b: int, c: int, negate: bool) -> None:
         """``r{a} := values_equal(r{b}, r{c})`` (negated), cheaper when a type is known."""
         tb, tc = self.types[b], self.types[c]
         if tb is not RegType.ANY and tc is not RegType.ANY and tb is not tc:
@@ -436,23 +497,25 @@ class _Translator:
             return
         known = tb if tb in _SCALARS else tc
         if known not in _SCALARS:
-            self.emit(f"v, left = equal(r{b}, r{c}, fuel, left)")
+            self.emit(f"v, left = equal(r{b}, r{c}, fuel, left, {self.guarded(pc)})")
             self.emit(f"r{a} = {'not v' if negate else 'v'}")
             return
         name = _SCALARS[known]
         tests = [f"type(r{r}) is {name}" for r in (b, c) if self.types[r] is not known]
         test = " and ".join([*tests, f"r{b} == r{c}"])
+        if known is RegType.STR:
+            self.string_ahead(pc, b if tb is known else c)
         self.emit(f"r{a} = not ({test})" if negate else f"r{a} = {test}")
         if known is RegType.STR:
             self.string_charge(b if tb is known else c)
 
     def op_eq(self, pc: int, a: int, b: int, c: int) -> None:
-        self.equal(a, b, c, negate=False)
+        self.equal(pc, a, b, c, negate=False)
 
     def op_ne(self, pc: int, a: int, b: int, c: int) -> None:
-        self.equal(a, b, c, negate=True)
+        self.equal(pc, a, b, c, negate=True)
 
-    def order(self, a: int, b: int, c: int, symbol: str, helper: str) -> None:
+    def order(self, pc: int, a: int, b: int, c: int, symbol: str, helper: str) -> None:
         """Nats or strings compared; the fast path assumes the kind a register type names."""
         known = RegType.STR if RegType.STR in (self.types[b], self.types[c]) else RegType.NAT
         name = "str" if known is RegType.STR else "int"
@@ -460,26 +523,29 @@ class _Translator:
             self.emit(f"r{a} = {helper}(r{b}, r{c})")  # always a type error
             return
         tests = self.check(b, name, known) + self.check(c, name, known)
+        self.string_ahead(pc, b)
         self.fast_or(a, tests, f"r{b} {symbol} r{c}", f"{helper}(r{b}, r{c})")
         self.string_charge(b)
 
     def op_lt(self, pc: int, a: int, b: int, c: int) -> None:
-        self.order(a, b, c, "<", "lt")
+        self.order(pc, a, b, c, "<", "lt")
 
     def op_le(self, pc: int, a: int, b: int, c: int) -> None:
-        self.order(a, b, c, "<=", "le")
+        self.order(pc, a, b, c, "<=", "le")
 
     def op_gt(self, pc: int, a: int, b: int, c: int) -> None:
-        self.order(a, b, c, ">", "gt")
+        self.order(pc, a, b, c, ">", "gt")
 
     def op_ge(self, pc: int, a: int, b: int, c: int) -> None:
-        self.order(a, b, c, ">=", "ge")
+        self.order(pc, a, b, c, ">=", "ge")
 
     def op_not(self, pc: int, a: int, b: int) -> None:
         self.emit(f"r{a} = not r{b}" if self.is_(b, RegType.BOOL) else f"r{a} = not truth(r{b})")
 
     def op_concat(self, pc: int, a: int, b: int, c: int) -> None:
         same = self.types[b] is self.types[c] and self.is_(b, RegType.STR, RegType.LIST)
+        size = "len" if same else "sized"
+        self.ahead(pc, f"({size}(r{b}) + {size}(r{c})) // {SIZE_UNIT}")
         self.emit(f"r{a} = r{b} + r{c}" if same else f"r{a} = concat(r{b}, r{c})")
         self.built(a, self.types[b] if same else RegType.ANY)
 
@@ -493,11 +559,13 @@ class _Translator:
         self.fast_or(a, tests, f"r{b}[r{c}]", f"index(r{b}, r{c})")
 
     def op_slice(self, pc: int, a: int, b: int, c: int, d: int) -> None:
+        self.ahead(pc, f"{self.sized(b)} // {SIZE_UNIT}")  # at most all of it
         self.emit(f"r{a} = slice_(r{b}, r{c}, r{d})")
         self.built(a, self.types[b] if self.is_(b, RegType.STR, RegType.LIST) else RegType.ANY)
 
     def op_append(self, pc: int, a: int, b: int, c: int) -> None:
         fast = self.is_(b, RegType.LIST)
+        self.ahead(pc, f"({self.sized(b)} + 1) // {SIZE_UNIT}")
         self.emit(f"r{a} = (*r{b}, r{c})" if fast else f"r{a} = append(r{b}, r{c})")
         self.built(a, RegType.LIST)
 
@@ -539,19 +607,24 @@ class _Translator:
         self.length_test(a, b, n, ">=")
 
     def op_drop(self, pc: int, a: int, b: int, n: int) -> None:
+        self.ahead(pc, f"{self.sized(b)} // {SIZE_UNIT}")  # at most all of it
         self.emit(f"r{a} = r{b}[{n}:]" if self.is_(b, RegType.LIST) else f"r{a} = drop(r{b}, {n})")
         self.built(a, RegType.LIST)
 
     def op_tostr(self, pc: int, a: int, b: int) -> None:
-        self.emit(
-            f"r{a} = r{b}" if self.is_(b, RegType.STR) else f"r{a}, left = tostr(r{b}, fuel, left)"
-        )
+        if self.is_(b, RegType.STR):
+            self.emit(f"r{a} = r{b}")
+        else:
+            self.emit(f"r{a}, left = tostr(r{b}, fuel, left, {self.guarded(pc)})")
 
     def op_getfield(self, pc: int, a: int, b: int, field: int, k: int) -> None:
         self.emit(f"r{a} = get_field(r{b}, {field}, {self.const(k)})")
 
     def op_setfield(self, pc: int, a: int, b: int, field: int, c: int, k: int) -> None:
         args = f"r{b}, {field}, r{c}, {self.const(k)}"
+        # The state list as long as its fields at most: the longer of it and the defaults.
+        fields = len(self.program.constants[k])  # type: ignore[arg-type]
+        self.ahead(pc, f"max({self.sized(b)}, {fields}) // {SIZE_UNIT}")
         self.emit(f"r{a} = set_field({args})")
         self.built(a, RegType.LIST)
 
@@ -596,8 +669,13 @@ class _Translator:
         callee = self.proc.procs[f]
         self.namespace[f"P{f}"] = callee
         self.namespace[f"REST{f}"] = callee.rest
+        steps = call_steps(callee.function)
+        if steps:
+            self.ahead(pc, str(steps))
         with self.block("if len(frames) >= max_frames:"):
             self.emit("raise depth_exceeded(max_frames)")
+        if steps:
+            self.charge(str(steps), None)
         self.suspend(pc, leaving=callee is not self.proc)
         if callee is not self.proc:
             self.new_frame("callee", f"P{f}", f"[{''.join(f'r{r}, ' for r in args)}*REST{f}]", a)
@@ -636,7 +714,7 @@ class _Translator:
         self.emit(f"return Vis({instruction}, {self.tuple_of(args)}, {a})")
 
     def op_fail(self, pc: int, a: int) -> None:
-        self.emit(f"v, left = tostr(r{a}, fuel, left)", "raise failed(v)")
+        self.emit(f"v, left = tostr(r{a}, fuel, left, {self.guarded(pc)})", "raise failed(v)")
 
     def op_try(self, pc: int, a: int, target: int) -> None:
         self.emit(f"frame.handlers.append(({target}, {a}))")

@@ -136,7 +136,8 @@ def keywords() -> tuple[str, ...]:
             {
                 terminal.pattern.value
                 for terminal in lark_parser().terminals
-                if isinstance(terminal.pattern, PatternStr) and terminal.pattern.value.isalpha()
+                if isinstance(terminal.pattern, PatternStr)
+                and re.fullmatch(r"[a-z_]+", terminal.pattern.value)
             }
         )
     )

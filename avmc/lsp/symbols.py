@@ -165,6 +165,9 @@ class _Indexer:
                 case ast.MainDef(body=body):
                     self.container = "main"
                     self._block(body)
+                case ast.TestDef(name=name, body=body):
+                    self.container = f'test "{name}"'
+                    self._block(body)
 
     def _item_symbol(self, item: ast.Item) -> Symbol | None:
         match item:
@@ -266,6 +269,12 @@ class _Indexer:
                 self._expr(value)
             case ast.Atomic():
                 self._atomic(stmt)
+            case ast.Assert(cond=cond, message=message):
+                self._expr(cond)
+                if message is not None:
+                    self._expr(message)
+            case ast.ExpectFail(body=body):
+                self._block(body)
 
     def _atomic(self, stmt: ast.Atomic) -> None:
         if stmt.controller is not None:

@@ -10,7 +10,7 @@ from collections import defaultdict
 from avm_vm.format.opcodes import OPCODES
 from avmc.ir import IrFunction, IrInstr
 
-_WRITES = frozenset(op for op, info in OPCODES.items() if info.writes)
+WRITES = frozenset(op for op, info in OPCODES.items() if info.writes)
 JUMPS = frozenset(op for op, info in OPCODES.items() if "J" in info.operands)
 
 
@@ -19,7 +19,7 @@ def def_counts(function: IrFunction) -> defaultdict[int, int]:
     counts: defaultdict[int, int] = defaultdict(int, dict.fromkeys(range(function.nparams), 1))
     for block in function.blocks:
         for instr in block.instrs:
-            if instr.op in _WRITES:
+            if instr.op in WRITES:
                 counts[instr.operands[0]] += 1
     return counts
 

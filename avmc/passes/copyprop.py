@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from avm_vm.format.opcodes import OPCODES, Op
+from avm_vm.format.opcodes import Op
 from avmc.ir import IrFunction
-from avmc.passes.analysis import def_counts, use_counts, with_dst
+from avmc.passes.analysis import WRITES, def_counts, use_counts, with_dst
 
 
 def propagate_copies(function: IrFunction) -> bool:
@@ -32,16 +32,17 @@ def propagate_copies(function: IrFunction) -> bool:
         copies: dict[int, int] = {}  # register -> the register it copies, in this block
         copied_by: defaultdict[int, set[int]] = defaultdict(set)
         for index, instr in enumerate(block.instrs):
-            rename = {}
-            for reg in instr.uses():
-                source = _root(aliases, copies.get(reg, reg))
-                if source != reg:
-                    rename[reg] = source
-            if rename:
-                instr = instr.map_uses(rename)
-                block.instrs[index] = instr
-                changed = True
-            if not OPCODES[instr.op].writes:
+            if aliases or copies:  # else no read can be renamed
+                rename = {}
+                for reg in instr.uses():
+                    source = _root(aliases, copies.get(reg, reg))
+                    if source != reg:
+                        rename[reg] = source
+                if rename:
+                    instr = instr.map_uses(rename)
+                    block.instrs[index] = instr
+                    changed = True
+            if instr.op not in WRITES:
                 continue
             dst = instr.operands[0]
             copies.pop(dst, None)
@@ -78,7 +79,7 @@ def coalesce_copies(function: IrFunction) -> bool:
             if (
                 instr.op is Op.MOVE
                 and previous.op is not Op.TRY  # TRY writes its register later, on a failure
-                and OPCODES[previous.op].writes
+                and previous.op in WRITES
                 and previous.operands[0] == instr.operands[1]
                 and counts[instr.operands[1]] == 1
                 and uses[instr.operands[1]] == 1

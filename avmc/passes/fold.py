@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from avm_vm.format.opcodes import OPCODES, Op
 from avmc.ir import IrFunction, IrInstr
-from avmc.passes.analysis import def_counts
+from avmc.passes.analysis import WRITES, def_counts
 from avmc.passes.evaluate import FOLDABLE, evaluate
 
 _UNKNOWN = object()
@@ -36,12 +36,12 @@ def fold_constants(function: IrFunction) -> bool:
                         out.append(IrInstr(Op.JMP, (instr.operands[1],), instr.span))
                         break
                     continue  # never taken: the final JMP remains
-            folded = _fold(instr, known)
+            folded = _fold(instr, known) if instr.op in FOLDABLE else None
             if folded is not None:
                 instr = folded
                 changed = True
             out.append(instr)
-            if OPCODES[instr.op].writes:
+            if instr.op in WRITES:
                 known.local[instr.operands[0]] = (
                     instr.operands[1] if instr.op is Op.LOADK else _UNKNOWN
                 )
@@ -64,8 +64,6 @@ class _Known:
 
 
 def _fold(instr: IrInstr, known: _Known) -> IrInstr | None:
-    if instr.op not in FOLDABLE:
-        return None
     args = []
     for letter, operand in zip(OPCODES[instr.op].operands[1:], instr.operands[1:], strict=True):
         if letter == "R":

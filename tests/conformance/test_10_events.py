@@ -25,6 +25,7 @@ main {
   abort(u)
   teleport("elsewhere")
   log(["done", 1])
+  atomic { require(choose([1, 2]) == 2) }
   return 0
 }
 """
@@ -56,6 +57,9 @@ def test_10_6_text_of_every_event(run):
         "[13] tx aborted: tx:1",
         "[14] execution moved from machine:local to machine:elsewhere",
         '[15] log: ["done", 1]',
+        "[16] tx started: tx:2",
+        "[17] search of tx:2 solved: 2 combinations tried, 1 solutions, choices [2]",
+        "[18] tx committed: tx:2",
     ]
 
 

@@ -31,6 +31,19 @@ class _Suspend:
 SUSPEND = _Suspend()
 
 
+class _Restart:
+    """Answered by a handler that put the executing activation back to a transaction's
+    checkpoint (handlers/search.py): its frames are set, no register takes an answer."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "RESTART"
+
+
+RESTART = _Restart()
+
+
 class _Park:
     """Answered by a handler that set `Runtime.request`: the run waits on another machine."""
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.runtime.failures import CalleeFailed
 from avm_vm.runtime.handlers.common import PARK, name, object_id, optional_name
+from avm_vm.runtime.handlers.search import refuse_if_searching
 from avm_vm.runtime.runs import RemoteCall
 from avm_vm.runtime.store import ObjectRecord
 from avm_vm.runtime.transactions import PendingCreate
@@ -99,6 +100,7 @@ def _remote(
 ) -> Value:
     """§7.5: not transactional, no local lookup. A node parks the run until the answer
     arrives (`complete_remote_call`); otherwise the transport answers at once."""
+    refuse_if_searching(rt, "a call to an object on another machine")
     caller = rt.act
     rt.pay_walk(message)  # it is encoded to be sent
     if rt.network is not None:

@@ -5,6 +5,10 @@ Variables are numbered from 0; a domain is a tuple of values in the order given 
 are tagged lists, e.g. ``["neq", v1, v2]``, ``["alldiff", [v1, v2, v3]]``,
 ``["val_leq", v, 3]``; ordering constraints hold between nats only.
 
+Propagation is AC-3: a queue of the constraints to revise, a constraint going back on it
+when a domain it reads has changed. `neq` and `neq_offset` prune only once a side is fixed
+(a value lacks support only when the other domain is that one value), in linear time.
+
 Every operation is all-or-nothing: it propagates on a working copy of the domains and
 writes back through the journal (as a world change) only when consistent, so the store
 never holds an empty domain, a failed `narrow`/`post` changes nothing, and a transaction's
@@ -17,7 +21,7 @@ constraint costs fuel in proportion to its time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
 from avm_vm.runtime.store import Journal
@@ -64,8 +68,8 @@ class Constraint:
         sizes = [len(doms[var]) for var in self.vars]
         if self.kind == "alldiff":  # each fixed variable's value is taken out of the others
             return WALK_STEPS * (1 + sizes.count(1)) * sum(sizes)
-        if len(sizes) == 1:
-            return WALK_STEPS * sizes[0]
+        if len(sizes) == 1 or self.kind in _DISEQUAL:
+            return WALK_STEPS * sum(sizes)
         return WALK_STEPS * 2 * sizes[0] * sizes[1]
 
     def prune(self, doms: Domains) -> bool | None:
@@ -77,18 +81,39 @@ class Constraint:
             (x,) = self.vars
             return _keep(doms, x, [a for a in doms[x] if test(a, self.value)])
         x, y = self.vars
-        if self.kind == "neq_offset":  # x != y + offset: what an N-queens diagonal needs
-            k = self.offset
-
-            def test(a: Value, b: Value) -> bool:
-                return not (type(a) is int and type(b) is int and a == b + k)
-        else:
-            test = RELATIONS[self.kind]
+        if self.kind in _DISEQUAL:
+            return _disequal(doms, x, y, self.offset if self.kind == "neq_offset" else None)
+        test = RELATIONS[self.kind]
         changed = _keep(doms, x, [a for a in doms[x] if any(test(a, b) for b in doms[y])])
         if changed is None:
             return None
         again = _keep(doms, y, [b for b in doms[y] if any(test(a, b) for a in doms[x])])
         return None if again is None else changed or again
+
+
+_DISEQUAL = frozenset({"neq", "neq_offset"})
+
+
+def _disequal(doms: Domains, x: int, y: int, offset: int | None) -> bool | None:
+    """``x != y`` (``offset`` None) or ``x != y + offset`` (nats): a value of one side
+    lacks support only when the other side is fixed to the value it excludes."""
+
+    def clash(a: Value, b: Value) -> bool:
+        if offset is None:
+            return values_equal(a, b)
+        return type(a) is int and type(b) is int and a == b + offset
+
+    changed = False
+    for var, other, reverse in ((x, y, False), (y, x, True)):  # y fixed prunes x, then x y
+        if len(doms[other]) != 1:
+            continue
+        (fixed,) = doms[other]
+        kept = [v for v in doms[var] if not (clash(fixed, v) if reverse else clash(v, fixed))]
+        step = _keep(doms, var, kept)
+        if step is None:
+            return None
+        changed = changed or step
+    return changed
 
 
 def _keep(doms: Domains, var: int, kept: list[Value]) -> bool | None:
@@ -129,6 +154,15 @@ def _dedup(values: tuple[Value, ...]) -> tuple[Value, ...]:
     return tuple(out)
 
 
+def _watching(constraints: Iterable[Constraint]) -> dict[int, list[Constraint]]:
+    """Which constraints read each variable."""
+    watching: dict[int, list[Constraint]] = {}
+    for constraint in constraints:
+        for var in set(constraint.vars):
+            watching.setdefault(var, []).append(constraint)
+    return watching
+
+
 def _bad(detail: str) -> AvmError:
     return vm_error(ErrorKind.TYPE_MISMATCH, detail)
 
@@ -161,41 +195,59 @@ class ConstraintStore:
         self.pay(WALK_STEPS * len(self.domains[x]) * len(allowed))
         kept = [a for a in self.domains[x] if any(values_equal(a, b) for b in allowed)]
         doms = dict(self.domains)
-        if _keep(doms, x, kept) is None:
+        changed = _keep(doms, x, kept)
+        if changed is None:
             return False
-        return self._settle(doms, list(self.constraints.values()))
+        watching = _watching(self.constraints.values())
+        return self._settle(doms, list(watching.get(x, ())) if changed else [], watching)
 
     def post(self, raw: Value) -> bool:
         """Add a constraint and propagate; False (and nothing changed) if inconsistent."""
         constraint = self.parse(raw)
-        if not self._settle(dict(self.domains), [*self.constraints.values(), constraint]):
+        watching = _watching([*self.constraints.values(), constraint])
+        if not self._settle(dict(self.domains), [constraint], watching):
             return False
         self.journal.put(self.constraints, self.next_constraint, constraint, world=True)
         self.next_constraint += 1
         return True
 
-    def label(self, var: Value) -> Value | None:
-        """Fix ``var`` to the first value of its domain that stays consistent; None if none."""
+    def label(self, var: Value, start: int = 0) -> tuple[int, int, Value] | None:
+        """Fix ``var`` to the first value of its domain, from position ``start`` on, that
+        stays consistent: its position, the domain's size and the value; None if none."""
         x = self._var(var)
-        constraints = list(self.constraints.values())
-        for candidate in self.domains[x]:
+        domain = self.domains[x]
+        watching = _watching(self.constraints.values())
+        for index in range(start, len(domain)):
             doms = dict(self.domains)
-            doms[x] = (candidate,)
-            if self._settle(doms, constraints):
-                return candidate
+            doms[x] = (domain[index],)
+            if self._settle(doms, list(watching.get(x, ())), watching):
+                return index, len(domain), domain[index]
         return None
 
-    def _settle(self, doms: Domains, constraints: list[Constraint]) -> bool:
-        """Propagate to a fixpoint; on success write the changed domains back."""
-        changed = True
-        while changed:
-            changed = False
-            for constraint in constraints:
-                self.pay(constraint.work(doms))
-                step = constraint.prune(doms)
-                if step is None:
-                    return False
-                changed = changed or step
+    def _settle(
+        self, doms: Domains, queue: list[Constraint], watching: dict[int, list[Constraint]]
+    ) -> bool:
+        """Revise the queued constraints to a fixpoint (AC-3); on success write the changed
+        domains back."""
+        queued = set(queue)
+        while queue:
+            constraint = queue.pop()
+            queued.discard(constraint)
+            before = [doms[var] for var in constraint.vars]
+            self.pay(constraint.work(doms))
+            step = constraint.prune(doms)
+            if step is None:
+                return False
+            if not step:
+                continue
+            for var, old in zip(constraint.vars, before, strict=True):
+                if doms[var] is old:
+                    continue
+                for other in watching.get(var, ()):
+                    # a binary revision leaves its own constraint at a fixpoint; alldiff not
+                    if other not in queued and (other is not constraint or other.kind == "alldiff"):
+                        queued.add(other)
+                        queue.append(other)
         for var, dom in doms.items():
             if dom is not self.domains[var]:
                 self.journal.put(self.domains, var, dom, world=True)

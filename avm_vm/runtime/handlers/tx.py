@@ -2,8 +2,9 @@
 
 Profile R's rules throughout: nested begin is an error, commit and abort check the id,
 validation failure rolls back and raises TxConflict, and the executing controller of the
-start event is the new one while commit/abort events carry none (spec §10.3). Our addition:
-`require` assertions (spec §6.10) are checked with the read set, atomically.
+start event is the new one while commit/abort events carry none (spec §10.3). Our additions:
+`require` assertions (spec §6.10) are checked with the read set, atomically, and a
+transaction that made choices searches when they fail (handlers/search.py).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import TYPE_CHECKING
 from avm_vm.errors import AvmError, ErrorKind, failed, vm_error
 from avm_vm.runtime.failures import CalleeFailed
 from avm_vm.runtime.handlers.common import tx_id
+from avm_vm.runtime.handlers.search import checkpoint, fail_attempt, requirements_hold
 from avm_vm.runtime.transactions import Transaction
-from avm_vm.trace import TransactionAborted, TransactionCommitted, TransactionStarted
+from avm_vm.trace import SearchEnded, TransactionAborted, TransactionCommitted, TransactionStarted
 from avm_vm.values import NOTHING, NothingType, TxRef, Value
 from avm_vm.vm.ops import describe
 
@@ -43,6 +45,8 @@ def begin_tx(rt: Runtime, args: tuple[Value, ...]) -> Value:
     tx = Transaction(rt.ids.tx_id(), controller)
     rt.set_tx(tx)
     rt.emit(TransactionStarted(tx.id))
+    if rt.ours:
+        checkpoint(rt, tx)
     return TxRef(tx.id)
 
 
@@ -56,20 +60,21 @@ def _open_tx(rt: Runtime, value: Value, instruction: str) -> Transaction:
     return tx
 
 
-def _requirements_hold(rt: Runtime, tx: Transaction) -> bool:
-    """Every `require` of the tx: a bool must be true, a constraint must post consistently."""
-    return all(
-        req is True if type(req) is bool else rt.constraints.post(req) for req in tx.requirements
-    )
-
-
 def commit_tx(rt: Runtime, args: tuple[Value, ...]) -> Value:
     tx = _open_tx(rt, args[0], "commit")
-    if tx.conflicts(rt.store) or not _requirements_hold(rt, tx):
+    search = tx.search
+    conflict = tx.conflicts(rt.store)
+    if not conflict and not requirements_hold(rt, tx):
+        if search is not None and search.searching:  # try the next combination of choices
+            return fail_attempt(rt)
+        conflict = True
+    if conflict:
         rt.rollback()
         raise AvmError(ErrorKind.TX_CONFLICT, tx=tx.id)
     rt.set_tx(None)
     tx.apply(rt.store, rt.act.machine)
+    if search is not None and search.searching:
+        rt.emit(SearchEnded(tx.id, "solved", search.tried + 1, 1, search.choices()))
     rt.emit(TransactionCommitted(tx.id))
     return True
 
