@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import hashlib
 import json
 import os
 from collections import Counter
@@ -15,11 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from value_strategies import values
 
 from avm_vm.format.bytecode import encode
 from avm_vm.node import eventlog, snapshot
+from avm_vm.node.codec import value_to_json
 from avm_vm.node.directory import Directory
 from avm_vm.node.durable import SEMANTICS, DataError, Recorder, open_data, replay, settle_meta
+from avm_vm.node.engine import Step
 from avm_vm.node.eventlog import (
     LEGACY_NAME,
     EventLog,
@@ -31,7 +37,7 @@ from avm_vm.node.eventlog import (
 )
 from avm_vm.node.state import capture, full_hash
 from avm_vm.runtime.runs import Done
-from avm_vm.values import Just, ObjectRef
+from avm_vm.values import Just, ObjectRef, Value
 from avmc.compiler import compile_source
 
 TALLY = """
@@ -560,3 +566,18 @@ def test_events_of_an_older_avm_are_never_replayed_under_new_rules(
     report = replay(tmp_path, from_start=True)
     assert report.divergence is None
     assert any(f"events 0 to {end - 1} were logged by an older avm" in n for n in report.notes)
+
+
+@settings(deadline=None, max_examples=200)
+@given(values(), st.lists(st.sampled_from(["alpha", "beta", None]), max_size=3))
+def test_a_steps_digest_is_the_canonical_one(value: Value, machines: list[str | None]) -> None:
+    """`Step.digest` takes a short cut for a finished run; the digest must stay the one
+    logs recorded before it (sha256 of the canonical JSON), or replay would see every old
+    log diverge."""
+    step = Step(Done(None, value))  # type: ignore[arg-type]
+    step.notices = [
+        {"type": "create_notify", "object_id": i, "machine_id": m} for i, m in enumerate(machines)
+    ]
+    notices = [["create_notify", i, m] for i, m in enumerate(machines)]
+    canonical = eventlog.encode_event({"o": ["done", value_to_json(value)], "n": notices})
+    assert step.digest() == hashlib.sha256(canonical).digest()[:8]

@@ -304,7 +304,7 @@ def node_command(
     from avm_vm.node.durable import DataError
     from avm_vm.node.engine import LoadError
     from avm_vm.node.eventlog import LogError
-    from avm_vm.node.node import NodeConfig
+    from avm_vm.node.node import GIL_SWITCH_SECONDS, NodeConfig
     from avm_vm.node.state import StateError
 
     config = NodeConfig(
@@ -331,6 +331,7 @@ def node_command(
     from avm_vm.node.logs import configure_logging
 
     handler = configure_logging(log_level, log_format)
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)  # the process is the node's alone
     try:
         fatal = asyncio.run(_serve(config, programs, handler, web, http_token or None))
     except OSError as error:

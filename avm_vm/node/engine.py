@@ -39,6 +39,7 @@ from avm_vm.node.transfer import (
     import_activation,
     install_object,
 )
+from avm_vm.node.wire import dumps_json
 from avm_vm.runtime import entry
 from avm_vm.runtime.core import Runtime, RuntimeOptions
 from avm_vm.runtime.handlers.events import EntropyPool
@@ -79,6 +80,11 @@ class Step:
         else:
             shown = ["parked", type(outcome.request).__name__, self.payload]
         notices = [[n["type"], n["object_id"], n.get("machine_id")] for n in self.notices]
+        if type(outcome) is Done:
+            # The same bytes as `encode_event` gives, without sorting: a value's JSON has
+            # one key per object, and "n" sorts before "o".
+            text = f'{{"n":{dumps_json(notices)},"o":{dumps_json(shown)}}}'
+            return hashlib.sha256(text.encode()).digest()[:8]
         return hashlib.sha256(encode_event({"o": shown, "n": notices})).digest()[:8]
 
 

@@ -78,6 +78,12 @@ MAX_PARKED = 10_000  # parked runs before new work waits (bounds memory under a 
 # A batch of jobs on the loop thread ends after this many jobs or this long, whichever first.
 BATCH_JOBS, BATCH_SECONDS = 256, 0.002
 VM_SLICE = 20_000  # VM steps a run takes on the loop thread before the VM thread goes on
+# How long a thread may keep the GIL while another waits for it. The node's VM thread
+# finishes log writes (an fsync) and long runs, and each must take the GIL back to hand its
+# result to the loop; at Python's default of 5 ms that wait held every answer of a group
+# commit back and cost durable nodes a third of their throughput (bench/durable_bench.py:
+# 0.63 of a node without --data at 5 ms, 0.80 at 0.2 ms, with no loss without --data).
+GIL_SWITCH_SECONDS = 0.0002
 
 _PEER_KINDS = frozenset(
     {
