@@ -192,7 +192,7 @@ def run_command(
         profile=profile,
         jit=jit,
     )
-    colored = use_color(click.get_text_stream("stderr"), color)
+    colored = use_color(sys.stderr, color)
     try:
         program = _load(file, colored)
         if program.main is None:

@@ -43,7 +43,7 @@ def _compile_or_exit(path: Path, optimize: bool = True, tests: bool = False) -> 
 def _colored() -> bool:
     """Whether diagnostics on stderr are coloured, as the group's ``--color`` says."""
     mode = click.get_current_context().find_root().params.get("color", "auto")
-    return use_color(click.get_text_stream("stderr"), mode)
+    return use_color(sys.stderr, mode)
 
 
 def _read_text(path: Path) -> str | None:
@@ -209,7 +209,7 @@ def fmt_command(paths: tuple[Path, ...], check: bool, show_diff: bool) -> None:
 
 def _fmt_stdin(check: bool, show_diff: bool) -> None:
     """`avmc fmt -`, for editors: the formatted text (or the diff) on standard output."""
-    data = click.get_binary_stream("stdin").read()
+    data = sys.stdin.buffer.read()
     try:
         result = format_data(data, "<stdin>")
     except DiagnosticError as exc:

@@ -186,6 +186,7 @@ def crash_loop(
     return counters
 
 
+@pytest.mark.slow  # 20 s; tests/test_durable_pipelined.py keeps a SIGKILL crash in the default run
 def test_sigkill_under_calls_keeps_every_acknowledged_call(nodes: Nodes, tmp_path: Path) -> None:
     counters = crash_loop(nodes, tmp_path, kills=20, seed=SEED)
     assert sum(counters.outcomes.values()) == 20

@@ -22,7 +22,13 @@ from avm_vm.vm.interpreter import Interpreter
 from avmc.compiler import compile_path, compile_source
 
 TESTS = Path(__file__).parent
-EXAMPLES = sorted((TESTS.parent / "examples").glob("*.avm"))
+# The N-Queens example runs thousands of searches (11 s per mode pair): it is compared in
+# the slow suite; tests/test_search.py runs it with and without the JIT by default.
+HEAVY = {"nqueens"}
+EXAMPLES = [
+    pytest.param(path, marks=pytest.mark.slow) if path.stem in HEAVY else path
+    for path in sorted((TESTS.parent / "examples").glob("*.avm"))
+]
 
 
 @pytest.mark.parametrize("source", EXAMPLES, ids=lambda p: p.stem)

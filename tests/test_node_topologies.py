@@ -311,7 +311,11 @@ def run(cluster: Cluster, stops: list[Stop], turns: dict[float, int]) -> None:
 @pytest.mark.parametrize(
     "stops",
     [
-        [Stop("alpha", TERM, True), Stop("beta", TERM, False)],
+        # The default run keeps one case of each topology; the other orders and signals
+        # run in the slow suite.
+        pytest.param(
+            [Stop("alpha", TERM, True), Stop("beta", TERM, False)], marks=pytest.mark.slow
+        ),
         [Stop("alpha", KILL, False), Stop("beta", KILL, True)],
     ],
     ids=["sigterm", "sigkill"],
@@ -326,9 +330,10 @@ def test_one_side_lists_the_other(nodes, tmp_path, turns, stops):
 @pytest.mark.parametrize(
     ("order", "stops"),
     [
-        (
+        pytest.param(
             ["alpha", "beta"],
             [Stop("beta", TERM, False, waits=True), Stop("beta", KILL, True, waits=True)],
+            marks=pytest.mark.slow,
         ),
         (
             ["beta", "alpha"],

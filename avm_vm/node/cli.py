@@ -401,7 +401,7 @@ def _load(path: Path) -> Any:
     from avm_vm.diagnostics import use_color
 
     try:
-        return load_program(path, use_color(click.get_text_stream("stderr")))
+        return load_program(path, use_color(sys.stderr))
     except _Exit as problem:
         click.echo(str(problem), err=True)
         sys.exit(1)
