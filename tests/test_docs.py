@@ -10,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+EXAMPLES = sorted((ROOT / "examples").glob("*.avm"))  # users read their comments too
 
 # What only the project's developers had: the spec's section numbers and design notes.
 OUTSIDE = re.compile(r"§|AVM-SEMANTICS|DESIGN\.md|\.\./shared|spec/")
@@ -34,7 +35,7 @@ def anchors(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+@pytest.mark.parametrize("doc", DOCS + EXAMPLES, ids=lambda p: p.name)
 def test_docs_cite_nothing_outside_the_repository(doc: Path) -> None:
     bad = [
         f"{doc.name}:{number}: {line.strip()}"
