@@ -21,6 +21,8 @@ from test_node_http import BANK, WAIT, http_port
 
 from avm_vm.values import NOTHING, Just, ObjectRef
 
+# A developer without Chromium may opt out explicitly; .ci/run installs it and never sets
+# this, and a missing browser otherwise fails the test (it is never skipped silently).
 if os.environ.get("AVM_SKIP_BROWSER") == "1":
     pytest.skip(
         "AVM_SKIP_BROWSER=1: the browser test is skipped on purpose", allow_module_level=True
