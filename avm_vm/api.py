@@ -27,6 +27,7 @@ from avm_vm.format.bytecode import decode, load
 from avm_vm.format.program import Program
 from avm_vm.runtime import entry
 from avm_vm.runtime.core import RUN_FUEL, RunError, Runtime, RuntimeOptions
+from avm_vm.runtime.handlers.introspect import state_seen
 from avm_vm.runtime.runs import Done, Failed
 from avm_vm.trace import (
     CallFailure,
@@ -277,14 +278,11 @@ class World:
         """The object's state (committed, or as the open transaction sees it)."""
         if type(target) is not ObjectRef:
             raise TypeError(f"target: expected an object (ObjectRef), got {target!r}")
-        tx = self.runtime.tx
-        if tx is not None and target.id in tx.states:
-            return from_avm(tx.states[target.id])
-        if tx is not None and target.id in tx.creates:
-            return []  # created in the open transaction, not written yet
-        if self.runtime.store.get(target.id) is None:
+        runtime = self.runtime
+        created = runtime.tx is not None and target.id in runtime.tx.creates
+        if not created and runtime.store.get(target.id) is None:
             raise KeyError(f"no object obj:{target.id} in this world")
-        return from_avm(self.runtime.store.state(target.id))
+        return from_avm(state_seen(runtime, target.id))
 
     def trace(self) -> TraceView:
         """Every trace entry so far, oldest first."""

@@ -29,15 +29,19 @@ def sender(rt: Runtime, args: tuple[Value, ...]) -> Value:
     return NOTHING if caller is None else Just(ObjectRef(caller))
 
 
-def get_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
-    """Read-your-writes: inside a tx, the latest pending state of self, else the committed."""
-    self_id = rt.act.self_id
+def state_seen(rt: Runtime, object_id: int) -> Value:
+    """Read-your-writes: inside a tx, the object's latest pending state, else the committed
+    one (`()` for an object never written)."""
     tx = rt.tx
     if tx is not None:
-        pending = tx.states.get(self_id)
+        pending = tx.states.get(object_id)
         if pending is not None:
             return pending
-    return rt.store.states.get(self_id, ())
+    return rt.store.states.get(object_id, ())
+
+
+def get_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    return state_seen(rt, rt.act.self_id)
 
 
 def get_state_r(rt: Runtime, args: tuple[Value, ...]) -> Value:
