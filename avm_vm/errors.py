@@ -22,6 +22,7 @@ class ErrorKind(Enum):
     OBJ_INVALID_INPUT = ("ObjInvalidInput", "Obj", "invalid input for obj:{id}: {input}")
     OBJ_REJECTED_CALL = ("ObjRejectedCall", "Obj", "object rejected call: obj:{id}")
     OBJ_METADATA_CORRUPTION = ("ObjMetadataCorruption", "Obj", "metadata corruption for obj:{id}")
+    OBJ_LOCKED = ("ObjLocked", "Obj", "obj:{id} is locked while tx:{tx} commits across nodes; try again")
     BEHAVIOR_NOT_FOUND = ("BehaviorNotFound", "Obj", 'behavior not found: "{name}"')
     # Introspection
     CONTEXT_UNAVAILABLE = ("IntrospectContextUnavailable", "Introspect", "execution context unavailable")
@@ -43,6 +44,7 @@ class ErrorKind(Enum):
     TX_ALREADY_ABORTED = ("TxAlreadyAborted", "Tx", "transaction already aborted: tx:{tx}")
     TX_NO_ACTIVE = ("TxNoActiveTx", "Tx", "no active transaction")
     TX_INVALID_DURING_TX = ("TxInvalidDuringTx", "Tx", "operation invalid during active transaction")
+    TX_CANNOT_JOIN = ("TxCannotJoin", "Tx", "{detail}")
     # Pure functions
     PURE_NOT_FOUND = ("PureNotFound", "Pure", "function not found: {name}")
     PURE_ALREADY_REGISTERED = ("PureAlreadyRegistered", "Pure", "function already registered: {name}")
@@ -106,8 +108,11 @@ class AvmError(Exception):
 
     @property
     def message(self) -> str:
+        """The kind's text; a ``reason`` field, when given, is said after it."""
         shown = {k: render(v) if k == "input" else v for k, v in self.fields.items()}
-        return self.kind.template.format(**shown)
+        text = self.kind.template.format(**shown)
+        reason = self.fields.get("reason")
+        return text if reason is None else f"{text}: {reason}"
 
     @property
     def fatal(self) -> bool:

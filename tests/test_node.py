@@ -313,7 +313,9 @@ def test_a_peer_with_a_prefix_in_use_is_refused(prefix: int) -> None:
 
 
 def test_reentrant_calls_keep_parked_transactions_apart() -> None:
-    """A run parked inside a transaction: the call served meanwhile runs outside it."""
+    """A run parked inside a transaction: the call that comes back to it (A → B → A) runs
+    inside that same transaction, as a local callee would: it sees the pending state and
+    the transaction's controller (docs/transactions.md)."""
     source = """
     behavior Back { on [o] { return call!(o, ["get"]) } }
     behavior Cell {
@@ -332,8 +334,7 @@ def test_reentrant_calls_keep_parked_transactions_apart() -> None:
     async def test(nodes: list[Node], clients: list[Client]) -> None:
         cell = await clients[0].create("Cell")
         back = await clients[1].create("Back")
-        # The served "get" sees the committed state and no controller: it is outside the tx.
-        assert await _call(clients[0], cell, f'["go", obj:{back}]') == "just [[], nothing]"
+        assert await _call(clients[0], cell, f'["go", obj:{back}]') == 'just [[1], just "c1"]'
         assert await _call(clients[0], cell, '["get"]') == "just [[1], nothing]"
 
     run(test, [program], [program])

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from node_harness import HOST, Node, Nodes, Session, avm, compile_tape
 
-from avm_vm.node import PROTOCOL_VERSION
+from avm_vm.node import OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION
 from avm_vm.node.auth import HandshakeError, handshake
 from avm_vm.node.client import Client, ClientError
 from avm_vm.node.messages import message
@@ -413,7 +413,7 @@ def test_unauthenticated_requests_get_an_error_and_no_answer(nodes, tmp_path):
     valid = templates(target)
     hello, client_call, status = (json_frame(valid[i]) for i in (0, 3, 5))
     node_hello = json_frame({**valid[0], "role": "node"})
-    old_version = json_frame({**valid[0], "version": PROTOCOL_VERSION - 1})
+    old_version = json_frame({**valid[0], "version": OLDEST_PROTOCOL_VERSION - 1})
     bad_mac = json_frame(valid[1])
     for frames, phrase in (
         ([hello, client_call], "auth"),

@@ -113,8 +113,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     tape = compile_tape(BANK, directory, "bank")
     nodes = Nodes(directory)
     try:
-        beta = nodes.start("beta", [tape])
-        options = ["--http", "127.0.0.1:0", "--log-format", "json"]
+        # Without --data, a transfer across the two nodes commits only if both accept the
+        # risk of a crash between vote and decision (docs/transactions.md).
+        beta = nodes.start("beta", [tape], options=["--volatile-commit"])
+        options = ["--http", "127.0.0.1:0", "--log-format", "json", "--volatile-commit"]
         alpha = nodes.start("alpha", [tape], peers={"beta": beta}, options=options)
         wait_connected(alpha, ["beta"])
         with Session(alpha) as at_alpha, Session(beta) as at_beta:

@@ -81,8 +81,9 @@ def test_the_page_shows_calls_across_two_nodes(
     nodes: Nodes, tmp_path: Path, browser: webdriver.Chrome
 ) -> None:
     tape = compile_tape(BANK, tmp_path, "bank")
-    beta = nodes.start("beta", [tape], options=["--http", "127.0.0.1:0"])
-    alpha = nodes.start("alpha", [tape], peers={"beta": beta}, options=["--http", "127.0.0.1:0"])
+    options = ["--http", "127.0.0.1:0", "--volatile-commit"]  # transfers across the two
+    beta = nodes.start("beta", [tape], options=options)
+    alpha = nodes.start("alpha", [tape], peers={"beta": beta}, options=options)
     wait_connected(alpha, ["beta"])
     browser.get(f"http://127.0.0.1:{http_port(alpha)}/")
     until(browser, lambda d: texts(d, "#node-name") == ["alpha"], "showed the node's name")

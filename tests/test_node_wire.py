@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from value_strategies import values
 
-from avm_vm.node import PROTOCOL_VERSION, auth, codec, messages, wire
+from avm_vm.node import OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, auth, codec, messages, wire
 from avm_vm.node.auth import (
     HANDSHAKE_MAX_FRAME,
     HandshakeError,
@@ -450,6 +450,19 @@ EXAMPLES: dict[str, dict[str, object]] = {
         "error": 'behavior not found: "pong"',
     },
     "teleport": {"request_id": 8, "activation": {"frames": [[0, 12, [1, 2]]]}},
+    "prepare": {"request_id": 16, "tx": (9001 << 48) + 3},
+    "vote": {
+        "request_id": 16,
+        "tx": (9001 << 48) + 3,
+        "ok": False,
+        "read_only": False,
+        "participants": ["gamma"],
+        "error": "node beta: obj:4 changed after the transaction read it",
+    },
+    "decide": {"tx": (9001 << 48) + 3, "commit": True},
+    "decided": {"tx": (9001 << 48) + 3},
+    "outcome": {"request_id": 17, "tx": (9001 << 48) + 3},
+    "outcome_response": {"request_id": 17, "tx": (9001 << 48) + 3, "outcome": "pending"},
     "client_call": {"request_id": 9, "target": 4, "input": Pair("x", TxRef(2))},
     "client_create": {"request_id": 10, "behavior": "pong", "controller": None},
     "status": {"request_id": 11},
@@ -681,8 +694,16 @@ def test_version_mismatch_names_both_versions() -> None:
     later = PROTOCOL_VERSION + 1
     client, server = connect(node("beta", None, initiator=False), raw_peer(version=later))
     assert isinstance(server, HandshakeError)
-    assert f"this side speaks {PROTOCOL_VERSION}, the peer speaks {later}" in str(server)
+    speaks = f"this side speaks {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
+    assert f"{speaks}, the peer speaks {later}" in str(server)
     assert client == ["hello", "error"]
+
+
+def test_a_peer_of_the_previous_version_is_served() -> None:
+    """Protocol 3 only added to protocol 2 (transactions across nodes), so a version-2 peer
+    still connects; the node never sends it a call that joins a transaction."""
+    client, server = connect(node("beta", None, initiator=False), raw_peer(version=2))
+    assert not isinstance(server, Exception) and server.version == 2
 
 
 def test_a_big_frame_before_the_handshake_is_refused_unread() -> None:

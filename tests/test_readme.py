@@ -28,6 +28,7 @@ PROMISES = {
     1: [(ROOT / "examples" / "bank.expected").read_text().strip()],  # `avm run bank.tape`
     2: ['just just just just ["done", 3]', "peers: 1"],
     3: ["just 5", "snapshot at event", "match", "no problem found"],
+    4: ['just ["refused", 500, "insufficient funds"]', "just 0", 'just ["done", 30]', "just 30"],
 }
 
 

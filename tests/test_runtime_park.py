@@ -9,7 +9,17 @@ import pytest
 
 from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.runtime.core import Runtime, RuntimeOptions
-from avm_vm.runtime.runs import Done, Failed, Parked, RemoteCall, RemoteFailure, Teleport
+from avm_vm.runtime.runs import (
+    Decision,
+    Done,
+    Failed,
+    Outcome,
+    Parked,
+    Prepare,
+    RemoteCall,
+    RemoteFailure,
+    Teleport,
+)
 from avm_vm.trace import LogRecorded, ObjectCalled, StateUpdated, Trace
 from avm_vm.values import NOTHING, Just, ObjectRef, render
 from avmc.compiler import compile_source
@@ -45,6 +55,9 @@ class Network:
     def is_peer(self, machine: str) -> bool:
         return machine == "far"
 
+    def cannot_join(self, machine: str) -> str | None:
+        return None
+
 
 def _runtime() -> Runtime:
     program = compile_source(SOURCE, "park.avm")
@@ -56,11 +69,19 @@ def _main(rt: Runtime):
     return rt.start(interpreter, interpreter.program.main)
 
 
+def _committed(rt: Runtime, outcome: Outcome) -> Outcome:
+    """Past main's commit: its call to "far" joined the transaction, so the commit parks
+    until the decision, here that "far" voted yes and changed something."""
+    assert type(outcome) is Parked and type(outcome.request) is Prepare
+    assert outcome.request.participants == {"far"}
+    return rt.resume(outcome.run, Decision(True, writers=frozenset({"far"})))
+
+
 def _cell(rt: Runtime) -> int:
-    """A committed Cell, made by a run that parks on nothing."""
+    """A committed Cell, made by a run that parks on its remote call."""
     outcome = rt.start(rt.interpreters[0], rt.interpreters[0].program.main)
     assert type(outcome) is Parked
-    done = rt.resume(outcome.run, 0)
+    done = _committed(rt, rt.resume(outcome.run, 0))
     assert type(done) is Done
     return done.value[0].id  # type: ignore[index,union-attr]
 
@@ -74,8 +95,9 @@ def test_a_remote_call_parks_and_resumes_with_the_answer() -> None:
     assert (request.machine, request.target, request.message) == ("far", FAR, 1)
     assert rt.run is None and list(rt.parked.values()) == [outcome.run]
     assert rt.tx is None  # set aside with the run
-    done = rt.resume(outcome.run, "pong")
-    assert type(done) is Done
+    assert request.tx == outcome.run.tx.id and request.coordinator == "here"  # it joins
+    done = _committed(rt, rt.resume(outcome.run, "pong"))
+    assert type(done) is Done and rt.decided == [(request.tx, True, {"far"})]
     assert render(done.value) == '[obj:0, obj:1, just "pong"]'
     called = [e for e in rt.trace.entries if type(e.event) is ObjectCalled]
     assert [e.event for e in called] == [ObjectCalled(FAR, 1, "pong")]
@@ -100,7 +122,7 @@ def test_parked_runs_resume_in_any_order() -> None:
     first = _main(rt)
     second = rt.start_call(cell, ("remote",), 5, 900, None)
     assert type(first) is Parked and type(second) is Parked
-    outer = rt.resume(first.run, 3)  # the older run first: the newer one stays parked
+    outer = _committed(rt, rt.resume(first.run, 3))  # the older run first: the newer stays
     assert type(outer) is Done and outer.value[2] == Just(3)  # type: ignore[index]
     with pytest.raises(RuntimeError, match="only a parked run"):
         rt.resume(first.run, 4)  # it is no longer parked
@@ -142,7 +164,7 @@ def test_transactions_of_runs_resumed_out_of_order_stay_their_own() -> None:
     assert type(first) is Parked and type(second) is Parked
     assert first.run.tx is not None and second.run.tx is not None
     assert first.run.tx is not second.run.tx and rt.tx is None
-    late = rt.resume(second.run, "b")
+    late = _committed(rt, rt.resume(second.run, "b"))
     assert type(late) is Done and rt.tx is None  # committed its own transaction
     early = rt.resume(first.run, AvmError(ErrorKind.MACHINE_UNREACHABLE, machine="far"))
     assert type(early) is Failed and rt.tx is not None  # its transaction is back, open
@@ -178,7 +200,7 @@ def test_a_run_nested_on_a_parked_transaction_runs_outside_it() -> None:
     parked = _main(rt)  # parked inside its transaction, with a pending create
     served = rt.start_call(cell, ("set", 9), 5, 900, None)
     assert type(served) is Done and rt.store.state(cell) == (9,)  # committed at once
-    done = rt.resume(parked.run, 0)
+    done = _committed(rt, rt.resume(parked.run, 0))
     assert type(done) is Done
     created = done.value[1].id  # type: ignore[index,union-attr]
     assert created in rt.store and rt.tx is None

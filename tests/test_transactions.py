@@ -53,11 +53,11 @@ def test_8_6_transfer_of_vanished_object_is_skipped():
 def test_8_5_validation_passes_for_observed_objects_that_exist():
     journal, store = _world()
     tx = _begin(journal)
-    tx.called(journal, 0, "msg")
+    tx.called(journal, store, 0, "msg")
     tx.create(journal, 7, PendingCreate("B", None, None))
-    tx.called(journal, 7, "msg")
+    tx.called(journal, store, 7, "msg")
     tx.destroy(journal, 1)
-    tx.called(journal, 1, "msg")
+    tx.called(journal, store, 1, "msg")
     assert not tx.conflicts(store)
     assert tx.log == [(0, "msg"), (7, "msg"), (1, "msg")]
     assert tx.counts() == (3, 1, 1, 3)
@@ -67,7 +67,7 @@ def test_8_5_out_of_band_removal_is_a_conflict():
     """§8.5: an observed object removed behind the transaction's back fails validation."""
     journal, store = _world()
     tx = _begin(journal)
-    tx.called(journal, 0, "msg")
+    tx.called(journal, store, 0, "msg")
     journal.world = None
     store.remove(0)  # another execution on the same store
     assert tx.conflicts(store)
@@ -97,14 +97,14 @@ def test_begin_cost_is_independent_of_store_size():
 
 
 def test_overlay_changes_undo_with_a_failed_callee():
-    journal, _ = _world()
+    journal, store = _world()
     tx = _begin(journal)
     tx.write(journal, 0, ("kept",))
     journal.active = True
     mark = journal.mark()
     tx.write(journal, 0, ("callee",))
     tx.create(journal, 9, PendingCreate("B", None, None))
-    tx.called(journal, 0, "m")
+    tx.called(journal, store, 0, "m")
     tx.destroy(journal, 1)
     tx.transfer(journal, 0, "x")
     tx.require(journal, True)

@@ -43,7 +43,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from avm_vm.node import PROTOCOL_VERSION
+from avm_vm.node import OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION
 from avm_vm.node.codec import WireError
 from avm_vm.node.messages import Message, decode_message, message
 from avm_vm.node.wire import FrameSeal, encode_frame, parse_payload, read_payload
@@ -355,10 +355,10 @@ async def _expect(reader: asyncio.StreamReader, kind: str) -> tuple[Message, byt
     obj = parse_payload(payload)
     if type(obj) is dict and obj.get("type") == "hello":
         version = obj.get("version")
-        if type(version) is int and version != PROTOCOL_VERSION:
+        if type(version) is int and not OLDEST_PROTOCOL_VERSION <= version <= PROTOCOL_VERSION:
             raise _Refused(
-                f"protocol version mismatch: this side speaks {PROTOCOL_VERSION}, "
-                f"the peer speaks {version}"
+                f"protocol version mismatch: this side speaks {OLDEST_PROTOCOL_VERSION} to "
+                f"{PROTOCOL_VERSION}, the peer speaks {version}"
             )
     received = decode_message(obj)
     if received["type"] == "error":

@@ -245,6 +245,20 @@ def _tls(role: str, secret: bytes | None) -> Any:
     help="HTTP requests must carry Authorization: Bearer TOKEN (needed beyond loopback; "
     "also read from AVM_HTTP_TOKEN).",
 )
+@click.option(
+    "--profile",
+    type=click.Choice(["ours", "r"]),
+    default="ours",
+    show_default=True,
+    help="r: the spec's rules, where a remote call stays outside the caller's transaction "
+    "(see docs/transactions.md); kept in --data.",
+)
+@click.option(
+    "--volatile-commit",
+    is_flag=True,
+    help="Without --data, still take part in transactions across nodes, accepting that a "
+    "crash between vote and decision loses this node's part.",
+)
 def node_command(
     name: str,
     listen: str,
@@ -267,6 +281,8 @@ def node_command(
     log_format: str,
     http: str | None,
     http_token: str | None,
+    profile: str,
+    volatile_commit: bool,
 ) -> None:
     """Run a node: host objects of the loaded behaviors, serve peers and clients.
 
@@ -327,6 +343,8 @@ def node_command(
         checkpoint_every=checkpoint_every,
         max_connections=_connection_limit(max_connections, len(peer_table)),
         idle_timeout=idle_timeout or None,
+        profile=profile,
+        volatile_commit=volatile_commit,
     )
     from avm_vm.node.logs import configure_logging
 
@@ -535,8 +553,15 @@ def _status_text(status: dict[str, Any]) -> str:
         lines.append(f"  {key.replace('_', ' ')}: {count}")
     for key in ("directory", "parked_runs", "queued", "pending_requests"):
         lines.append(f"  {key.replace('_', ' ')}: {status.get(key)}")
+    tx = status.get("transactions", {})
+    lines.append(
+        f"transactions across nodes: {tx.get('parts', 0)} parts here "
+        f"({tx.get('prepared', 0)} prepared), {tx.get('locked_objects', 0)} locked objects, "
+        f"{tx.get('unacknowledged', 0)} commits awaiting acknowledgement"
+    )
     lines.append(f"events applied: {status.get('events')}")
-    lines.append(f"state hash: {status.get('state_hash') or '(runs are parked)'}")
+    busy = "(runs are parked, or a transaction across nodes is open)"
+    lines.append(f"state hash: {status.get('state_hash') or busy}")
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ dict access, which the GIL makes atomic.
 from __future__ import annotations
 
 PREFIX_SHIFT = 48
+JOINING_PROTOCOL = 3  # the first wire protocol whose calls can join a transaction
 
 
 class Directory:
@@ -23,6 +24,7 @@ class Directory:
         self.objects: dict[int, str] = {}
         self.prefixes: dict[int, str] = {}  # id prefix → the peer that creates such ids
         self.peers: set[str] = set()  # configured or connected peers
+        self.versions: dict[str, int] = {}  # the wire protocol each peer spoke when it connected
 
     # The runtime's `Network` protocol.
 
@@ -35,6 +37,16 @@ class Directory:
 
     def is_peer(self, machine: str) -> bool:
         return machine in self.peers
+
+    def cannot_join(self, machine: str) -> str | None:
+        version = self.versions.get(machine, JOINING_PROTOCOL)
+        if version >= JOINING_PROTOCOL:
+            return None
+        return (
+            f"node {machine} speaks wire protocol {version}, which predates transactions "
+            f"across nodes (protocol {JOINING_PROTOCOL}); upgrade it, or run this node "
+            "with --profile r to keep remote calls outside transactions"
+        )
 
     # Updates.
 
@@ -51,7 +63,9 @@ class Directory:
         if self.objects.get(object_id) == machine:
             del self.objects[object_id]
 
-    def add_peer(self, machine: str, prefix: int | None = None) -> None:
+    def add_peer(self, machine: str, prefix: int | None = None, version: int | None = None) -> None:
         self.peers.add(machine)
+        if version is not None:
+            self.versions[machine] = version
         if prefix is not None and prefix != self.prefix:
             self.prefixes[prefix] = machine

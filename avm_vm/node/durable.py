@@ -47,8 +47,9 @@ META_NAME = "node.json"
 # The version of the runtime's rules a log's runs depend on: raise it whenever the same
 # events could end differently (fuel costs, limits, error kinds or messages that a program
 # can observe). 1: no value budget; 2: fuel charged by value size and a value budget;
-# 3: a callee's failure reason reaches `call!` and `atomic ... else (err)`.
-SEMANTICS = 3
+# 3: a callee's failure reason reaches `call!` and `atomic ... else (err)`; 4: remote calls
+# inside a transaction join it, and a commit checks that nothing it read has changed.
+SEMANTICS = 4
 LOCK_NAME = "lock"  # held (flock) by the node or `avm log repair` using the directory
 ENTROPY_EVERY = 10_000  # events between fresh entropy events (one is logged at each start)
 RESTARTED = {"fail": "the node restarted"}  # the answer a run parked before a restart gets
@@ -112,6 +113,7 @@ class Meta:
     # run under it: events before were logged by an older avm.
     semantics: int = SEMANTICS
     semantics_from: int = 0
+    profile: str = RuntimeOptions.profile
 
     def options(self, jit: str = RuntimeOptions.jit, record_trace: bool = False) -> RuntimeOptions:
         return RuntimeOptions(
@@ -121,6 +123,7 @@ class Meta:
             node_prefix=self.prefix,
             record_trace=record_trace,
             jit=jit,
+            profile=self.profile,
         )
 
 
@@ -137,7 +140,8 @@ def read_meta(data: Path) -> Meta | None:
         if semantics < 1 or since < 0:
             raise ValueError("semantics must be a version from 1, semantics_from an index")
         meta = Meta(str(obj["name"]), int(obj["prefix"]), int(obj["fuel"]), budget)
-        return replace(meta, semantics=semantics, semantics_from=since)
+        profile = str(obj.get("profile", RuntimeOptions.profile))
+        return replace(meta, semantics=semantics, semantics_from=since, profile=profile)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DataError(f"{path} is unreadable: {error}") from None
 
@@ -149,13 +153,16 @@ def settle_meta(
     port_prefix: int,
     fuel: int,
     max_value_bytes: int = RuntimeOptions.max_value_bytes,
+    profile: str = RuntimeOptions.profile,
 ) -> Meta:
     """The directory's settings, written on first use; a restart must not change them
-    (``prefix`` None: keep the stored one), since runs replay within the same budgets."""
+    (``prefix`` None: keep the stored one), since runs replay within the same budgets
+    and rules."""
     data.mkdir(parents=True, exist_ok=True)
     stored = read_meta(data)
     if stored is None:
         meta = Meta(name, port_prefix if prefix is None else prefix, fuel, max_value_bytes)
+        meta = replace(meta, profile=profile)
         write_meta(data, meta)
         return meta
     wanted = {
@@ -163,6 +170,7 @@ def settle_meta(
         "prefix": stored.prefix if prefix is None else prefix,
         "fuel": fuel,
         "max_value_bytes": max_value_bytes,
+        "profile": profile,
     }
     for key, value in wanted.items():
         if getattr(stored, key) != value:
@@ -298,7 +306,7 @@ class Recorder:
         applied = engine.applied
         if applied % ENTROPY_EVERY == 0:
             self.record({"k": "entropy", "bytes": os.urandom(32).hex(), "boot": False})
-        if engine.runtime.parked:
+        if engine.unsettled:
             return  # checkpoints and snapshots wait for a quiescent point
         if self.since_checkpoint >= self.checkpoint_every:
             self.since_checkpoint = 0
@@ -317,7 +325,7 @@ class Recorder:
         """Write a snapshot now if the engine is quiescent, else on the next quiescent step.
         The events it covers are made durable first; then the log starts a new segment, so
         a restart from this snapshot reads nothing older."""
-        if self.data is None or self.engine.runtime.parked:
+        if self.data is None or self.engine.unsettled:
             self.snapshot_wanted = self.data is not None
             return None
         self.flush()
@@ -418,14 +426,26 @@ def _restore(engine: Engine, snap: Snapshot) -> None:
 _ID = (0, (1 << 64) - 1)
 _PREFIX = (0, 0xFFFF)
 # The fields of each kind of event and what they hold: a type, or (low, high) for an int.
-# A resume event's `run` may be absent: logs written before it resumed the newest parked run.
+# A field that may hold null may also be absent (fields added later): a resume event's `run`
+# (logs written before it resumed the newest parked run), a call's transaction.
 _FIELDS: dict[str, dict[str, Any]] = {
     "load": {"tape": str, "upgrade": bool},
     "entropy": {"bytes": str, "boot": bool},
-    "peer": {"machine": str, "prefix": (_PREFIX, None)},
+    "peer": {"machine": str, "prefix": (_PREFIX, None), "version": ((0, 1 << 16), None)},
     "client_call": {"target": _ID, "input": object},
     "client_create": {"behavior": str, "controller": (str, None)},
-    "call": {"target": _ID, "input": object, "sender": _ID, "duct": list},
+    "call": {
+        "target": _ID,
+        "input": object,
+        "sender": _ID,
+        "duct": list,
+        "tx": (_ID, None),
+        "coordinator": (str, None),
+        "controller": (str, None),
+    },
+    "prepare": {"tx": _ID},
+    "decide": {"tx": _ID, "commit": bool},
+    "acked": {"tx": _ID, "machine": str},
     "teleport": {"activation": dict},
     "resume": {"answer": dict, "run": ((1, 1 << 62), None)},
     "install": {"object_id": _ID, "object": dict},
@@ -434,9 +454,6 @@ _FIELDS: dict[str, dict[str, Any]] = {
     "unlearn": {"object_id": _ID, "machine": str},
     "checkpoint": {"full": str},
 }
-
-
-_OPTIONAL = ("o", "run")  # fields that may be absent (then null)
 
 
 def _fits(value: Any, kind: Any) -> bool:
@@ -457,7 +474,7 @@ def event_problem(event: Event) -> str | None:
         return f"unknown event kind {kind!r}"
     wanted = {"k": str, "t": (0, 1 << 62), "o": (str, None), **_FIELDS[kind]}
     for key, shape in wanted.items():
-        if key not in event and key not in _OPTIONAL:
+        if key not in event and not _fits(None, shape):
             return f"the {kind} event has no field {key!r}"
         if not _fits(event.get(key), shape):
             return f"the {kind} event's field {key!r} holds {_brief(event.get(key))}"

@@ -45,7 +45,14 @@ from avm_vm.runtime.core import Runtime, RuntimeOptions
 from avm_vm.runtime.handlers.events import EntropyPool
 from avm_vm.runtime.registry import RegistryError
 from avm_vm.runtime.runs import Done, Failed, MoveOut, Outcome, Parked, Preempted, Teleport
-from avm_vm.trace import BehaviorUpgraded, TraceEntry, entry_json
+from avm_vm.runtime.transactions import Transaction
+from avm_vm.trace import (
+    BehaviorUpgraded,
+    TraceEntry,
+    TransactionAborted,
+    TransactionCommitted,
+    entry_json,
+)
 from avm_vm.values import NOTHING, ObjectRef, Value, kind_of
 from avm_vm.vm.interpreter import Interpreter
 
@@ -61,6 +68,9 @@ class Step:
     error_kind: str = "Failed"
     payload: dict[str, Any] | None = None  # a parked run's activation or object to ship
     notices: list[Message] = field(default_factory=list)
+    reply: Message | None = None  # the answer to a peer's prepare (a vote)
+    # Transactions across nodes decided here: (id, committed, the nodes to tell).
+    decisions: list[tuple[int, bool, frozenset[str]]] = field(default_factory=list)
 
     @property
     def preempted(self) -> bool:
@@ -86,6 +96,15 @@ class Step:
             text = f'{{"n":{dumps_json(notices)},"o":{dumps_json(shown)}}}'
             return hashlib.sha256(text.encode()).digest()[:8]
         return hashlib.sha256(encode_event({"o": shown, "n": notices})).digest()[:8]
+
+
+@dataclass
+class Branch:
+    """This node's part of a transaction begun on another node (docs/transactions.md)."""
+
+    tx: Transaction
+    since: int  # when a call last joined it or it was prepared (event time, ms)
+    prepared: bool = False  # it voted yes: its objects are locked until the decision
 
 
 class LoadError(Exception):
@@ -116,6 +135,14 @@ class Engine:
         self.observers: list[Callable[[list[TraceEntry]], None]] = []
         self.loaded: list[Loaded] = []  # in load order; snapshots refer to them by index
         self.applied = 0  # events applied: the index of the next one
+        # Transactions across nodes (docs/transactions.md): this node's parts of others'
+        # transactions, and its own committed ones whose participants have not yet said
+        # they applied them (answers to "what became of tx N?" come from here).
+        self.branches: dict[int, Branch] = {}
+        self.outcomes: dict[int, set[str]] = {}
+        # Why this node may not vote yes for a part that changes something (it keeps no
+        # log, and the user did not accept the risk); None: it may.
+        self.volatile: str | None = None
         self.boots = 0  # start-ups (entropy events marked boot): request ids use it
         self.handlers: dict[str, Callable[[Event], Step]] = {
             "load": self._load,
@@ -124,6 +151,9 @@ class Engine:
             "client_call": self._client_call,
             "client_create": self._client_create,
             "call": self._serve_call,
+            "prepare": self._prepare,
+            "decide": self._decide,
+            "acked": self._acked,
             "teleport": self._arrive,
             "resume": self._resume,
             "install": self._install,
@@ -213,7 +243,7 @@ class Engine:
         return Step()
 
     def _peer(self, event: Event) -> Step:
-        self.directory.add_peer(event["machine"], event["prefix"])
+        self.directory.add_peer(event["machine"], event["prefix"], event.get("version"))
         return Step()
 
     # ----------------------------------------------------------------- runs
@@ -239,12 +269,157 @@ class Engine:
         call_id = duct[-1][2] if duct else rt.next_call_id()
         value = value_from_json(event["input"])
         try:
+            tx = self._joined(event)
             outcome = rt.start_call(
-                event["target"], value, event["sender"], call_id, duct_from_wire(duct[:-1])
+                event["target"], value, event["sender"], call_id, duct_from_wire(duct[:-1]), tx
             )
         except AvmError as error:
             return Step(error=error.message, error_kind=error.kind.qualified_name)
         return self._step(outcome)
+
+    # ----------------------------------------------------------------- transactions
+
+    def _joined(self, event: Event) -> Transaction | None:
+        """The transaction a served call joins (None: it came outside one): this node's
+        part of it, made on its first call; on the node that began it (A → B → A), the
+        transaction itself, set aside in the run that waits on the call."""
+        tx_id = event.get("tx")
+        if tx_id is None:
+            return None
+        rt = self.runtime
+        coordinator = event["coordinator"]
+        if not rt.ours:
+            raise AvmError(
+                ErrorKind.TX_CANNOT_JOIN,
+                detail=f"node {self.here} runs profile r: calls into it stay outside transactions",
+            )
+        if coordinator == self.here:
+            for run in rt.parked.values():
+                if run.tx is not None and run.tx.id == tx_id:
+                    return run.tx
+            raise AvmError(ErrorKind.TX_NOT_FOUND, tx=tx_id, reason="it is no longer open here")
+        branch = self.branches.get(tx_id)
+        if branch is None:
+            controller = event.get("controller")
+            branch = Branch(Transaction(tx_id, controller, None, coordinator), event["t"])
+            self.branches[tx_id] = branch
+        elif branch.prepared:
+            raise AvmError(ErrorKind.TX_NOT_FOUND, tx=tx_id, reason="it is committing already")
+        branch.since = event["t"]
+        return branch.tx
+
+    def _prepare(self, event: Event) -> Step:
+        """The coordinator asks this node to prepare its part: check it can commit, lock
+        its objects, and vote. The vote leaves once the event is durable."""
+        tx_id = event["tx"]
+        branch = self.branches.get(tx_id)
+        if branch is None:  # never joined, or rolled back already (e.g. after a restart)
+            return Step(reply=self.vote(tx_id, "this node holds no part of it"))
+        tx = branch.tx
+        if branch.prepared:
+            return Step(reply=self.vote(tx_id, None, tx))  # a repeated prepare: the same vote
+        rt = self.runtime
+        if any(run.tx is tx for run in rt.parked.values()):
+            reason: str | None = "a call inside it is still running here"
+        else:
+            reason = tx.stale(rt.store)
+            if reason == "":
+                reason = "an object it read was destroyed"
+        if reason is None and not tx.changes_nothing() and self.volatile is not None:
+            reason = self.volatile
+        if reason is not None:
+            self._discard(tx_id)
+            return Step(reply=self.vote(tx_id, reason))
+        if tx.changes_nothing():  # read-only: valid now, nothing to decide here
+            del self.branches[tx_id]
+            return Step(reply=self.vote(tx_id, None, tx, read_only=True))
+        rt.store.lock(tx.touched(), tx_id)
+        branch.prepared, branch.since = True, event["t"]
+        return Step(reply=self.vote(tx_id, None, tx))
+
+    @property
+    def unsettled(self) -> bool:
+        """Runs are parked or transactions across nodes are open: the state is not data
+        (no snapshot, checkpoint or state hash now)."""
+        return bool(self.runtime.parked or self.branches or self.outcomes)
+
+    def coordinator_of(self, tx_id: int) -> str | None:
+        """The node that began a transaction this node holds a part of (None: no part)."""
+        branch = self.branches.get(tx_id)
+        return None if branch is None else branch.tx.coordinator
+
+    def vote(
+        self,
+        tx_id: int,
+        refusal: str | None,
+        tx: Transaction | None = None,
+        read_only: bool = False,
+    ) -> Message:
+        """This node's vote on its part of ``tx_id``: yes, or no and why (``refusal``)."""
+        called = [] if tx is None else sorted(tx.participants)
+        return message(
+            "vote",
+            request_id=0,  # the node fills in the request it answers
+            tx=tx_id,
+            ok=refusal is None,
+            read_only=read_only,
+            participants=called,
+            error=None if refusal is None else f"node {self.here}: {refusal}",
+        )
+
+    def _decide(self, event: Event) -> Step:
+        """The coordinator's decision on a transaction this node has a part of: apply it
+        or roll it back, and unlock. A decision on a part it does not hold changes nothing
+        (it was applied already, or rolled back)."""
+        branch = self.branches.get(event["tx"])
+        if branch is None:
+            return Step()
+        if event["commit"] and not branch.prepared:
+            return Step()  # no coordinator commits before every part voted: ignored
+        self._discard(event["tx"], event["commit"])
+        return Step(notices=self._notices())
+
+    def _discard(self, tx_id: int, commit: bool = False) -> None:
+        """End this node's part of ``tx_id``: applied (``commit``) or rolled back."""
+        branch = self.branches.pop(tx_id)
+        tx, rt = branch.tx, self.runtime
+        rt.store.unlock(tx.touched())
+        if commit:
+            tx.apply(rt.store, self.here)
+            rt.emit_at(TransactionCommitted(tx_id), None)
+        else:
+            rt.journal.restore_world(tx.world)
+            rt.emit_at(TransactionAborted(tx_id), None)
+        if not rt.parked:
+            self._flush_trace()
+
+    def _acked(self, event: Event) -> Step:
+        """A participant applied a committed transaction: it will not ask about it again."""
+        waiting = self.outcomes.get(event["tx"])
+        if waiting is not None:
+            waiting.discard(event["machine"])
+            if not waiting:
+                del self.outcomes[event["tx"]]
+        return Step()
+
+    def outcome(self, tx_id: int) -> str:
+        """What became of a transaction begun here, as a participant asks: committed, still
+        open, or else aborted (a transaction this node has no word of never committed)."""
+        if tx_id in self.outcomes:
+            return "commit"
+        rt = self.runtime
+        if any(run.tx is not None and run.tx.id == tx_id for run in rt.parked.values()):
+            return "pending"
+        return "abort"
+
+    def idle_branches(self, before: int) -> list[tuple[int, str]]:
+        """Parts of others' transactions untouched since ``before`` (ms; a call joined, or
+        it was prepared): (id, coordinator) for the node to ask about."""
+        return [
+            (tx_id, branch.tx.coordinator or "")
+            for tx_id, branch in self.branches.items()
+            if branch.since < before
+        ]
 
     def _arrive(self, event: Event) -> Step:
         """A teleported activation continues here, unless this node lacks its code."""
@@ -290,6 +465,11 @@ class Engine:
                 step.payload = export_object(rt, request.object_id)
         else:  # a transaction the finished run left open must not leak into the next run
             rt.abort_open_tx()
+        if rt.decided:
+            step.decisions, rt.decided = rt.decided, []
+            for tx_id, committed, machines in step.decisions:
+                if committed and machines:
+                    self.outcomes[tx_id] = set(machines)
         step.notices = self._notices()
         if not rt.parked:
             self._flush_trace()
@@ -361,6 +541,12 @@ class Engine:
             ],
             "directory": len(self.directory.objects),
             "parked_runs": len(self.runtime.parked),
+            "transactions": {
+                "parts": len(self.branches),
+                "prepared": sum(branch.prepared for branch in self.branches.values()),
+                "locked_objects": len(self.runtime.store.locks),
+                "unacknowledged": len(self.outcomes),
+            },
             "runs": self.runtime.runs,
         }
 

@@ -192,6 +192,20 @@ class Optional(FieldType):
 
 U64 = Int(NAT_MAX)
 U16 = Int(0xFFFF)
+
+
+class Names(FieldType):
+    """A list of machine names (the nodes a transaction reached)."""
+
+    description = "a list of node names"
+
+    def check(self, obj: object) -> None:
+        if type(obj) is not list or len(obj) > 4096:
+            self.fail(obj)
+        for item in obj:
+            NAME.check(item)
+
+
 STR = Text()
 # Machine names end up in logs, status tables and the handshake MAC: keep them plain.
 NAME = Text(
@@ -240,6 +254,13 @@ def _response_rule(payload: str) -> Callable[[Message], str | None]:
     return rule
 
 
+def _joined_rule(message: Message) -> str | None:
+    """A call's transaction names its coordinator, and a coordinator comes with one."""
+    if (message.get("tx") is None) != (message.get("coordinator") is None):
+        return "tx and coordinator come together"
+    return None
+
+
 KINDS: dict[str, Kind] = {
     # Handshake (auth.py). The shape of `hello` never changes across protocol versions.
     "hello": Kind({"version": U64, "name": NAME, "role": ROLE, "nonce": HEX32, "prefix": U16}),
@@ -254,7 +275,14 @@ KINDS: dict[str, Kind] = {
             "sender": U64,
             "sender_machine": NAME,
             "duct": Duct(),
-        }
+            # Made inside a transaction begun on `coordinator`: the callee joins it
+            # (docs/transactions.md). Absent otherwise, and from peers before protocol 3.
+            "tx": Optional(U64),
+            "coordinator": Optional(NAME),
+            "controller": Optional(STR),  # the transaction's executing controller
+        },
+        _joined_rule,
+        frozenset({"tx", "coordinator", "controller"}),
     ),
     "call_response": Kind(
         {
@@ -290,6 +318,24 @@ KINDS: dict[str, Kind] = {
         _response_rule("object"),
     ),
     "teleport": Kind({"request_id": U64, "activation": JsonObject()}),
+    # Transactions across nodes (docs/transactions.md): two-phase commit.
+    "prepare": Kind({"request_id": U64, "tx": U64}),
+    "vote": Kind(
+        {
+            "request_id": U64,
+            "tx": U64,
+            "ok": Flag(),
+            "read_only": Flag(),  # yes, and its part changes nothing: no decision needed
+            "participants": Names(),  # further nodes its part called
+            "error": Optional(STR),  # why not (a failed vote)
+        }
+    ),
+    "decide": Kind({"tx": U64, "commit": Flag()}),
+    "decided": Kind({"tx": U64}),
+    "outcome": Kind({"request_id": U64, "tx": U64}),
+    "outcome_response": Kind(
+        {"request_id": U64, "tx": U64, "outcome": Text(r"commit|abort|pending", "an outcome")}
+    ),
     # Clients (`avm call`, `avm create`, `avm status`).
     "client_call": Kind({"request_id": U64, "target": U64, "input": Val()}),
     "client_create": Kind({"request_id": U64, "behavior": STR, "controller": Optional(STR)}),

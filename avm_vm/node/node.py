@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.format.bytecode import encode
 from avm_vm.format.program import Program
 from avm_vm.node.auth import HandshakeError, Hello, Tls, handshake
-from avm_vm.node.directory import PREFIX_SHIFT, Directory
+from avm_vm.node.directory import JOINING_PROTOCOL, PREFIX_SHIFT, Directory
 from avm_vm.node.durable import (
     RESTARTED,
     DataLock,
@@ -47,9 +47,10 @@ from avm_vm.node.durable import (
 )
 from avm_vm.node.engine import Engine, LoadError, Step, failure_of
 from avm_vm.node.eventlog import Event, LogError, LogWriteError
+from avm_vm.node.failpoints import reach
 from avm_vm.node.fairqueue import FairQueue
 from avm_vm.node.logs import log_failed_call, log_failed_run, logger
-from avm_vm.node.messages import Message, RequestIds, message
+from avm_vm.node.messages import Message, RequestIds, encode_message, message
 from avm_vm.node.metrics import Metrics
 from avm_vm.node.peers import NODE_ROOM, Connection, Limits, peer_address, refuse
 from avm_vm.node.requests import (
@@ -59,6 +60,7 @@ from avm_vm.node.requests import (
     failed_answer,
     object_answer,
     request_message,
+    vote_summary,
 )
 from avm_vm.node.state import StateError, capture, state_hash
 from avm_vm.node.wire import LARGE_FRAME, MAX_FRAME, WireError
@@ -67,6 +69,7 @@ from avm_vm.runtime.runs import (
     Done,
     Failed,
     Parked,
+    Prepare,
     RemoteCall,
     Request,
     Run,
@@ -98,6 +101,12 @@ _PEER_KINDS = frozenset(
         "object_response",
         "teleport",
         "error",
+        "prepare",
+        "vote",
+        "decide",
+        "decided",
+        "outcome",
+        "outcome_response",
     }
 )
 _CLIENT_KINDS = frozenset(
@@ -114,6 +123,10 @@ _CLIENT_KINDS = frozenset(
     }
 )
 SNAPSHOT_POLL = 0.02  # seconds between tries of an on-demand snapshot while runs are parked
+# Transactions across nodes: how often a node looks for decisions to resend and for parts
+# of others' transactions to ask about, and how long a part may sit untouched before it asks.
+SETTLE_EVERY = 1.0
+IDLE_PART_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +154,10 @@ class NodeConfig:
     idle_timeout: float | None = 60.0  # seconds a client may ask and say nothing (None: ever)
     max_in_flight: int = 256  # a client's requests being worked on before it is not read
     max_queued_bytes: int = 4 * MAX_FRAME  # output a connection may leave unread
+    profile: str = RuntimeOptions.profile  # "r": remote calls stay outside transactions
+    # Without `data`: take part in commits across nodes all the same, accepting that a crash
+    # between the vote and the decision loses this node's part (docs/transactions.md).
+    volatile_commit: bool = False
 
 
 @dataclass
@@ -229,6 +246,7 @@ class Node:
         self._spawn(self._schedule())
         if self.config.data is not None:
             self._spawn(self._commit())
+        self._spawn(self._settle())
         await self.server.start_serving()
         for peer, (host, port) in self.config.peers.items():
             self._spawn(self._dial(peer, host, port))
@@ -239,8 +257,14 @@ class Node:
         trace = config.record_trace or config.trace_out is not None
         if config.data is None:
             meta = Meta(self.name, self.prefix, config.fuel, config.max_value_bytes)
-            options = meta.options(config.jit, trace)
+            options = replace(meta.options(config.jit, trace), profile=config.profile)
             engine = Engine(options, Directory(self.name, self.prefix), config.trace_out)
+            if not config.volatile_commit:
+                engine.volatile = (
+                    f"node {self.name} keeps no log, so it cannot promise to commit its part "
+                    "after a crash: start it with --data DIR (or --volatile-commit to accept "
+                    "that risk)"
+                )
             return Recorder(engine)
         lock = DataLock(config.data, f"avm node {self.name}")  # held until the recorder closes
         try:
@@ -251,6 +275,7 @@ class Node:
                 self.prefix,
                 config.fuel,
                 config.max_value_bytes,
+                config.profile,
             )
             self.prefix = meta.prefix
             directory = Directory(self.name, self.prefix)
@@ -515,8 +540,13 @@ class Node:
             self._spawn(current.close())
         self.links[conn.name] = conn
         directory = self.directory
-        if conn.name not in directory.peers or directory.prefixes.get(conn.prefix) != conn.name:
-            self._spawn(self._apply({"k": "peer", "machine": conn.name, "prefix": conn.prefix}))
+        if (
+            conn.name not in directory.peers
+            or directory.prefixes.get(conn.prefix) != conn.name
+            or directory.versions.get(conn.name) != conn.version
+        ):
+            event = {"k": "peer", "machine": conn.name, "prefix": conn.prefix}
+            self._spawn(self._apply({**event, "version": conn.version}))
         logger.info("peer %s connected (%s)", conn.name, conn.address)
         # A peer that connects late missed the notices of objects made here that have moved
         # away since; it routes a call to one of them by its prefix, here: say where it is.
@@ -533,6 +563,11 @@ class Node:
         conn = self.links.get(machine)
         try:
             if conn is not None and not conn.closed.is_set():
+                if rid is not None and _cannot_join(conn, outgoing):
+                    why = self.directory.cannot_join(machine) or "it cannot join transactions"
+                    refusal = failed_answer(rid, "TxCannotJoin", why)
+                    self.pending.resolve(rid, encode_message(refusal))
+                    return
                 conn.send(outgoing)
                 if rid is not None:
                     self.pending.sent(rid, conn)
@@ -602,6 +637,10 @@ class Node:
     def _on_call(self, conn: Connection, msg: Message) -> None:
         event = {"k": "call", "target": msg["target"], "input": msg["input"]}
         event.update(sender=msg["sender"], duct=[list(link) for link in msg["duct"]])
+        if msg.get("tx") is not None:  # it joins a transaction
+            event.update(tx=msg["tx"], coordinator=msg["coordinator"])
+            if msg.get("controller") is not None:
+                event["controller"] = msg["controller"]
         conn.hold(msg["request_id"])  # until the answer is written
         self._queue(Origin(msg["request_id"], peer=conn.name, heavy=_heavy(conn)), event)
 
@@ -626,6 +665,12 @@ class Node:
         self._answered(conn, msg)
 
     def _on_object_response(self, conn: Connection, msg: Message) -> None:
+        self._answered(conn, msg)
+
+    def _on_vote(self, conn: Connection, msg: Message) -> None:
+        self._answered(conn, msg)
+
+    def _on_outcome_response(self, conn: Connection, msg: Message) -> None:
         self._answered(conn, msg)
 
     def _answered(self, conn: Connection, msg: Message) -> None:
@@ -659,7 +704,8 @@ class Node:
     async def _on_state_hash(self, conn: Connection, msg: Message) -> None:
         digest = await self._on_vm(_state_hash, thread=True)
         if digest is None:
-            conn.send(message("error", message="runs are parked: the state hash waits for them"))
+            busy = "runs are parked or a transaction across nodes is open"
+            conn.send(message("error", message=f"{busy}: the state hash waits for them"))
             return
         answer = message(
             "state_hash_response",
@@ -880,7 +926,7 @@ class Node:
                     await self._batch()
                 finally:
                     self.busy = False
-            if self.recorder.snapshot_wanted and not self.engine.runtime.parked:
+            if self.recorder.snapshot_wanted and not self.engine.unsettled:
                 await self._on_vm(lambda engine: self._snapshot_due(), thread=True)
             await asyncio.sleep(0)  # let the loop read, write and answer between batches
 
@@ -948,6 +994,11 @@ class Node:
 
     def _after(self, origin: Origin | None, step: Step) -> None:
         self._broadcast(step.notices)
+        for tx_id, commit, machines in step.decisions:
+            if commit:
+                reach("coordinator-after-decision")
+            for machine in sorted(machines):
+                self._send(machine, message("decide", tx=tx_id, commit=commit))
         outcome = step.outcome
         if outcome is None:
             if origin is not None:
@@ -962,7 +1013,10 @@ class Node:
         if origin is not None:
             self.origins[run] = origin
         if type(outcome) is Parked:
-            self._request(run, outcome.request, step.payload)
+            if type(outcome.request) is Prepare:
+                self._spawn(self._gather_votes(run, outcome.request))
+            else:
+                self._request(run, outcome.request, step.payload)
             return
         origin = self.origins.pop(run, None)
         if origin is None:
@@ -1008,6 +1062,129 @@ class Node:
         self.metrics.answered("error", origin.since)
         self._reply(origin, failed_answer(origin.request_id, kind, text))
 
+    # ------------------------------------------------------------------ transactions
+
+    async def _gather_votes(self, run: Run, request: Prepare) -> None:
+        """Two-phase commit, first phase (docs/transactions.md): ask every participant to
+        prepare, and the further nodes their votes name; the summary resumes the parked
+        commit, whose resume event is the logged decision."""
+        asked: set[str] = set()
+        writers: set[str] = set()
+        todo = set(request.participants) - {self.name}
+        refusal: str | None = None
+        reach("coordinator-before-prepare")
+        while todo and refusal is None:
+            asked |= todo
+            votes = await asyncio.gather(*(self._ask(m, "prepare", tx=request.tx) for m in todo))
+            todo = set()
+            for vote in votes:
+                if isinstance(vote, str):
+                    refusal = refusal or vote
+                elif not vote["ok"]:
+                    refusal = refusal or vote["error"] or "a node voted no"
+                else:
+                    if not vote["read_only"]:
+                        writers.add(vote["machine"])
+                    todo |= set(vote["participants"]) - asked - {self.name}
+        if refusal is None and writers and self.engine.volatile is not None:
+            refusal = self.engine.volatile
+        nodes = writers if refusal is None else asked
+        reach("coordinator-before-decision")
+        self.answers[run] = vote_summary(request.tx, refusal, nodes)
+        self.wake.set()
+
+    async def _ask(self, machine: str, kind: str, **fields: object) -> Message | str:
+        """Send a request to ``machine`` and wait for its answer (a message, with the
+        answering machine added), or why there is none (the pending map's timeout)."""
+        rid = self.request_ids.next()
+        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.pending.expect(rid, machine, lambda got: answer.done() or answer.set_result(got))
+        self._send(machine, message(kind, request_id=rid, **fields), rid)
+        got = await answer
+        if isinstance(got, str):
+            return f"node {machine}: {got}"
+        return {**got, "machine": machine}
+
+    async def _on_prepare(self, conn: Connection, msg: Message) -> None:
+        """A coordinator asks this node to prepare its part of a transaction: the vote
+        leaves once the prepare is durable."""
+        tx_id = msg["tx"]
+        coordinator = self.engine.coordinator_of(tx_id)
+        if coordinator not in (None, conn.name):
+            vote = self.engine.vote(tx_id, f"node {conn.name} did not begin it")
+        else:
+            step = await self._apply({"k": "prepare", "tx": tx_id})
+            if step is None or step.reply is None:
+                vote = self.engine.vote(tx_id, "the node is halting")
+            else:
+                vote = step.reply
+                reach("participant-after-prepare")
+        conn.send({**vote, "request_id": msg["request_id"]})
+
+    async def _on_decide(self, conn: Connection, msg: Message) -> None:
+        """The coordinator's decision on a part this node holds: apply or roll back, then
+        acknowledge (a decision on a part it no longer holds is acknowledged at once)."""
+        tx_id = msg["tx"]
+        coordinator = self.engine.coordinator_of(tx_id)
+        if coordinator is not None:
+            reach("participant-before-apply")
+            if coordinator != conn.name:
+                logger.warning(
+                    "ignored %s's decision on tx:%d: it did not begin it", conn.name, tx_id
+                )
+                return
+            step = await self._apply({"k": "decide", "tx": tx_id, "commit": msg["commit"]})
+            if step is None:
+                return  # halting: the decision is asked for again after the restart
+            self._broadcast(step.notices)
+            reach("participant-after-apply")
+        if msg["commit"]:
+            conn.send(message("decided", tx=tx_id))
+
+    async def _on_decided(self, conn: Connection, msg: Message) -> None:
+        if conn.name in self.engine.outcomes.get(msg["tx"], ()):
+            await self._apply({"k": "acked", "tx": msg["tx"], "machine": conn.name})
+
+    async def _on_outcome(self, conn: Connection, msg: Message) -> None:
+        """A participant asks what became of a transaction this node began."""
+        outcome = await self._on_vm(lambda engine: engine.outcome(msg["tx"]))
+        conn.send(
+            message("outcome_response", request_id=msg["request_id"], tx=msg["tx"], outcome=outcome)
+        )
+
+    async def _settle(self) -> None:
+        """Finish transactions across nodes that a lost message or a restart left open:
+        resend commit decisions not yet acknowledged, and ask coordinators about parts
+        that have waited too long (docs/transactions.md, "Failures")."""
+        unacked: set[int] = set()
+        asking: set[int] = set()
+        while not self.stopping:
+            await asyncio.sleep(SETTLE_EVERY)
+            outcomes = await self._on_vm(lambda engine: dict(engine.outcomes))
+            for tx_id in unacked & outcomes.keys():  # waited a whole round already
+                for machine in sorted(outcomes[tx_id]):
+                    self._send(machine, message("decide", tx=tx_id, commit=True))
+            unacked = set(outcomes)
+            before = int((time.time() - IDLE_PART_SECONDS) * 1000)
+            idle = await self._on_vm(lambda engine, before=before: engine.idle_branches(before))
+            for tx_id, coordinator in idle:
+                if tx_id not in asking and coordinator in self.links:
+                    asking.add(tx_id)
+                    task = self._spawn(self._learn_outcome(tx_id, coordinator))
+                    task.add_done_callback(lambda _, tx_id=tx_id: asking.discard(tx_id))
+
+    async def _learn_outcome(self, tx_id: int, coordinator: str) -> None:
+        answer = await self._ask(coordinator, "outcome", tx=tx_id)
+        if isinstance(answer, str) or answer["outcome"] == "pending":
+            return
+        step = await self._apply(
+            {"k": "decide", "tx": tx_id, "commit": answer["outcome"] == "commit"}
+        )
+        if step is not None:
+            self._broadcast(step.notices)
+            if answer["outcome"] == "commit":
+                self._send(coordinator, message("decided", tx=tx_id))
+
     # ------------------------------------------------------------------ requests to peers
 
     def _request(self, run: Run, request: Request, payload: dict[str, Any] | None) -> None:
@@ -1026,6 +1203,15 @@ class Node:
 
         self.pending.expect(rid, request.machine, answered)
         self._send(request.machine, request_message(request, rid, payload, self.name), rid)
+
+
+def _cannot_join(conn: Connection, outgoing: Message) -> bool:
+    """Whether ``outgoing`` is a call that joins a transaction, to a peer too old to."""
+    return (
+        conn.version < JOINING_PROTOCOL
+        and outgoing["type"] == "call"
+        and outgoing.get("tx") is not None
+    )
 
 
 def _heavy(conn: Connection) -> bool:

@@ -111,6 +111,7 @@ class Connection:
         self.name = hello.name
         self.role = hello.role
         self.prefix = hello.prefix
+        self.version = hello.version  # the wire protocol it speaks
         self.certified = hello.certified  # name and role proved by a TLS certificate
         self.outgoing = hello.outgoing  # frame seals (a shared secret), None otherwise
         self.incoming = hello.incoming

@@ -20,7 +20,17 @@ from avm_vm.node.messages import Message, message
 from avm_vm.node.peers import Connection
 from avm_vm.node.transfer import duct_to_wire
 from avm_vm.runtime.failures import CalleeFailed
-from avm_vm.runtime.runs import FetchIn, MoveOut, RemoteCall, RemoteFailure, Request, Teleport
+from avm_vm.runtime.runs import (
+    Decision,
+    FetchIn,
+    MoveOut,
+    NoAnswer,
+    Prepare,
+    RemoteCall,
+    RemoteFailure,
+    Request,
+    Teleport,
+)
 from avm_vm.trace import CallFailure
 
 Answer = Message | str  # the response, or why there is none
@@ -31,6 +41,11 @@ def request_message(
 ) -> Message:
     """The message that asks ``request.machine`` for what a parked run waits on."""
     if type(request) is RemoteCall:
+        joined: dict[str, object] = {}
+        if request.tx is not None:
+            joined = {"tx": request.tx, "coordinator": request.coordinator}
+            if request.controller is not None:
+                joined["controller"] = request.controller
         return message(
             "call",
             request_id=request_id,
@@ -39,6 +54,7 @@ def request_message(
             sender=request.sender,
             sender_machine=here,
             duct=duct_to_wire(request.duct, here),
+            **joined,
         )
     if type(request) is Teleport:
         return message("teleport", request_id=request_id, activation=payload)
@@ -58,9 +74,11 @@ def run_answer(request: Request, answer: Answer) -> object:
     callee), an `AvmError` (the instruction fails), or a `RemoteFailure` (a teleported
     activation failed). Every other failure keeps the reference's kind, MachineUnreachable
     (spec §11.5)."""
+    if type(request) is Prepare:
+        return _decision(request, answer)
     machine = request.machine
     if isinstance(answer, str):
-        return AvmError(ErrorKind.MACHINE_UNREACHABLE, machine=f"{machine} ({answer})")
+        return NoAnswer(ErrorKind.MACHINE_UNREACHABLE, machine=f"{machine} ({answer})")
     ok, kind = answer["ok"], answer["type"]
     remote = AvmError(
         ErrorKind.MACHINE_UNREACHABLE,
@@ -81,6 +99,32 @@ def run_answer(request: Request, answer: Answer) -> object:
     if type(request) in (MoveOut, FetchIn) and kind == "object_response":
         return ok
     return AvmError(ErrorKind.MACHINE_UNREACHABLE, machine=f"{machine} (unexpected {kind})")
+
+
+def _decision(request: Prepare, answer: Answer) -> Decision:
+    """The decision the votes came to (`vote_summary`), or an abort when there is none (the
+    node restarted before the votes were in)."""
+    if isinstance(answer, str):
+        return Decision(False, f"no decision was reached ({answer})", asked=request.participants)
+    nodes = frozenset(answer["participants"])
+    if answer["ok"]:
+        return Decision(True, writers=nodes)
+    return Decision(False, answer["error"], asked=nodes | request.participants)
+
+
+def vote_summary(tx: int, refusal: str | None, nodes: set[str]) -> Message:
+    """The votes on ``tx`` summed up as one `vote`, the answer its parked commit resumes
+    with: every node said yes (``nodes`` those that must apply their part), or not
+    (``refusal`` says why; ``nodes`` are all that were asked)."""
+    return message(
+        "vote",
+        request_id=0,
+        tx=tx,
+        ok=refusal is None,
+        read_only=False,
+        participants=sorted(nodes),
+        error=refusal,
+    )
 
 
 def call_answer(request_id: int, value: object, failure: CallFailure | None = None) -> Message:

@@ -1,7 +1,8 @@
 """The engine's whole state as canonical JSON, its hashes, and rebuilding an engine from it.
 
 `capture` is what a snapshot stores and `restore` its inverse; both need a quiescent engine
-(no parked run, no open transaction), since a parked run's frames are not data. Two hashes:
+(no parked run, no open transaction, no part of a transaction across nodes and no commit
+awaiting acknowledgements), since a parked run's frames are not data. Two hashes:
 
 * the **state hash** covers the world behaviors can see (objects, states, registry and
   program bytes, id and call counters, constraint store, directory, trace clock), so two
@@ -38,6 +39,8 @@ def capture(engine: Engine) -> State:
     rt = engine.runtime
     if rt.parked or rt.run is not None or rt.tx is not None:
         raise StateError("the node is not quiescent (a run is parked or a transaction open)")
+    if engine.branches or engine.outcomes:  # their overlays and promises are not data
+        raise StateError("the node is not quiescent (a transaction across nodes is open)")
     index = {id(item.interpreter): n for n, item in enumerate(engine.loaded)}
     index[id(engine.entry)] = -1  # the node's built-in entry program
     store, cons, directory = rt.store, rt.constraints, engine.directory

@@ -33,15 +33,19 @@ from avm_vm.runtime.handlers.events import EntropyPool
 from avm_vm.runtime.handlers.machine import complete_fetch, complete_move
 from avm_vm.runtime.handlers.objects import complete_remote_call, remote_call_failed
 from avm_vm.runtime.handlers.solver import ConstraintStore
+from avm_vm.runtime.handlers.tx import complete_commit
 from avm_vm.runtime.registry import BehaviorEntry, Registry
 from avm_vm.runtime.runs import (
+    Decision,
     Done,
     Failed,
     FetchIn,
     MoveOut,
+    NoAnswer,
     Outcome,
     Parked,
     Preempted,
+    Prepare,
     RemoteCall,
     RemoteFailure,
     Request,
@@ -118,6 +122,10 @@ class Network(Protocol):
 
     def is_peer(self, machine: str) -> bool:
         """Whether ``machine`` is another node this one can reach."""
+        ...
+
+    def cannot_join(self, machine: str) -> str | None:
+        """Why a call to ``machine`` cannot join a transaction (None: it can)."""
         ...
 
 
@@ -225,6 +233,9 @@ class Runtime:
         self.run: Run | None = None  # the executing run
         self.parked: dict[int, Run] = {}  # runs waiting on another machine, by number
         self.runs = 0  # runs started, which numbers them
+        # Transactions with parts on other nodes that ended here: (id, committed, the nodes
+        # to tell). A node sends them and empties the list after each step.
+        self.decided: list[tuple[int, bool, frozenset[str]]] = []
         self.request: Request | None = None  # set by a handler that answers PARK
         self.stack: list[Activation] = []  # the executing run's activations
         self.act: Activation  # the top of `stack` while running
@@ -282,14 +293,25 @@ class Runtime:
         return self._drive(None)
 
     def start_call(
-        self, target: int, message: Value, sender: int, call_id: int, parent: DuctLink | None
+        self,
+        target: int,
+        message: Value,
+        sender: int,
+        call_id: int,
+        parent: DuctLink | None,
+        tx: Transaction | None = None,
     ) -> Outcome:
         """Serve a call from another machine (spec §11.2): the callee is the run's base
-        activation, undone if it fails (like any failed callee, DESIGN.md §12). Raises
-        `AvmError` (ObjNotFound, BehaviorNotFound) when there is nothing to run."""
+        activation, undone if it fails (like any failed callee, DESIGN.md §12). With ``tx``
+        the call joined that transaction: it runs inside it, as a local callee would, and
+        leaves it open. Raises `AvmError` (ObjNotFound, BehaviorNotFound, ObjLocked) when
+        there is nothing to run."""
         record = self.store.get(target)
         if record is None:
             raise AvmError(ErrorKind.OBJ_NOT_FOUND, id=target)
+        holder = self.store.locked_by(target)
+        if holder is not None:
+            raise AvmError(ErrorKind.OBJ_LOCKED, id=target, tx=holder)
         entry = self.registry.behaviors.get(record.behavior)
         if entry is None:
             raise AvmError(ErrorKind.BEHAVIOR_NOT_FOUND, name=record.behavior)
@@ -299,6 +321,10 @@ class Runtime:
             entry.interpreter, frame, target, message, sender, record.machine, record.behavior, duct
         )
         self._begin(act, undoable=True)
+        if tx is not None:
+            self.run.joined = True  # type: ignore[union-attr]
+            self.tx, self.journal.world = tx, tx.world
+            tx.called(self.journal, self.store, target, message)
         return self._drive(None)
 
     def arrive(self, act: Activation, dst: int, came_from: str) -> Outcome:
@@ -326,7 +352,19 @@ class Runtime:
         result: Ret | Vis | Fault | None = None
         if type(request) is Teleport:
             result = self._teleport_done(answer)
+        elif type(request) is Prepare:
+            assert type(answer) is Decision
+            try:
+                act.frames[-1].regs[run.dst] = complete_commit(self, answer)
+            except AvmError as error:
+                result = act.interpreter.throw(act.frames, error, fuel, max_frames)
         elif isinstance(answer, AvmError):
+            tx = self.tx
+            if type(answer) is NoAnswer and tx is not None and type(request) is RemoteCall:
+                tx.doomed = tx.doomed or (
+                    f"the call to obj:{request.target} on node {request.machine} got no "
+                    "answer, so what it changed there is unknown"
+                )
             result = act.interpreter.throw(act.frames, answer, fuel, max_frames)
         elif type(answer) is RemoteFailure:
             raise AssertionError("only a teleported activation fails remotely")
@@ -516,11 +554,14 @@ class Runtime:
         self._leave()
 
     def _end(self) -> None:
-        """The executing run is over: forget its undo entries (parked runs keep theirs)."""
+        """The executing run is over: forget its undo entries (parked runs keep theirs). A
+        run that joined a transaction leaves it open for the rest of it."""
         run = self.run
         assert run is not None
         run.entries.clear()
         run.stack = []
+        if run.joined:
+            self.tx = self.journal.world = None
         self._leave()
 
     def _leave(self) -> None:
@@ -664,13 +705,27 @@ class Runtime:
         self.journal.set_attr(self, "tx", tx)
         self.journal.set_attr(self.journal, "world", None if tx is None else tx.world)
 
-    def rollback(self) -> Transaction:
-        """Close the open transaction and put the world back as it was at begin (§8.7)."""
+    def rollback(self, asked: frozenset[str] = frozenset()) -> Transaction:
+        """Close the open transaction and put the world back as it was at begin (§8.7).
+        Its parts on other nodes (and on ``asked``, nodes asked to prepare) are told to
+        roll back too: for good, so should an undo reopen it, it can no longer commit."""
         tx = self.tx
         assert tx is not None
         self.set_tx(None)
         self.journal.restore_world(tx.world)
+        if tx.participants or asked:
+            tx.doomed = tx.doomed or "it was rolled back on the nodes it reached"
+            self.decided.append((tx.id, False, frozenset(tx.participants | asked)))
         return tx
+
+    def fence(self) -> None:
+        """Nothing the executing run did so far can be undone any more: a commit across
+        nodes is final, and so is what led to it (docs/transactions.md)."""
+        self.journal.entries.clear()
+        clock = self.trace.clock
+        for act in self.stack:
+            act.mark = 0
+            act.trace_mark = clock
 
 
 class _Abandon(Exception):

@@ -33,6 +33,10 @@ class RemoteCall:
     sender: int
     duct: DuctLink  # the call's own link: what the ObjectCalled entry reports
     strict: bool = False  # a `call!`: the answer is the value itself, a failure fails it
+    # Made inside a transaction (profile ours): the callee joins it (docs/transactions.md).
+    tx: int | None = None
+    coordinator: str | None = None  # the node that began the transaction
+    controller: str | None = None  # the transaction's executing controller
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,31 @@ class FetchIn:
     object_id: int
 
 
-Request = RemoteCall | Teleport | MoveOut | FetchIn
+@dataclass(frozen=True)
+class Prepare:
+    """A commit whose transaction has parts on other nodes: the node asks ``participants``
+    to prepare theirs; the answer is the decision (docs/transactions.md)."""
+
+    tx: int
+    participants: frozenset[str]
+
+
+Request = RemoteCall | Teleport | MoveOut | FetchIn | Prepare
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to a `Prepare`: commit (every participant voted yes; ``writers`` are
+    those whose part changes something, which must apply it), or abort and why."""
+
+    commit: bool
+    reason: str | None = None
+    writers: frozenset[str] = frozenset()
+    asked: frozenset[str] = frozenset()  # every node asked to prepare (an abort tells all)
+
+
+class NoAnswer(AvmError):
+    """A request got no answer (timeout, lost connection): what the peer did is unknown."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +108,7 @@ class Run:
         "entries",
         "failure",
         "fuel",
+        "joined",
         "journal_active",
         "number",
         "request",
@@ -97,6 +126,9 @@ class Run:
         # unwind independently whatever order they resume in.
         self.entries: list[tuple] = []
         self.undoable = undoable  # a served call: its base activation is undone on failure
+        # It runs inside a transaction that is not its own (a served call that joined one):
+        # the transaction stays open when the run ends (`Runtime._end`).
+        self.joined = False
         self.request: Request | None = None  # what the run waits for while parked
         self.dst = 0  # the register of the parked instruction's answer
         self.tx: Transaction | None = None  # set aside while parked

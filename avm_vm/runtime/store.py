@@ -139,14 +139,25 @@ class _TrackedDict(dict):
 
 
 class Store:
-    """Objects and their states (spec §3.3), every change journaled."""
+    """Objects and their states (spec §3.3), every change journaled.
 
-    __slots__ = ("journal", "objects", "states")
+    Each object's `version` changes whenever it appears, its state is written or it goes:
+    a transaction notes the versions of the objects it reads and commits only if none has
+    changed since (serializable validation, docs/transactions.md). Versions come from one
+    counter that never goes back, so a version is never reused; an undone change restores
+    the old version with the old state. `locks` holds the objects of transactions that are
+    committing across nodes: nothing else may touch them until the decision.
+    """
+
+    __slots__ = ("clock", "journal", "locks", "objects", "states", "versions")
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.objects: dict[int, ObjectRecord] = {}
         self.states: dict[int, tuple[Value, ...]] = {}
+        self.versions: dict[int, int] = {}
+        self.clock = 0  # the last version handed out
+        self.locks: dict[int, int] = {}  # object id -> the committing transaction's id
 
     def track_changes(self) -> None:
         """From now on, note which objects appear, change or vanish (`drain_changes`).
@@ -174,21 +185,47 @@ class Store:
     def __len__(self) -> int:
         return len(self.objects)
 
+    def version(self, object_id: int) -> int:
+        """The object's version: 0 for one never changed since this store began."""
+        return self.versions.get(object_id, 0)
+
+    def _changed(self, object_id: int) -> None:
+        self.clock += 1
+        self.journal.put(self.versions, object_id, self.clock)
+
+    def locked_by(self, object_id: int) -> int | None:
+        """The transaction committing ``object_id`` across nodes, if any."""
+        return self.locks.get(object_id) if self.locks else None
+
+    def lock(self, ids: set[int], tx_id: int) -> None:
+        """Hold ``ids`` for the transaction ``tx_id`` until `unlock` (not journaled: the
+        decision releases them, whatever happens to the run in between)."""
+        for object_id in ids:
+            self.locks[object_id] = tx_id
+
+    def unlock(self, ids: set[int]) -> None:
+        for object_id in ids:
+            self.locks.pop(object_id, None)
+
     def install(self, object_id: int, record: ObjectRecord) -> None:
         """Create an object with state ``[]`` (spec §3.3)."""
         self.journal.put(self.objects, object_id, record, world=True)
         self.journal.put(self.states, object_id, (), world=True)
+        self._changed(object_id)
 
     def remove(self, object_id: int) -> None:
         """Destroy an object: its record and its state (profile R removes all three maps)."""
         self.journal.remove(self.objects, object_id, world=True)
         self.journal.remove(self.states, object_id, world=True)
+        self._changed(object_id)
 
     def forget(self, object_id: int) -> None:
         """Drop an object that moved to another node: not journaled, since no undo can bring
         it back without duplicating it there."""
         self.objects.pop(object_id, None)
         self.states.pop(object_id, None)
+        self.clock += 1
+        self.versions[object_id] = self.clock
 
     def replace(self, object_id: int, record: ObjectRecord) -> None:
         """Change an existing object's metadata (move, transfer, fetch)."""
@@ -199,6 +236,7 @@ class Store:
 
     def set_state(self, object_id: int, state: tuple[Value, ...]) -> None:
         self.journal.put(self.states, object_id, state, world=True)
+        self._changed(object_id)
 
     def ids(self) -> list[int]:
         """Every object id, in increasing order."""

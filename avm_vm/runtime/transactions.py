@@ -27,27 +27,57 @@ class Transaction:
     __slots__ = (
         "checkpoint",
         "controller",
+        "coordinator",
         "creates",
         "destroys",
+        "doomed",
         "id",
         "log",
         "observed",
+        "participants",
+        "remote_kept",
+        "remote_made",
         "requirements",
+        "run",
         "search",
+        "seen",
         "states",
         "transfers",
         "world",
     )
 
-    def __init__(self, tx_id: int, controller: str | None) -> None:
+    def __init__(
+        self,
+        tx_id: int,
+        controller: str | None,
+        run: int | None = None,
+        coordinator: str | None = None,
+    ) -> None:
         self.id = tx_id
         self.controller = controller
+        # The run that began it, the only one that may commit or abort it (None: this is a
+        # node's part of a transaction begun on ``coordinator``, docs/transactions.md).
+        self.run = run
+        self.coordinator = coordinator
+        # Across nodes: the peers its calls went to (they hold parts of it), never undone,
+        # since what a call did there stays there until the decision.
+        self.participants: set[str] = set()
+        # Calls to peers that answered, counted twice: `remote_kept` is journaled, so a
+        # failed caller's undo takes its calls back out of it, `remote_made` is not. When
+        # they differ a failed call had changed another node, which cannot be undone apart
+        # from the whole transaction: it cannot commit.
+        self.remote_made = 0
+        self.remote_kept = 0
+        self.doomed: str | None = None  # why it can no longer commit (a call got no answer)
         self.creates: dict[int, PendingCreate] = {}
         self.transfers: list[tuple[int, str]] = []
         self.log: list[tuple[int, Value]] = []  # txLog: (target, message) per local call
         self.states: dict[int, tuple[Value, ...]] = {}  # latest pending state per object
         self.destroys: set[int] = set()
-        self.observed: set[int] = set()  # the read set
+        self.observed: set[int] = set()  # the read set of the spec: objects called
+        # Profile ours: every object whose state it read or wrote, or that it called, with
+        # the version it saw first: what a commit validates (`stale`) and locks.
+        self.seen: dict[int, int] = {}
         self.requirements: list[Value] = []  # `require` assertions, checked at commit
         self.world: list[tuple[dict, object, object]] = []  # undo log of direct world changes
         # Profile ours: where a re-run of the body starts (`Search`), taken at begin; the
@@ -69,10 +99,17 @@ class Transaction:
     def write(self, journal: Journal, object_id: int, state: tuple[Value, ...]) -> None:
         journal.put(self.states, object_id, state)
 
-    def called(self, journal: Journal, target: int, message: Value) -> None:
+    def called(self, journal: Journal, store: Store, target: int, message: Value) -> None:
         """A local call inside the tx: txLog entry and read-set membership (spec §7.1 step 4)."""
         journal.append(self.log, (target, message))
         journal.add(self.observed, target)
+        self.saw(store, target)
+
+    def saw(self, store: Store, object_id: int) -> None:
+        """The tx depends on ``object_id`` as it is now (unless it saw it already). Not
+        undone with a failed callee: how the callee failed may depend on what it read."""
+        if object_id not in self.seen:
+            self.seen[object_id] = store.version(object_id)
 
     def require(self, journal: Journal, assertion: Value) -> None:
         journal.append(self.requirements, assertion)
@@ -85,6 +122,41 @@ class Transaction:
             i not in self.destroys and i not in store and i not in self.creates
             for i in self.observed
         )
+
+    def stale(self, store: Store) -> str | None:
+        """Why the transaction cannot commit on this node, or None (docs/transactions.md,
+        "Isolation"): an object it read has changed or gone since it read it, another
+        transaction is committing one of them across nodes, or it is doomed. "" when an
+        object it read is gone, which the spec's message says already."""
+        if self.doomed is not None:
+            return self.doomed
+        if self.remote_kept != self.remote_made:
+            return (
+                "a call that failed had changed objects on another node, which cannot be "
+                "undone apart from the whole transaction"
+            )
+        locks, version = store.locks, store.versions.get
+        for object_id, seen in self.seen.items():
+            if object_id in self.creates:
+                continue
+            holder = locks.get(object_id) if locks else None
+            if holder is not None and holder != self.id:
+                return f"obj:{object_id} is being committed by tx:{holder}"
+            if version(object_id, 0) != seen:
+                if object_id not in store:
+                    return ""  # the spec's own conflict (§8.5), in its own words
+                return f"obj:{object_id} changed after the transaction read it"
+        return None
+
+    def touched(self) -> set[int]:
+        """The objects of the store it read or changes (what a commit across nodes locks)."""
+        ids = self.seen.keys() | self.states.keys() | self.destroys
+        ids.update(object_id for object_id, _ in self.transfers)
+        return ids - self.creates.keys()
+
+    def changes_nothing(self) -> bool:
+        """Whether committing it would change nothing here (a read-only part)."""
+        return not (self.creates or self.states or self.destroys or self.transfers or self.world)
 
     def apply(self, store: Store, machine: str) -> None:
         """Apply the overlay: creates, transfers, (writes), states, destroys (spec §8.6)."""

@@ -342,3 +342,40 @@ def test_8_7_abort_keeps_pure_registry_changes(run):
       return [call_pure("fresh", [0]), call_pure("one", [0])]
     }""")
     assert out.text == "[1, 2]"
+
+
+def test_ours_an_object_locked_by_a_commit_across_nodes_answers_at_once(run_on, compile):
+    """docs/transactions.md: while a transaction that reached other nodes commits, its
+    objects are locked; a call into one fails at once with ObjLocked (no wait)."""
+    make = compile(CELL + "main { return create Cell }")
+    use = compile('main { return call(obj:0, ["get"]) }')
+    runtime = Runtime((make, use))
+    assert run_on(runtime, make).text == "obj:0"
+    runtime.store.lock({0}, 7)
+    out = run_on(runtime, use)
+    assert out.error == "ObjLocked: obj:0 is locked while tx:7 commits across nodes; try again"
+    runtime.store.unlock({0})
+    assert run_on(runtime, use).text == "just 0"
+
+
+class _Elder:
+    """A network whose only other machine cannot join transactions."""
+
+    def locate(self, object_id: int) -> str | None:
+        return "elder" if object_id >> 48 == 9 else None
+
+    def is_peer(self, machine: str) -> bool:
+        return machine == "elder"
+
+    def cannot_join(self, machine: str) -> str | None:
+        return "it is too old"
+
+
+def test_ours_a_remote_call_that_cannot_join_fails_inside_a_transaction(run_on, compile):
+    """docs/transactions.md: a remote call inside a transaction joins it, or fails
+    (TxCannotJoin) naming the call and the node; it never escapes the transaction."""
+    program = compile(f'main {{ atomic {{ return call(obj:{9 << 48}, "hi") }} }}')
+    out = run_on(Runtime(program, network=_Elder()))
+    assert out.error == (
+        f"TxCannotJoin: the call to obj:{9 << 48} on node elder cannot join tx:0: it is too old"
+    )

@@ -94,3 +94,11 @@ def values(value: Value, instruction: str) -> tuple[Value, ...]:
 def maybe_name(text: str | None) -> Value:
     """A machine or controller name as an answer: ``just "name"`` or ``nothing`` (§2.3)."""
     return NOTHING if text is None else Just(text)
+
+
+def refuse_if_locked(rt: Runtime, target: int) -> None:
+    """An object a transaction is committing across nodes answers no one until the
+    decision: the caller learns it at once, it never waits (docs/transactions.md)."""
+    holder = rt.store.locked_by(target)
+    if holder is not None:
+        raise AvmError(ErrorKind.OBJ_LOCKED, id=target, tx=holder)

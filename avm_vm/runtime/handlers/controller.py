@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.runtime.handlers.common import maybe_name, name, object_id
+from avm_vm.runtime.handlers.common import maybe_name, name, object_id, refuse_if_locked
 from avm_vm.trace import ObjectFrozen, ObjectTransferred
 from avm_vm.values import NOTHING, Just, Value
 
@@ -30,6 +30,7 @@ def transfer_object(rt: Runtime, args: tuple[Value, ...]) -> Value:
     record = rt.store.get(target)
     if record is None:
         raise AvmError(ErrorKind.CTRL_NOT_AVAILABLE, id=target)
+    refuse_if_locked(rt, target)
     if rt.tx is not None:
         rt.tx.transfer(rt.journal, target, controller)
         return True

@@ -41,7 +41,10 @@ def state_seen(rt: Runtime, object_id: int) -> Value:
 
 
 def get_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
-    return state_seen(rt, rt.act.self_id)
+    self_id, tx = rt.act.self_id, rt.tx
+    if tx is not None:  # the commit checks that this state did not change meanwhile
+        tx.saw(rt.store, self_id)
+    return state_seen(rt, self_id)
 
 
 def get_state_r(rt: Runtime, args: tuple[Value, ...]) -> Value:
@@ -53,10 +56,13 @@ def set_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
     state = values(args[0], "set_state")
     rt.pay_walk(state)  # snapshots and state hashes encode it
     self_id = rt.act.self_id
-    if rt.tx is None:
+    tx = rt.tx
+    if tx is None:
         rt.store.set_state(self_id, state)
     else:
-        rt.tx.write(rt.journal, self_id, state)
+        if rt.ours:
+            tx.saw(rt.store, self_id)
+        tx.write(rt.journal, self_id, state)
     rt.emit(StateUpdated(self_id, state))
     return NOTHING
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind
-from avm_vm.runtime.handlers.common import PARK, maybe_name, name, object_id
+from avm_vm.runtime.handlers.common import PARK, maybe_name, name, object_id, refuse_if_locked
 from avm_vm.runtime.runs import FetchIn, MoveOut, Teleport
 from avm_vm.trace import ExecutionMoved, ObjectFetched, ObjectMoved
 from avm_vm.values import Value
@@ -65,6 +65,7 @@ def move_object(rt: Runtime, args: tuple[Value, ...]) -> Value:
     record = rt.store.get(target)
     if record is None:
         return False
+    refuse_if_locked(rt, target)
     if _peer(rt, machine):
         if rt.tx is not None:
             raise AvmError(ErrorKind.MACHINE_INVALID_TRANSFER)
@@ -97,6 +98,7 @@ def fetch(rt: Runtime, args: tuple[Value, ...]) -> Value:
             raise AvmError(ErrorKind.MACHINE_INVALID_TRANSFER)
         rt.request = FetchIn(where, target)
         return PARK
+    refuse_if_locked(rt, target)
     rt.store.replace(target, record._replace(machine=here))
     rt.emit(ObjectFetched(target, here))
     return True

@@ -6,7 +6,13 @@ from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.runtime.failures import CalleeFailed
-from avm_vm.runtime.handlers.common import PARK, name, object_id, optional_name
+from avm_vm.runtime.handlers.common import (
+    PARK,
+    name,
+    object_id,
+    optional_name,
+    refuse_if_locked,
+)
 from avm_vm.runtime.handlers.search import refuse_if_searching
 from avm_vm.runtime.runs import RemoteCall
 from avm_vm.runtime.store import ObjectRecord
@@ -46,6 +52,7 @@ def destroy_obj(rt: Runtime, args: tuple[Value, ...]) -> Value:
     tx = rt.tx
     if target not in rt.store and (tx is None or target not in tx.creates):
         raise AvmError(ErrorKind.OBJ_NOT_FOUND, id=target)
+    refuse_if_locked(rt, target)
     if tx is None:
         rt.store.remove(target)
     else:
@@ -87,8 +94,9 @@ def _call(rt: Runtime, args: tuple[Value, ...], strict: bool) -> Value:
         if where is None or where == act.machine:
             raise AvmError(ErrorKind.OBJ_NOT_FOUND, id=target)
         return _remote(rt, target, where, f"@{where}", message, strict)
+    refuse_if_locked(rt, target)
     if tx is not None:
-        tx.called(rt.journal, target, message)
+        tx.called(rt.journal, rt.store, target, message)
     entry = rt.registry.behaviors.get(behavior)
     if entry is None:
         raise AvmError(ErrorKind.BEHAVIOR_NOT_FOUND, name=behavior)
@@ -98,14 +106,39 @@ def _call(rt: Runtime, args: tuple[Value, ...], strict: bool) -> Value:
 def _remote(
     rt: Runtime, target: int, machine: str, behavior: str, message: Value, strict: bool
 ) -> Value:
-    """§7.5: not transactional, no local lookup. A node parks the run until the answer
-    arrives (`complete_remote_call`); otherwise the transport answers at once."""
+    """§7.5, no local lookup. A node parks the run until the answer arrives
+    (`complete_remote_call`); otherwise the transport answers at once. Inside a
+    transaction on a node (profile ours) the callee joins it (docs/transactions.md); the
+    spec's remote calls (profile R, and without a node) stay outside it."""
     refuse_if_searching(rt, "a call to an object on another machine")
     caller = rt.act
     rt.pay_walk(message)  # it is encoded to be sent
-    if rt.network is not None:
+    network = rt.network
+    if network is not None:
         duct = DuctLink(target, behavior, rt.next_call_id(), caller.duct)
-        rt.request = RemoteCall(machine, target, message, caller.self_id, duct, strict)
+        tx = rt.tx
+        if tx is None or not rt.ours:
+            rt.request = RemoteCall(machine, target, message, caller.self_id, duct, strict)
+            return PARK
+        why = network.cannot_join(machine)
+        if why is not None:
+            raise AvmError(
+                ErrorKind.TX_CANNOT_JOIN,
+                detail=f"the call to obj:{target} on node {machine} cannot join tx:{tx.id}: {why}",
+            )
+        tx.participants.add(machine)
+        coordinator = tx.coordinator or rt.options.machine
+        rt.request = RemoteCall(
+            machine,
+            target,
+            message,
+            caller.self_id,
+            duct,
+            strict,
+            tx.id,
+            coordinator,
+            tx.controller,
+        )
         return PARK
     if rt.transport is None:
         raise AvmError(ErrorKind.MACHINE_UNREACHABLE, machine=machine)
@@ -120,6 +153,10 @@ def complete_remote_call(rt: Runtime, request: RemoteCall, value: Value) -> Valu
     (the value itself to a `call!`)."""
     rt.emit_at(ObjectCalled(request.target, request.message, value), request.duct)
     rt.note_call(None)
+    tx = rt.tx
+    if request.tx is not None and tx is not None:  # it may have changed things there
+        tx.remote_made += 1
+        rt.journal.set_attr(tx, "remote_kept", tx.remote_kept + 1)
     return value if request.strict else Just(value)
 
 

@@ -157,7 +157,7 @@ def _collected(rt: Runtime, tx: Transaction) -> Value:
 
 def _reopen(rt: Runtime, tx: Transaction) -> None:
     """A fresh overlay for the next run, with the same id and search."""
-    fresh = Transaction(tx.id, tx.controller)
+    fresh = Transaction(tx.id, tx.controller, tx.run, tx.coordinator)
     fresh.checkpoint, fresh.search = tx.checkpoint, tx.search
     rt.set_tx(fresh)
 

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind, failed, vm_error
 from avm_vm.runtime.failures import CalleeFailed
-from avm_vm.runtime.handlers.common import tx_id
+from avm_vm.runtime.handlers.common import PARK, tx_id
 from avm_vm.runtime.handlers.search import checkpoint, fail_attempt, requirements_hold
+from avm_vm.runtime.runs import Decision, Prepare
 from avm_vm.runtime.transactions import Transaction
 from avm_vm.trace import SearchEnded, TransactionAborted, TransactionCommitted, TransactionStarted
 from avm_vm.values import NOTHING, NothingType, TxRef, Value
@@ -42,7 +43,7 @@ def begin_tx(rt: Runtime, args: tuple[Value, ...]) -> Value:
     controller = _controller(args[0])
     if rt.tx is not None:
         raise AvmError(ErrorKind.TX_INVALID_DURING_TX)
-    tx = Transaction(rt.ids.tx_id(), controller)
+    tx = Transaction(rt.ids.tx_id(), controller, rt.run.number if rt.run else None)
     rt.set_tx(tx)
     rt.emit(TransactionStarted(tx.id))
     if rt.ours:
@@ -57,24 +58,61 @@ def _open_tx(rt: Runtime, value: Value, instruction: str) -> Transaction:
         raise AvmError(ErrorKind.TX_NO_ACTIVE)
     if tx.id != wanted:
         raise AvmError(ErrorKind.TX_NOT_FOUND, tx=wanted)
+    if rt.run is not None and rt.run.joined:
+        where = "this node" if tx.coordinator is None else f"node {tx.coordinator}"
+        raise AvmError(
+            ErrorKind.TX_NOT_FOUND,
+            tx=wanted,
+            reason=f"this call joined it, and only its run on {where} may {instruction} it",
+        )
     return tx
 
 
 def commit_tx(rt: Runtime, args: tuple[Value, ...]) -> Value:
     tx = _open_tx(rt, args[0], "commit")
     search = tx.search
-    conflict = tx.conflicts(rt.store)
-    if not conflict and not requirements_hold(rt, tx):
+    reason = _stale(rt, tx)
+    if reason is None and not requirements_hold(rt, tx):
         if search is not None and search.searching:  # try the next combination of choices
             return fail_attempt(rt)
-        conflict = True
-    if conflict:
+        reason = ""
+    if reason is not None:
         rt.rollback()
-        raise AvmError(ErrorKind.TX_CONFLICT, tx=tx.id)
+        raise AvmError(ErrorKind.TX_CONFLICT, tx=tx.id, reason=reason or None)
+    if tx.participants:  # parts of it wait on other nodes: commit them all, or none
+        rt.store.lock(tx.touched(), tx.id)
+        rt.request = Prepare(tx.id, frozenset(tx.participants))
+        return PARK
     rt.set_tx(None)
     tx.apply(rt.store, rt.act.machine)
     if search is not None and search.searching:
         rt.emit(SearchEnded(tx.id, "solved", search.tried + 1, 1, search.choices()))
+    rt.emit(TransactionCommitted(tx.id))
+    return True
+
+
+def _stale(rt: Runtime, tx: Transaction) -> str | None:
+    """Why ``tx`` cannot commit, or None. Profile R only checks that what it read still
+    exists (spec §8.5), and says no more than the conflict ("")."""
+    if rt.ours:
+        return tx.stale(rt.store)
+    return "" if tx.conflicts(rt.store) else None
+
+
+def complete_commit(rt: Runtime, decision: Decision) -> Value:
+    """The decision on a commit across nodes (docs/transactions.md): apply the local part
+    or roll it back, and tell the participants. Whichever it is, it is final: a failure
+    of the call that committed can no longer undo it (`Runtime.fence`)."""
+    tx = rt.tx
+    assert tx is not None
+    rt.store.unlock(tx.touched())
+    rt.fence()
+    if not decision.commit:
+        rt.rollback(decision.asked)
+        raise AvmError(ErrorKind.TX_CONFLICT, tx=tx.id, reason=decision.reason)
+    rt.set_tx(None)
+    tx.apply(rt.store, rt.act.machine)
+    rt.decided.append((tx.id, True, decision.writers))
     rt.emit(TransactionCommitted(tx.id))
     return True
 

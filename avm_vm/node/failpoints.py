@@ -1,0 +1,35 @@
+"""Failpoints: named places in the commit protocol where a node kills itself, so that tests
+can crash a node at an exact step (docs/transactions.md, "Crash tests").
+
+``AVM_FAILPOINTS=name[,name...]`` in a node's environment arms them; a node reaching an
+armed one logs it and sends itself SIGKILL, as a power cut would. Unset (always, outside
+tests) `reach` is one set lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from avm_vm.node.logs import logger
+
+POINTS = frozenset(
+    {
+        "coordinator-before-prepare",  # the commit parked; no participant was asked yet
+        "coordinator-before-decision",  # every vote is in; the decision is not logged
+        "coordinator-after-decision",  # the decision is durable; no participant heard it
+        "participant-after-prepare",  # its prepare is durable; the vote did not leave
+        "participant-before-apply",  # the decision came; it is not applied yet
+        "participant-after-apply",  # the decision is applied and durable; no ack left
+    }
+)
+ARMED = frozenset(name for name in os.environ.get("AVM_FAILPOINTS", "").split(",") if name)
+if ARMED - POINTS:
+    raise SystemExit(f"AVM_FAILPOINTS names unknown failpoints: {sorted(ARMED - POINTS)}")
+
+
+def reach(name: str) -> None:
+    """Die here if ``name`` is armed."""
+    if name in ARMED:
+        logger.critical("failpoint %s reached: killing this node", name)
+        os.kill(os.getpid(), signal.SIGKILL)
