@@ -107,6 +107,45 @@ def test_a_refused_transfer_across_nodes_moves_no_money() -> None:
     run(_accounts_test(plan), [BANK], [BANK], volatile_commit=True)
 
 
+RELAY = compile_source(
+    """
+    behavior Relay {
+      on ["deposit", account, amount] { return call!(account, ["deposit", amount]) }
+    }
+    behavior Teller {
+      on ["transfer", relay, from, to, amount] {
+        atomic {
+          call!(relay, ["deposit", to, amount])
+          call!(from, ["withdraw", amount])
+        } else (reason) { return ["refused", reason] }
+        return "done"
+      }
+    }
+    """,
+    "relay.avm",
+)
+
+
+def test_a_node_reached_through_another_takes_part_too() -> None:
+    """alpha → beta → gamma: gamma's part is known to alpha only from beta's vote, and it
+    commits or rolls back with the rest."""
+
+    async def test(nodes: list[Node], clients: list[Client]) -> None:
+        alice, teller = await clients[0].create("Account"), await clients[0].create("Teller")
+        relay, bob = await clients[1].create("Relay"), await clients[2].create("Account")
+        await clients[0].call(alice, ("deposit", 100))
+        refs = (ObjectRef(relay), ObjectRef(alice), ObjectRef(bob))
+        refused = await clients[0].call(teller, ("transfer", *refs, 500))
+        assert refused == Just(("refused", "insufficient funds"))
+        await _until_settled(nodes)
+        assert await _balances(clients, (0, alice), (2, bob)) == [Just(100), Just(0)]
+        assert await clients[0].call(teller, ("transfer", *refs, 30)) == Just("done")
+        await _until_settled(nodes)
+        assert await _balances(clients, (0, alice), (2, bob)) == [Just(70), Just(30)]
+
+    run(test, [BANK, RELAY], [RELAY], [BANK], volatile_commit=True)
+
+
 def test_a_node_without_a_log_refuses_to_commit_its_part() -> None:
     """Without --data a node cannot promise to commit after a crash: it votes no, and the
     transfer is refused with the reason and what to do (--data, or --volatile-commit)."""

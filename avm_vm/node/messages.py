@@ -365,17 +365,18 @@ def _convert(message: object, direction: str) -> Message:
     if kind is None:
         raise WireError(f"unknown message type {snippet(tag)}")
     converters = getattr(kind, _TABLES[direction])
-    if len(message) != len(converters) + 1:
-        _check_fields(tag, message, kind)
     out: Message = {"type": tag}
     for name, convert in converters:
         if name not in message:
-            _check_fields(tag, message, kind)  # only an optional field may be missing
+            if name not in kind.optional:
+                _check_fields(tag, message, kind)  # raises: a field is missing
             continue
         try:
             out[name] = convert(message[name])
         except ValueError as error:
             raise WireError(f"{tag}.{name} {error}") from None
+    if len(out) != len(message):  # it has a field its kind does not
+        _check_fields(tag, message, kind)
     problem = kind.rule(out) if kind.rule else None
     if problem:
         raise WireError(f"{tag} message is inconsistent: {problem}")
@@ -408,10 +409,11 @@ def message(kind: str, **fields: object) -> Message:
     row = KINDS.get(kind)
     if row is None:
         raise WireError(f"unknown message type {kind!r}")
-    missing = sorted(row.fields.keys() - fields.keys() - row.optional)
-    extra = sorted(fields.keys() - row.fields.keys())
-    if missing or extra:
-        raise WireError(f"{kind} message: missing fields {missing}, unexpected fields {extra}")
+    if len(fields) != len(row.fields) or fields.keys() != row.fields.keys():
+        missing = sorted(row.fields.keys() - fields.keys() - row.optional)
+        extra = sorted(fields.keys() - row.fields.keys())
+        if missing or extra:
+            raise WireError(f"{kind} message: missing fields {missing}, unexpected fields {extra}")
     return {"type": kind, **fields}
 
 
