@@ -90,6 +90,7 @@ NODE_COMMAND_NAMES = frozenset(
         "snapshot",
         "peek",
         "load",
+        "intent",
         "replay",
         "log",
         "certs",

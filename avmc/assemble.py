@@ -22,14 +22,27 @@ class ConstantPool:
     def __init__(self) -> None:
         self.values: list[Value] = []
         self._index: dict[_Key, int] = {}
+        # Nats, bools and strings, the bulk of constants, keyed by their Python type and
+        # value (kind-exact as well: 1 and True differ in type); no other value equals one.
+        self._scalars: dict[tuple[type, Value], int] = {}
 
     def index(self, value: Value) -> int:
+        kind = type(value)
+        if kind is int or kind is str or kind is bool:
+            scalar = (kind, value)
+            found = self._scalars.get(scalar)
+            if found is None:
+                found = self._scalars[scalar] = self._add(value)
+            return found
         key = _Key(value)
         found = self._index.get(key)
         if found is None:
-            found = self._index[key] = len(self.values)
-            self.values.append(value)
+            found = self._index[key] = self._add(value)
         return found
+
+    def _add(self, value: Value) -> int:
+        self.values.append(value)
+        return len(self.values) - 1
 
 
 class _Key:
@@ -83,10 +96,10 @@ def layout(blocks: list[BasicBlock]) -> list[list[IrInstr]]:
     return result
 
 
-# Per op, its operands the assembler looks at (registers) or rewrites (constants, jump
-# targets, functions), with their letters; the others are written as they are.
-_SPECIAL_OPERANDS = {
-    op: tuple((i, letter) for i, letter in enumerate(info.operands) if letter in "RLKJF")
+# Per op, its operands the assembler rewrites (constants, jump targets, functions), with
+# their letters; the others are written as they are.
+_REWRITTEN = {
+    op: tuple((i, letter) for i, letter in enumerate(info.operands) if letter in "KJF")
     for op, info in OPCODES.items()
 }
 
@@ -100,26 +113,32 @@ def _function(function: IrFunction, pool: ConstantPool, function_index: dict[str
         count += len(instrs)
     code: list[Instr] = []
     lines: list[tuple[int, int]] = []
-    nregs = function.nparams
+    top = function.nparams - 1  # the highest register named (its write and reads are all)
     for instrs in laid_out:
         for instr in instrs:
-            operands = list(instr.operands)
-            for i, letter in _SPECIAL_OPERANDS[instr.op]:
-                operand = operands[i]
-                if letter == "R":
-                    nregs = max(nregs, operand + 1)
-                elif letter == "L":
-                    nregs = max(nregs, max(operand, default=-1) + 1)
-                elif letter == "K":
-                    operands[i] = pool.index(operand)
-                elif letter == "J":
-                    operands[i] = starts[operand]
-                else:
-                    operands[i] = function_index[operand]
-            code.append((instr.op, *operands))
+            dst, reads = instr.dst, instr.reads
+            if dst is not None and dst > top:
+                top = dst
+            if reads and max(reads) > top:
+                top = max(reads)
+            rewritten = _REWRITTEN[instr.op]
+            if rewritten:
+                operands = list(instr.operands)
+                for i, letter in rewritten:
+                    operand = operands[i]
+                    if letter == "K":
+                        operands[i] = pool.index(operand)
+                    elif letter == "J":
+                        operands[i] = starts[operand]
+                    else:
+                        operands[i] = function_index[operand]
+                code.append((instr.op, *operands))
+            else:
+                code.append((instr.op, *instr.operands))
             span = instr.span
             lines.append((span.line, span.col) if span is not None else (0, 0))
-    reg_types = tuple(function.reg_types.get(reg, RegType.ANY) for reg in range(nregs))
+    untyped = RegType.ANY
+    reg_types = tuple(function.reg_types.get(reg, untyped) for reg in range(top + 1))
     return Function(
         function.name, function.kind, function.nparams, reg_types, tuple(code), tuple(lines)
     )

@@ -5,7 +5,8 @@ children a Lark tree would hold: anonymous tokens dropped, ``_rule``s inlined, `
 an absent ``[optional]``). No parse tree is built: `AstBuilder.transform` steps through
 Lark's LALR table itself, calling a method at each reduction, and the spans come from the
 first and last token or node each reduction covers, as Lark's ``propagate_positions`` would
-compute them. Text that does not parse raises `NoParse`: Lark's parser explains the error.
+compute them. Tokens are Lark's, read by one regular expression (avmc/scanner.py) into plain
+tuples. Text that does not parse raises `NoParse`: Lark's parser explains the error.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 from lark import Lark, Token
 from lark.grammar import Rule
@@ -26,9 +27,24 @@ from avm_vm.values import NOTHING
 
 from . import ast
 from .literals import nat_value, ref_value, string_value
+from .scanner import Scanner, build_scanner
 
-# Where a value of the parser's stack starts and ends: line, column, end line, end column.
-Bounds = tuple[int, int, int, int]
+# Where a value of the parser's stack starts and ends: line, column, end line, end column
+# (a `Lexeme` begins with its own four).
+Bounds = tuple[Any, ...]
+
+
+class Lexeme(NamedTuple):
+    """A token as the AST builder reads it: Lark's token fields, in a plain tuple (a Lark
+    `Token` costs several times as much to make), its bounds first."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    type: str
+    value: str
+    start_pos: int
 
 
 @dataclass
@@ -49,40 +65,8 @@ class _Handler:
     span: Span
 
 
-class _Seq:
-    """The children of an inlined ``_rule`` (or of a Lark repetition), for its parent."""
-
-    __slots__ = ("bounds", "items")
-
-    def __init__(self, items: list[Any], bounds: Bounds) -> None:
-        self.items = items
-        self.bounds = bounds
-
-
-class _Grouped:
-    """An expression in grouping parentheses: the node keeps its own span, while the rules
-    above it see the parentheses as part of their text (as a Lark tree's meta would)."""
-
-    __slots__ = ("bounds", "value")
-
-    def __init__(self, value: Any, bounds: Bounds) -> None:
-        self.value = value
-        self.bounds = bounds
-
-
-def _bounds(value: Any) -> Bounds:
-    if isinstance(value, Token):
-        return value.line, value.column, value.end_line, value.end_column  # type: ignore[return-value]
-    if isinstance(value, (_Seq, _Grouped)):
-        return value.bounds
-    span = value.span
-    return span.line, span.col, span.end_line, span.end_col
-
-
-def _covered(children: list[Any]) -> Bounds:
-    first, last = _bounds(children[0]), _bounds(children[-1])
-    return first[0], first[1], last[2], last[3]
-
+# The bounds of an empty reduction's value (its span is the file's first position).
+_NO_BOUNDS = (1, 1, None, None)
 
 # A rule's kept children: (index in the expansion, inline it, placeholders before it).
 _Plan = list[tuple[int, bool, int]]
@@ -109,18 +93,36 @@ def _plan(rule: Rule) -> tuple[_Plan, int]:
     return plan, nones + empty[len(expansion)]
 
 
-def _arguments(children: list[Any], plan: _Plan, trailing: int) -> list[Any]:
-    out: list[Any] = []
+def _picker(plan: _Plan, trailing: int, size: int) -> Callable[[list[Any]], list[Any]]:
+    """What a reduction's method receives of its children: an inlined ``_rule``'s children
+    (a list) spliced in, ``None`` for each absent ``[optional]``."""
+    if trailing or any(inline or nones for _, inline, nones in plan):
+        if plan and plan[0][1] and not plan[0][2]:
+            head, rest = plan[0][0], plan[1:]
+            return lambda children: _arguments(children, rest, trailing, head)
+        return lambda children: _arguments(children, plan, trailing, None)
+    kept = [i for i, _, _ in plan]
+    if kept == list(range(size)):
+        return _whole
+    return lambda children: [children[i] for i in kept]
+
+
+def _whole(children: list[Any]) -> list[Any]:
+    return children
+
+
+def _arguments(children: list[Any], plan: _Plan, trailing: int, head: int | None) -> list[Any]:
+    """The children of ``plan``; when ``head`` is the index of an inlined child that comes
+    first, its list is extended in place (every list on the parser's stack is new and held
+    nowhere else), so a long repetition stays linear."""
+    out = [] if head is None else children[head]
     for i, inline, nones in plan:
         if nones:
             out.extend([None] * nones)
-        child = children[i]
         if inline:
-            out.extend(child.items)
-        elif type(child) is _Grouped:
-            out.append(child.value)
+            out.extend(children[i])
         else:
-            out.append(child)
+            out.append(children[i])
     if trailing:
         out.extend([None] * trailing)
     return out
@@ -195,36 +197,65 @@ def _keeps_child(rule: Rule) -> bool:
     )
 
 
-def _tokens(lexer: BasicLexer, text: str) -> Iterator[Token]:
+def _makes_node(rule: Rule) -> bool:
+    """Whether reducing by ``rule`` calls a method (not an inlined `_rule`, a `?rule`
+    passing its child up, or grouping parentheses)."""
+    name = rule.alias or rule.origin.name
+    return not name.startswith("_") and not (rule.options.expand1 and not rule.alias)
+
+
+_scanner: Callable[[BasicLexer], Scanner] = cache(build_scanner)
+
+
+def _tokens(lexer: BasicLexer, text: str) -> Iterator[Lexeme]:
     """The tokens of Lark's basic lexer (same types, positions and lexer callbacks), read
-    with one loop instead of its per-token layers; raises `NoParse` where it would fail."""
-    patterns = lexer.scanner._mres  # Lark's alternations of every terminal, in its order
+    with one regular expression scan instead of its per-token layers; raises `NoParse`
+    where it would fail."""
+    scanner = _scanner(lexer)
+    kinds = scanner.kinds
     callbacks = lexer.callback  # keywords out of NAME, then the checks given to Lark
     ignore, newline = lexer.ignore_types, lexer.newline_types
-    pos, line, line_start, end = 0, 1, 0, len(text)
-    while pos < end:
-        for pattern in patterns:
-            found = pattern.match(text, pos)
-            if found:
-                break
-        else:
+    # Kinds read with nothing more to do than make the token.
+    plain = frozenset(kinds) - callbacks.keys() - ignore - newline
+    # A callback's verdict depends only on the lexeme (a keyword's type, or a check that
+    # passed), so each distinct one is put to Lark's callback once, as a Lark token.
+    verdicts: dict[str, dict[str, str]] = {kind: {} for kind in callbacks}
+    make = tuple.__new__
+    pos, line, line_start = 0, 1, 0
+    for found in scanner.token.finditer(text):
+        before, start = found.span(1)
+        if before != pos:
             raise NoParse
-        kind, value = found.lastgroup, found.group()
-        start_line, column = line, pos - line_start + 1
+        if start != pos:  # blanks before the token
+            count = text.count("\n", pos, start)
+            if count:
+                line += count
+                line_start = text.rindex("\n", pos, start) + 1
+        kind, pos = kinds[found.lastindex], found.end()
+        value = text[start:pos]
+        column = start - line_start + 1
+        if kind in plain:
+            yield make(Lexeme, (line, column, line, column + len(value), kind, value, start))
+            continue
+        start_line = line
         if kind in newline:
             count = value.count("\n")
             if count:
                 line += count
-                line_start = pos + value.rindex("\n") + 1
-        after = pos + len(value)
+                line_start = start + value.rindex("\n") + 1
+        seen = verdicts.get(kind)
+        if seen is not None:
+            verdict = seen.get(value)
+            if verdict is None:
+                token = Token(
+                    kind, value, start, start_line, column, line, pos - line_start + 1, pos
+                )
+                verdict = seen[value] = callbacks[kind](token).type
+            kind = verdict
         if kind not in ignore:
-            token = Token(kind, value, pos, start_line, column, line, after - line_start + 1, after)
-            yield callbacks[kind](token) if kind in callbacks else token
-        elif kind in callbacks:  # an ignored token is still checked
-            callbacks[kind](
-                Token(kind, value, pos, start_line, column, line, after - line_start + 1, after)
-            )
-        pos = after
+            yield make(Lexeme, (start_line, column, line, pos - line_start + 1, kind, value, start))
+    if not scanner.blanks.fullmatch(text, pos):
+        raise NoParse
 
 
 class AstBuilder:
@@ -234,82 +265,97 @@ class AstBuilder:
         # The first error found while building; raised once the whole text has parsed, so a
         # syntax error anywhere is still reported first.
         self.deferred: DiagnosticError | None = None
+        # The height of the parse counted in node-making reductions (tokens 0, a node one
+        # more than its tallest child): the AST is at most twice as deep (an `else if` adds
+        # a block), which spares most programs a walk.
+        self.height = 0
 
     def transform(self, source: str) -> ast.Module:
         """The AST of ``source``, built while the LALR automaton of ``parser`` reads its
         tokens; raises `NoParse` where Lark's own parser would raise a syntax error."""
         table = _table(self.parser)
-        reduce = [self._reduction(rule) for rule in table.rules]
-        states, sizes, origins = table.states, table.sizes, table.origins
-        state_stack = [table.start]
+        # Per rule: what reducing by it makes, how many values it takes, the rule it makes
+        # (for the goto), and the level it adds: only a reduction that makes a node does
+        # (not an inlined `_rule` or a group).
+        rules = [
+            (self._reduction(rule), size, origin, int(_makes_node(rule)))
+            for rule, size, origin in zip(table.rules, table.sizes, table.origins, strict=True)
+        ]
+        states, accept = table.states, table.end
+        state = table.start
+        state_stack = [state]
         values: list[Any] = []
-        end = Token("$END", "")
+        # Per value: its bounds (a group's include its parentheses, which its node's span
+        # leaves out, as a Lark tree's meta would) and its height.
+        bounds: list[Bounds] = []
+        heights: list[int] = []
+        end = Lexeme(1, 1, 1, 1, "$END", "", 0)
         for token in chain(_tokens(self.parser.parser.lexer, source), (end,)):
             kind = token.type
             while True:
-                action = states[state_stack[-1]].get(kind)
+                action = states[state].get(kind)
                 if action is None:
                     raise NoParse
                 if action >= 0:
-                    state_stack.append(action)
+                    state = action
+                    state_stack.append(state)
                     values.append(token)
+                    bounds.append(token)
+                    heights.append(0)
                     break
-                rule = ~action
-                build = reduce[rule]
+                build, size, origin, level = rules[~action]
                 if build is None:  # `?rule`s passing their only child up: the value stays
-                    state_stack[-1] = table.after_unit_reductions(
-                        state_stack[-1], state_stack[-2], kind
+                    state = state_stack[-1] = table.after_unit_reductions(
+                        state, state_stack[-2], kind
                     )
                     continue
-                size = sizes[rule]
                 if size:
                     children = values[-size:]
                     del values[-size:]
                     del state_stack[-size:]
+                    first, last = bounds[-size], bounds[-1]
+                    covered = (first[0], first[1], last[2], last[3])
+                    del bounds[-size:]
+                    height = max(heights[-size:]) + level
+                    del heights[-size:]
                 else:
-                    children = []
-                values.append(build(children))
-                state_stack.append(states[state_stack[-1]][origins[rule]])
-                if state_stack[-1] == table.end and token is end:
+                    children, covered, height = [], _NO_BOUNDS, level
+                values.append(build(children, covered))
+                bounds.append(covered)
+                heights.append(height)
+                state = states[state_stack[-1]][origin]
+                state_stack.append(state)
+                if token is end and state == accept:
                     if self.deferred is not None:
                         raise self.deferred
+                    self.height = height
                     return values[-1]
         raise NoParse
 
-    def _reduction(self, rule: Rule) -> Callable[[list[Any]], Any] | None:
-        """What reducing by ``rule`` makes of its children; None when it keeps its only
-        child as it is."""
+    def _reduction(self, rule: Rule) -> Callable[[list[Any], Bounds], Any] | None:
+        """What reducing by ``rule`` makes of its children and their bounds; None when it
+        keeps its only child as it is."""
         plan, trailing = _plan(rule)
-        name = rule.alias or rule.origin.name
-        if name.startswith("_"):
-            return lambda children: _Seq(_arguments(children, plan, trailing), _covered(children))
-        if _keeps_child(rule):
-            return None
-        if rule.options.expand1 and not rule.alias:
+        pick = _picker(plan, trailing, len(rule.expansion))
+        if not _makes_node(rule):
+            if _keeps_child(rule):
+                return None
+            if (rule.alias or rule.origin.name).startswith("_"):
+                return lambda children, covered: pick(children)
             if len(plan) != 1 or trailing or plan[0][1] or plan[0][2]:
                 raise ValueError(f"grammar rule {rule} has no method in the AST builder")
             kept = plan[0][0]
-
-            def group(children: list[Any]) -> _Grouped:
-                inner = children[kept]
-                value = inner.value if type(inner) is _Grouped else inner
-                return _Grouped(value, _covered(children))
-
-            return group
-        method = getattr(self, name)
+            return lambda children, covered: children[kept]
+        method = getattr(self, rule.alias or rule.origin.name)
         filename = self.filename
+        if not rule.expansion:
+            return lambda children, covered: method(Span(filename, 1, 1))
+        if pick is _whole:  # the commonest case, without a call to pick
+            return lambda children, covered: method(Span(filename, *covered), *children)
+        return lambda children, covered: method(Span(filename, *covered), *pick(children))
 
-        def build(children: list[Any]) -> Any:
-            if not children:
-                return method(Span(filename, 1, 1))
-            line, col, end_line, end_col = _covered(children)
-            span = Span(filename, line, col, end_line, end_col)
-            return method(span, *_arguments(children, plan, trailing))
-
-        return build
-
-    def _token_span(self, token: Token) -> Span:
-        return Span(self.filename, token.line, token.column, token.end_line, token.end_column)
+    def _token_span(self, token: Lexeme) -> Span:
+        return Span(self.filename, *token[:4])
 
     # ------------------------------------------------------------ items
 
@@ -317,7 +363,7 @@ class AstBuilder:
         return ast.Module(list(items), span)
 
     def item_behavior(
-        self, span: Span, name: Token, *members: ast.FieldDef | ast.Clause
+        self, span: Span, name: Lexeme, *members: ast.FieldDef | ast.Clause
     ) -> ast.BehaviorDef:
         fields: list[ast.FieldDef] = []
         clauses: list[ast.Clause] = []
@@ -335,16 +381,16 @@ class AstBuilder:
                     )
             else:
                 fields.append(member)
-        return ast.BehaviorDef(str(name), fields, clauses, span, name_span=self._token_span(name))
+        return ast.BehaviorDef(name.value, fields, clauses, span, name_span=self._token_span(name))
 
-    def item_extern(self, span: Span, name: Token) -> ast.ExternBehavior:
-        return ast.ExternBehavior(str(name), span, name_span=self._token_span(name))
+    def item_extern(self, span: Span, name: Lexeme) -> ast.ExternBehavior:
+        return ast.ExternBehavior(name.value, span, name_span=self._token_span(name))
 
-    def item_fn(self, span: Span, name: Token, *rest: Token | ast.Block) -> ast.FunctionDef:
+    def item_fn(self, span: Span, name: Lexeme, *rest: Lexeme | ast.Block) -> ast.FunctionDef:
         *params, body = rest
         return ast.FunctionDef(
-            str(name),
-            [ast.Param(str(p), self._token_span(p)) for p in params],  # type: ignore[arg-type]
+            name.value,
+            [ast.Param(p.value, self._token_span(p)) for p in params],  # type: ignore[arg-type]
             body,  # type: ignore[arg-type]
             span,
             name_span=self._token_span(name),
@@ -353,12 +399,12 @@ class AstBuilder:
     def item_main(self, span: Span, body: ast.Block) -> ast.MainDef:
         return ast.MainDef(body, span)
 
-    def item_test(self, span: Span, name: Token, body: ast.Block) -> ast.TestDef:
+    def item_test(self, span: Span, name: Lexeme, body: ast.Block) -> ast.TestDef:
         span, name_span = span, self._token_span(name)
-        return ast.TestDef(string_value(str(name)), body, span, name_span=name_span)
+        return ast.TestDef(string_value(name.value), body, span, name_span=name_span)
 
-    def member_field(self, span: Span, name: Token, default: ast.Expr) -> ast.FieldDef:
-        return ast.FieldDef(str(name), default, span, name_span=self._token_span(name))
+    def member_field(self, span: Span, name: Lexeme, default: ast.Expr) -> ast.FieldDef:
+        return ast.FieldDef(name.value, default, span, name_span=self._token_span(name))
 
     def member_clause(
         self, span: Span, pattern: ast.Pattern, guard: ast.Expr | None, body: ast.Block
@@ -370,13 +416,13 @@ class AstBuilder:
     def block(self, span: Span, *stmts: ast.Stmt) -> ast.Block:
         return ast.Block(list(stmts), span)
 
-    def stmt_let(self, span: Span, name: Token, value: ast.Expr) -> ast.Let:
-        return ast.Let(str(name), value, span, name_span=self._token_span(name))
+    def stmt_let(self, span: Span, name: Lexeme, value: ast.Expr) -> ast.Let:
+        return ast.Let(name.value, value, span, name_span=self._token_span(name))
 
-    def stmt_assign(self, span: Span, name: Token, op: Token, value: ast.Expr) -> ast.Assign:
+    def stmt_assign(self, span: Span, name: Lexeme, op: Lexeme, value: ast.Expr) -> ast.Assign:
         # "+=" is stored as "+"; a plain "=" has no operator.
-        operator = str(op)[:-1] or None
-        return ast.Assign(str(name), value, operator, span)
+        operator = op.value[:-1] or None
+        return ast.Assign(name.value, value, operator, span)
 
     def stmt_if(
         self,
@@ -392,8 +438,8 @@ class AstBuilder:
     def stmt_while(self, span: Span, cond: ast.Expr, body: ast.Block) -> ast.While:
         return ast.While(cond, body, span)
 
-    def stmt_for(self, span: Span, var: Token, iterable: ast.Expr, body: ast.Block) -> ast.For:
-        return ast.For(str(var), iterable, body, span, name_span=self._token_span(var))
+    def stmt_for(self, span: Span, var: Lexeme, iterable: ast.Expr, body: ast.Block) -> ast.For:
+        return ast.For(var.value, iterable, body, span, name_span=self._token_span(var))
 
     def stmt_match(self, span: Span, subject: ast.Expr, *arms: ast.MatchArm) -> ast.Match:
         return ast.Match(subject, list(arms), span)
@@ -429,11 +475,11 @@ class AstBuilder:
         )
 
     def atomic_handler(
-        self, span: Span, name: Token | None, kind: Token | None, body: ast.Block
+        self, span: Span, name: Lexeme | None, kind: Lexeme | None, body: ast.Block
     ) -> _Handler:
         return _Handler(
-            str(name) if name is not None else None,
-            str(kind) if kind is not None else None,
+            name.value if name is not None else None,
+            kind.value if kind is not None else None,
             body,
             span,
         )
@@ -442,10 +488,10 @@ class AstBuilder:
         return ast.Assert(cond, message, span)
 
     def stmt_expect_fail(
-        self, span: Span, kind: Token | None, message: Token | None, body: ast.Block
+        self, span: Span, kind: Lexeme | None, message: Lexeme | None, body: ast.Block
     ) -> ast.ExpectFail:
-        expected = None if message is None else string_value(str(message))
-        kind_name = None if kind is None else str(kind)
+        expected = None if message is None else string_value(message.value)
+        kind_name = None if kind is None else kind.value
         return ast.ExpectFail(kind_name, expected, body, span)
 
     def stmt_expr(self, span: Span, expr: ast.Expr) -> ast.ExprStmt:
@@ -453,8 +499,8 @@ class AstBuilder:
 
     # ------------------------------------------------------------ expressions
 
-    def expr_binop(self, span: Span, left: ast.Expr, op: Token, right: ast.Expr) -> ast.BinOp:
-        return ast.BinOp(str(op), left, right, span)
+    def expr_binop(self, span: Span, left: ast.Expr, op: Lexeme, right: ast.Expr) -> ast.BinOp:
+        return ast.BinOp(op.value, left, right, span)
 
     def expr_not(self, span: Span, operand: ast.Expr) -> ast.Not:
         return ast.Not(operand, span)
@@ -462,8 +508,8 @@ class AstBuilder:
     def expr_just(self, span: Span, value: ast.Expr) -> ast.JustExpr:
         return ast.JustExpr(value, span)
 
-    def expr_create(self, span: Span, name: Token, controller: ast.Expr | None) -> ast.Create:
-        return ast.Create(str(name), controller, span, name_span=self._token_span(name))
+    def expr_create(self, span: Span, name: Lexeme, controller: ast.Expr | None) -> ast.Create:
+        return ast.Create(name.value, controller, span, name_span=self._token_span(name))
 
     def expr_index(self, span: Span, base: ast.Expr, index: ast.Expr) -> ast.Index:
         return ast.Index(base, index, span)
@@ -473,27 +519,27 @@ class AstBuilder:
     ) -> ast.Slice:
         return ast.Slice(base, start, end, span)
 
-    def expr_call(self, span: Span, name: Token, bang: Token | None, *args: ast.Expr) -> ast.Call:
+    def expr_call(self, span: Span, name: Lexeme, bang: Lexeme | None, *args: ast.Expr) -> ast.Call:
         span, name_span = span, self._token_span(name)
-        return ast.Call(str(name), list(args), bang is not None, False, span, name_span=name_span)
+        return ast.Call(name.value, list(args), bang is not None, False, span, name_span=name_span)
 
     def expr_unsafe_call(
-        self, span: Span, name: Token, bang: Token | None, *args: ast.Expr
+        self, span: Span, name: Lexeme, bang: Lexeme | None, *args: ast.Expr
     ) -> ast.Call:
         span, name_span = span, self._token_span(name)
-        return ast.Call(str(name), list(args), bang is not None, True, span, name_span=name_span)
+        return ast.Call(name.value, list(args), bang is not None, True, span, name_span=name_span)
 
-    def expr_name(self, span: Span, name: Token) -> ast.Name:
-        return ast.Name(str(name), span)
+    def expr_name(self, span: Span, name: Lexeme) -> ast.Name:
+        return ast.Name(name.value, span)
 
-    def expr_nat(self, span: Span, token: Token) -> ast.Literal:
-        return ast.Literal(nat_value(str(token)), span)
+    def expr_nat(self, span: Span, token: Lexeme) -> ast.Literal:
+        return ast.Literal(nat_value(token.value), span)
 
-    def expr_string(self, span: Span, token: Token) -> ast.Literal:
-        return ast.Literal(string_value(str(token)), span)
+    def expr_string(self, span: Span, token: Lexeme) -> ast.Literal:
+        return ast.Literal(string_value(token.value), span)
 
-    def expr_objref(self, span: Span, token: Token) -> ast.Literal:
-        return ast.Literal(ref_value(str(token)), span)
+    def expr_objref(self, span: Span, token: Lexeme) -> ast.Literal:
+        return ast.Literal(ref_value(token.value), span)
 
     expr_txref = expr_objref
 
@@ -523,16 +569,16 @@ class AstBuilder:
 
     # ------------------------------------------------------------ patterns
 
-    def pat_name(self, span: Span, name: Token) -> ast.PWildcard | ast.PBind:
-        if name == "_":
+    def pat_name(self, span: Span, name: Lexeme) -> ast.PWildcard | ast.PBind:
+        if name.value == "_":
             return ast.PWildcard(span)
-        return ast.PBind(str(name), span)
+        return ast.PBind(name.value, span)
 
-    def pat_nat(self, span: Span, token: Token) -> ast.PLiteral:
-        return ast.PLiteral(nat_value(str(token)), span)
+    def pat_nat(self, span: Span, token: Lexeme) -> ast.PLiteral:
+        return ast.PLiteral(nat_value(token.value), span)
 
-    def pat_string(self, span: Span, token: Token) -> ast.PLiteral:
-        return ast.PLiteral(string_value(str(token)), span)
+    def pat_string(self, span: Span, token: Lexeme) -> ast.PLiteral:
+        return ast.PLiteral(string_value(token.value), span)
 
     def pat_true(self, span: Span) -> ast.PLiteral:
         return ast.PLiteral(True, span)
@@ -554,5 +600,5 @@ class AstBuilder:
         patterns = [p for p in items if not isinstance(p, _Rest)]
         return ast.PList(patterns, rest, span)  # type: ignore[arg-type]
 
-    def pat_rest(self, span: Span, name: Token) -> _Rest:
-        return _Rest(str(name), span)
+    def pat_rest(self, span: Span, name: Lexeme) -> _Rest:
+        return _Rest(name.value, span)

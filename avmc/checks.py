@@ -40,10 +40,14 @@ _STATEMENT_KEYWORDS = ("return", "fail", "break", "continue", "let", "atomic")
 # Where an operand is never a maybe, so the answer of `call` there always fails at run time:
 # what the place needs, said for the warning.
 _NEEDS_BY_OP = {
-    **dict.fromkeys(("+", "-", "*", "/", "%"), "'{op}' needs nats"),
-    **dict.fromkeys(("<", "<=", ">", ">="), "'{op}' compares nats or strings"),
-    "++": "'++' joins strings or lists",
-    **dict.fromkeys(("and", "or"), "'{op}' needs bools"),
+    op: needs.format(op=op)
+    for ops, needs in [
+        (("+", "-", "*", "/", "%"), "'{op}' needs nats"),
+        (("<", "<=", ">", ">="), "'{op}' compares nats or strings"),
+        (("++",), "'++' joins strings or lists"),
+        (("and", "or"), "'{op}' needs bools"),
+    ]
+    for op in ops
 }
 _NEEDS_BY_BUILTIN = {
     "len": "len needs a string or a list",
@@ -441,19 +445,21 @@ class _Checker:
     # ------------------------------------------------------------ expressions
 
     def _expr(self, expr: ast.Expr) -> None:
-        match expr:
+        match expr:  # the commonest kinds first: each case is a type test
             case ast.Name():
                 self._name(expr)
+            case ast.Literal():
+                pass  # a constant is always fine
+            case ast.BinOp(op=op, left=left, right=right):
+                needs = _NEEDS_BY_OP.get(op)
+                self._value(left, needs)
+                self._value(right, needs)
             case ast.ListExpr(items=items):
                 for item in items:
                     self._expr(item)
             case ast.PairExpr(first=first, second=second):
                 self._expr(first)
                 self._expr(second)
-            case ast.BinOp(op=op, left=left, right=right):
-                needs = _NEEDS_BY_OP.get(op)
-                for operand in (left, right):
-                    self._value(operand, needs.format(op=op) if needs else None)
             case ast.JustExpr(value=inner):
                 self._expr(inner)
             case ast.Not(operand=inner):

@@ -10,8 +10,9 @@ that explicit JMP, which keeps every successor visible in the block itself).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from avm_vm.diagnostics import Span
 from avm_vm.format.instructions import INSTRUCTIONS
@@ -34,35 +35,65 @@ def _positions(wanted: str) -> dict[Op, tuple[tuple[int, bool], ...]]:
     return table
 
 
+def _gather(places: tuple[tuple[int, bool], ...]) -> Callable[[tuple], tuple[int, ...]]:
+    """The operands at ``places`` of an op (a register list's items spliced in), as a tuple."""
+    if any(is_list for _, is_list in places):
+
+        def read(operands: tuple) -> tuple[int, ...]:
+            regs: list[int] = []
+            for i, is_list in places:
+                if is_list:
+                    regs.extend(operands[i])
+                else:
+                    regs.append(operands[i])
+            return tuple(regs)
+
+        return read
+    if not places:
+        return lambda operands: ()
+    if len(places) == 1:
+        only = places[0][0]
+        return lambda operands: (operands[only],)
+    return itemgetter(*(i for i, _ in places))
+
+
+# An enum member is looked up anew each time it is named, at several times the cost of a
+# plain name: the compiler's loops over every instruction compare ops with these.
+MOVE, LOADK, JMP, JMPT, JMPF = Op.MOVE, Op.LOADK, Op.JMP, Op.JMPT, Op.JMPF
+
 # Computed once: the passes ask every op for its reads many times.
 _READS = _positions("RL")
-_TARGETS = {op: tuple(i for i, _ in places) for op, places in _positions("J").items()}
+_READERS = {op: _gather(places) for op, places in _READS.items()}
+_TARGETS = {op: _gather(places) for op, places in _positions("J").items()}
 _WRITES = {op: info.writes for op, info in OPCODES.items()}
 
 
-@dataclass
+@dataclass(init=False)
 class IrInstr:
     op: Op
     operands: tuple
     span: Span | None = field(default=None, compare=False)
+    # Derived once, as instructions are never changed (passes replace them): the register
+    # this op writes, if any (always its first operand), and the registers it reads.
+    dst: int | None = field(repr=False, compare=False)
+    reads: tuple[int, ...] = field(repr=False, compare=False)
+
+    # Written out (one call, where a dataclass's own would make two): every pass and the
+    # register allocator make instructions by the thousand.
+    def __init__(self, op: Op, operands: tuple, span: Span | None = None) -> None:
+        self.op = op
+        self.operands = operands
+        self.span = span
+        self.dst = operands[0] if _WRITES[op] else None
+        self.reads = _READERS[op](operands)
 
     @property
     def info(self):  # -> OpInfo
         return OPCODES[self.op]
 
-    @property
-    def dst(self) -> int | None:
-        """The register this op writes, if any (always its first operand)."""
-        return self.operands[0] if _WRITES[self.op] else None
-
-    def uses(self) -> Iterator[int]:
+    def uses(self) -> tuple[int, ...]:
         """Registers this op reads."""
-        operands = self.operands
-        for i, is_list in _READS[self.op]:
-            if is_list:
-                yield from operands[i]
-            else:
-                yield operands[i]
+        return self.reads
 
     def map_uses(self, rename: dict[int, int]) -> IrInstr:
         """A copy whose read registers are renamed through ``rename`` (others kept)."""
@@ -74,10 +105,9 @@ class IrInstr:
                 new[i] = rename.get(new[i], new[i])
         return IrInstr(self.op, tuple(new), self.span)
 
-    def targets(self) -> Iterator[int]:
+    def targets(self) -> tuple[int, ...]:
         """Block labels this op may jump to (TRY's handler included)."""
-        for i in _TARGETS[self.op]:
-            yield self.operands[i]
+        return _TARGETS[self.op](self.operands)
 
 
 @dataclass

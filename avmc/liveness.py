@@ -10,23 +10,28 @@ each block is the same along every path that reaches it; it is found by one forw
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from operator import attrgetter
 
 from avm_vm.format.opcodes import Op
 from avmc.ir import BasicBlock, IrFunction
 
 _JUMPS = (Op.JMP, Op.JMPT, Op.JMPF)
+_HANDLER_OPS = frozenset((Op.TRY, Op.ENDTRY))
+_op_of = attrgetter("op")
 
 
-@dataclass
 class Segment:
     """Ops ``lo..hi`` (indices in their block) run under one innermost handler (or none)."""
 
-    lo: int
-    hi: int
-    handler: int | None
-    gen: set[int] = field(default_factory=set)  # registers read before any write here
-    kill: set[int] = field(default_factory=set)  # registers written in the segment
+    __slots__ = ("gen", "handler", "hi", "kill", "lo")
+
+    def __init__(self, lo: int, hi: int, handler: int | None) -> None:
+        self.lo = lo
+        self.hi = hi
+        self.handler = handler
+        self.gen: set[int] = set()  # registers read before any write here
+        self.kill: set[int] = set()  # registers written in the segment
 
 
 @dataclass
@@ -36,8 +41,9 @@ class Liveness:
     segments: dict[int, list[Segment]]  # block label -> its segments, in order
 
 
-def segments(function: IrFunction) -> dict[int, list[Segment]]:
-    """Split each block where the innermost handler changes (after TRY, after ENDTRY)."""
+def segments(function: IrFunction, successors: dict[int, list[int]]) -> dict[int, list[Segment]]:
+    """Split each block where the innermost handler changes (after TRY, after ENDTRY);
+    ``successors`` are each block's jump targets, in order."""
     by_label = {block.label: block for block in function.blocks}
     entry = function.blocks[0].label
     stacks: dict[int, tuple[int, ...]] = {entry: ()}
@@ -45,10 +51,10 @@ def segments(function: IrFunction) -> dict[int, list[Segment]]:
     result: dict[int, list[Segment]] = {}
     while work:
         label = work.pop()
-        result[label] = _split(by_label[label], stacks[label], stacks, work)
+        result[label] = _split(by_label[label], stacks[label], stacks, work, successors[label])
     for block in function.blocks:  # unreachable blocks: no handler
         if block.label not in result:
-            result[block.label] = _split(block, (), {}, [])
+            result[block.label] = _split(block, (), {}, [], successors[block.label])
     return result
 
 
@@ -57,6 +63,7 @@ def _split(
     stack: tuple[int, ...],
     stacks: dict[int, tuple[int, ...]],
     work: list[int],
+    targets: list[int],
 ) -> list[Segment]:
     def reach(label: int, at: tuple[int, ...]) -> None:
         known = stacks.get(label)
@@ -66,55 +73,79 @@ def _split(
         elif known != at:
             raise AssertionError(f"block L{label} is reached with different TRY handlers")
 
+    instrs = block.instrs
     parts: list[Segment] = []
     lo = 0
-    for index, instr in enumerate(block.instrs):
-        if instr.op is Op.TRY:
-            reach(instr.operands[1], stack)  # the handler runs with this TRY popped
-            parts.append(Segment(lo, index, stack[-1] if stack else None))
-            stack = (*stack, instr.operands[1])
-            lo = index + 1
-        elif instr.op is Op.ENDTRY:
-            parts.append(Segment(lo, index, stack[-1] if stack else None))
-            stack = stack[:-1]
-            lo = index + 1
-        elif instr.op in _JUMPS:
-            reach(instr.operands[-1], stack)
-    if lo < len(block.instrs):
-        parts.append(Segment(lo, len(block.instrs) - 1, stack[-1] if stack else None))
+    if _HANDLER_OPS.isdisjoint(map(_op_of, instrs)):  # one handler throughout: no walk
+        for target in targets:
+            reach(target, stack)
+    else:
+        for index, instr in enumerate(instrs):
+            op = instr.op
+            if op is Op.TRY:
+                reach(instr.operands[1], stack)  # the handler runs with this TRY popped
+                parts.append(Segment(lo, index, stack[-1] if stack else None))
+                stack = (*stack, instr.operands[1])
+                lo = index + 1
+            elif op is Op.ENDTRY:
+                parts.append(Segment(lo, index, stack[-1] if stack else None))
+                stack = stack[:-1]
+                lo = index + 1
+            elif op in _JUMPS:
+                reach(instr.operands[-1], stack)
+    if lo < len(instrs):
+        parts.append(Segment(lo, len(instrs) - 1, stack[-1] if stack else None))
     for part in parts:
-        for instr in block.instrs[part.lo : part.hi + 1]:
-            for reg in instr.uses():
-                if reg not in part.kill:
-                    part.gen.add(reg)
+        # Backwards: a register read before any write is one still read once the writes
+        # after its reads are undone.
+        gen, kill = part.gen, part.kill
+        for instr in reversed(instrs[part.lo : part.hi + 1]):
             dst = instr.dst
             if dst is not None:
-                part.kill.add(dst)
+                gen.discard(dst)
+                kill.add(dst)
+            gen.update(instr.reads)
     return parts
 
 
 def liveness(function: IrFunction) -> Liveness:
-    parts = segments(function)
     successors = {
         block.label: [i.operands[-1] for i in block.instrs if i.op in _JUMPS]
         for block in function.blocks
     }
+    parts = segments(function, successors)
+    # Whose live-in set to work out again when a block's changes: the blocks jumping to it,
+    # and those with a part running under it as a handler.
+    readers: dict[int, list[int]] = {label: [] for label in successors}
+    for label, targets in successors.items():
+        for target in targets:
+            readers[target].append(label)
+    for label, block_parts in parts.items():
+        for part in block_parts:
+            if part.handler is not None:
+                readers[part.handler].append(label)
     live_in: dict[int, set[int]] = {label: set() for label in successors}
     live_out: dict[int, set[int]] = {label: set() for label in successors}
-    changed = True
-    while changed:
-        changed = False
-        for block in reversed(function.blocks):  # lowering's order: few rounds
-            out: set[int] = set()
-            for successor in successors[block.label]:
-                out |= live_in[successor]
-            live = out
-            for part in reversed(parts[block.label]):
-                live = part.gen | (live - part.kill)
-                if part.handler is not None:
-                    live |= live_in[part.handler]
-            live_out[block.label] = out
-            if live != live_in[block.label]:
-                live_in[block.label] = live
-                changed = True
+    # A worklist to the fixed point (it is unique, so the order only changes how soon it
+    # is reached): the last block first, as lowering's order mostly runs forwards.
+    work = [block.label for block in function.blocks]
+    queued = set(work)
+    while work:
+        label = work.pop()
+        queued.discard(label)
+        out: set[int] = set()
+        for successor in successors[label]:
+            out |= live_in[successor]
+        live = out
+        for part in reversed(parts[label]):
+            live = part.gen | (live - part.kill)
+            if part.handler is not None:
+                live |= live_in[part.handler]
+        live_out[label] = out
+        if live != live_in[label]:
+            live_in[label] = live
+            for reader in readers[label]:
+                if reader not in queued:
+                    queued.add(reader)
+                    work.append(reader)
     return Liveness(live_in, live_out, parts)

@@ -15,6 +15,8 @@ from avm_vm.values import NOTHING, Value
 from avmc.ir import BasicBlock, IrFunction, IrInstr
 from avmc.passes.simplify import remove_unreachable
 
+_ENDS_BLOCK = frozenset(op for op, info in OPCODES.items() if info.ends_block)
+
 
 @dataclass(frozen=True)
 class ModuleInfo:
@@ -86,13 +88,15 @@ class FunctionBuilder:
     @property
     def terminated(self) -> bool:
         instrs = self.blocks[-1].instrs
-        return bool(instrs) and OPCODES[instrs[-1].op].ends_block
+        return bool(instrs) and instrs[-1].op in _ENDS_BLOCK
 
     def emit(self, op: Op, operands: tuple, span: Span | None) -> None:
-        if self.terminated:
+        instrs = self.blocks[-1].instrs
+        if instrs and instrs[-1].op in _ENDS_BLOCK:  # `terminated`, inline: the hot path
             # Code after return/fail/break: keep the block rules; it is removed as unreachable.
             self.start(self.label())
-        self.blocks[-1].instrs.append(IrInstr(op, operands, span))
+            instrs = self.blocks[-1].instrs
+        instrs.append(IrInstr(op, operands, span))
 
     def emit_value(self, op: Op, operands: tuple, span: Span | None, dst: int | None) -> int:
         """Emit an op that writes a register (``dst``, or a fresh one); return that register."""

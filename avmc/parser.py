@@ -99,21 +99,25 @@ def lark_parser() -> Lark:
 def parse(source: str, filename: str) -> ast.Module:
     """The AST of ``source``; raises ``DiagnosticError`` on the first error."""
     try:
-        module = _build(source, filename)
+        module, height = _build(source, filename)
     except RecursionError:
         raise DiagnosticError(error("program nests too deeply", Span(filename, 1, 1))) from None
-    too_deep = _first_too_deep(module)
+    # The AST is at most twice as deep as the parse is high (an `else if` adds a block):
+    # only a program that may be too deep is walked.
+    too_deep = _first_too_deep(module) if 2 * height > MAX_NESTING + 1 else None
     if too_deep is not None:
         message = f"program nests too deeply (more than {MAX_NESTING} levels)"
         raise DiagnosticError(error(message, too_deep))
     return module
 
 
-def _build(source: str, filename: str) -> ast.Module:
+def _build(source: str, filename: str) -> tuple[ast.Module, int]:
+    """The AST and the height of the parse."""
     parser = lark_parser()
     try:
         try:
-            return AstBuilder(filename, parser).transform(source)
+            builder = AstBuilder(filename, parser)
+            return builder.transform(source), builder.height
         except NoParse:
             # Lark's own parser fails on the same token, with the state and the tokens it
             # expected there, which the message is made of.

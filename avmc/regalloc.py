@@ -12,48 +12,49 @@ from __future__ import annotations
 
 import heapq
 
-from avm_vm.format.opcodes import OPCODES, Op, RegType
-from avmc.ir import BasicBlock, IrFunction, IrInstr, IrProgram
+from avm_vm.format.opcodes import OPCODES, RegType
+from avmc.ir import MOVE, BasicBlock, IrFunction, IrInstr, IrProgram
 from avmc.liveness import liveness
 
 
 def live_intervals(function: IrFunction) -> dict[int, tuple[int, int]]:
     """Register -> (first, last) point where it is live or written."""
     live = liveness(function)
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-
-    def touch(reg: int, point: int) -> None:
-        if reg not in first:
-            first[reg] = last[reg] = point
-        elif point < first[reg]:
-            first[reg] = point
-        elif point > last[reg]:
-            last[reg] = point
-
-    for param in range(function.nparams):
-        touch(param, -1)  # all parameters arrive together, before the first op
+    # Points are visited in increasing order (except a handler's ranges, compared), so a
+    # register's first visit is its first point and its latest visit its last.
+    first = dict.fromkeys(range(function.nparams), -1)  # parameters arrive before any op
+    last = dict(first)
+    setdefault = first.setdefault
     base = 0
     for block in function.blocks:
         end = base + len(block.instrs) - 1
+        point = 2 * base
         for reg in live.live_in[block.label]:
-            touch(reg, 2 * base)
-        for reg in live.live_out[block.label]:
-            touch(reg, 2 * end + 1)
-        for offset, instr in enumerate(block.instrs):
-            point = 2 * (base + offset)
-            for reg in instr.uses():
-                touch(reg, point)
+            setdefault(reg, point)
+            last[reg] = point
+        for instr in block.instrs:
+            for reg in instr.reads:
+                setdefault(reg, point)
+                last[reg] = point
             dst = instr.dst
             if dst is not None:
-                touch(dst, point + 1)
+                setdefault(dst, point + 1)
+                last[dst] = point + 1
+            point += 2
+        point = 2 * end + 1
+        for reg in live.live_out[block.label]:
+            setdefault(reg, point)
+            last[reg] = point
         for part in live.segments[block.label]:
             if part.handler is not None:  # live into the handler: live across the region
+                lo, hi = 2 * (base + part.lo), 2 * (base + part.hi) + 1
                 for reg in live.live_in[part.handler]:
-                    touch(reg, 2 * (base + part.lo))
-                    touch(reg, 2 * (base + part.hi) + 1)
+                    if setdefault(reg, lo) > lo:
+                        first[reg] = lo
+                    if last.get(reg, hi) <= hi:
+                        last[reg] = hi
         base = end + 1
-    return {reg: (first[reg], last[reg]) for reg in first}
+    return {reg: (start, last[reg]) for reg, start in first.items()}
 
 
 def assign_registers(function: IrFunction) -> tuple[dict[int, int], list[RegType]]:
@@ -67,11 +68,12 @@ def assign_registers(function: IrFunction) -> tuple[dict[int, int], list[RegType
     others = sorted(
         (start, reg) for reg, (start, _) in intervals.items() if reg >= function.nparams
     )
+    reg_types, push, pop, untyped = function.reg_types, heapq.heappush, heapq.heappop, RegType.ANY
     for start, reg in others:
         while active and active[0][0] < start:
-            physical = heapq.heappop(active)[1]
+            physical = pop(active)[1]
             free[kinds[physical]].append(physical)
-        kind = function.reg_types.get(reg, RegType.ANY)
+        kind = reg_types.get(reg, untyped)
         pool = free[kind]
         if pool:
             physical = pool.pop()
@@ -79,7 +81,7 @@ def assign_registers(function: IrFunction) -> tuple[dict[int, int], list[RegType
             physical = len(kinds)
             kinds.append(kind)
         mapping[reg] = physical
-        heapq.heappush(active, (intervals[reg][1], physical))
+        push(active, (intervals[reg][1], physical))
     return mapping, kinds
 
 
@@ -90,7 +92,7 @@ def allocate(function: IrFunction) -> IrFunction:
     for block in function.blocks:
         instrs = [rename_registers(instr, mapping) for instr in block.instrs]
         # A copy between two registers that now share a frame register does nothing.
-        instrs = [i for i in instrs if not (i.op is Op.MOVE and i.operands[0] == i.operands[1])]
+        instrs = [i for i in instrs if not (i.op is MOVE and i.operands[0] == i.operands[1])]
         blocks.append(BasicBlock(block.label, instrs))
     return IrFunction(
         function.name,
@@ -118,10 +120,28 @@ _REGISTER_PLACES = {
 }
 
 
+# The ops whose operands are all single registers (most of them), and those whose only
+# register is the first operand (LOADK, the branches, RET, FAIL, TRY).
+_ALL_REGISTERS = frozenset(op for op, info in OPCODES.items() if set(info.operands) == {"R"})
+_FIRST_REGISTER = frozenset(
+    op for op, places in _REGISTER_PLACES.items() if places == ((0, False),)
+)
+
+
 def rename_registers(instr: IrInstr, mapping: dict[int, int]) -> IrInstr:
-    """A copy with every register operand, written or read, renamed through ``mapping``."""
-    operands = list(instr.operands)
-    for i, is_list in _REGISTER_PLACES[instr.op]:
+    """``instr`` with every register operand, written or read, renamed through ``mapping``
+    (itself when it has none: instructions are never changed in place)."""
+    op = instr.op
+    operands = instr.operands
+    if op in _ALL_REGISTERS:
+        return IrInstr(op, tuple(map(mapping.__getitem__, operands)), instr.span)
+    if op in _FIRST_REGISTER:
+        return IrInstr(op, (mapping[operands[0]], *operands[1:]), instr.span)
+    places = _REGISTER_PLACES[op]
+    if not places:
+        return instr
+    renamed = list(operands)
+    for i, is_list in places:
         operand = operands[i]
-        operands[i] = tuple(mapping[reg] for reg in operand) if is_list else mapping[operand]
-    return IrInstr(instr.op, tuple(operands), instr.span)
+        renamed[i] = tuple([mapping[reg] for reg in operand]) if is_list else mapping[operand]
+    return IrInstr(op, tuple(renamed), instr.span)

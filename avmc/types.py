@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from avm_vm.format.opcodes import OPCODES, Op, RegType, const_type
-from avmc.ir import IrFunction, IrProgram
+from avm_vm.format.opcodes import OPCODES, RegType, const_type
+from avmc.ir import LOADK, MOVE, IrFunction, IrProgram
+
+# What each op writes, looked up once per instruction.
+_RESULTS = {op: info.result for op, info in OPCODES.items()}
 
 
 def join(a: RegType | None, b: RegType | None) -> RegType | None:
@@ -29,15 +32,15 @@ def infer_types(function: IrFunction) -> dict[int, RegType]:
     moves_from: defaultdict[int, list[int]] = defaultdict(list)  # source -> MOVE destinations
     for block in function.blocks:
         for instr in block.instrs:
-            info = OPCODES[instr.op]
-            if not info.writes:
+            dst = instr.dst
+            if dst is None:
                 continue
-            dst = instr.operands[0]
-            if instr.op is Op.MOVE:
+            op = instr.op
+            if op is MOVE:
                 moves_from[instr.operands[1]].append(dst)
                 types.setdefault(dst, None)
                 continue
-            written = const_type(instr.operands[1]) if instr.op is Op.LOADK else info.result
+            written = const_type(instr.operands[1]) if op is LOADK else _RESULTS[op]
             types[dst] = join(types.get(dst), written)
     work = [reg for reg in moves_from if types.get(reg) is not None]
     while work:

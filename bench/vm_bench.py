@@ -1,4 +1,5 @@
-"""Runtime benchmarks: calls/s, transactions/s as the store grows, and fib on the VM vs peers.
+"""Runtime benchmarks: calls/s (object calls, call_pure), transactions/s as the store grows,
+fib on the VM vs peers, and the start-up of `avm run` as a whole process (startup_bench.py).
 
     python bench/vm_bench.py            # everything (PingPong 1,000,000 takes about a minute)
     python bench/vm_bench.py --quick    # skip the 1,000,000-round PingPong
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -66,13 +68,26 @@ main {
 """
 
 
+PURE_LOOP = """
+fn double(x) { return x * 2 }
+fn fib(n) { if n < 2 { return n } return fib(n - 1) + fib(n - 2) }
+main {
+  let i = 0
+  let s = 0
+  while i < %d { s += CALLEE; i += 1 }
+  return s
+}
+"""
+CALL_PURE_GOAL = 3_000_000  # calls/s (issue 14)
+
+
 def timed(run) -> tuple[float, object]:
     start = time.perf_counter()
     value = run()
     return time.perf_counter() - start, value
 
 
-def run_source(source: str, **options: int) -> tuple[float, object]:
+def run_source(source: str, **options: int | str) -> tuple[float, object]:
     runtime = Runtime(compile_source(source, "bench.avm"), RuntimeOptions(**options))
     return timed(runtime.run_main)
 
@@ -108,6 +123,64 @@ def bench_fib(n: int) -> None:
         lua_time, lua_value = lua
         assert lua_value == py_value
         print(f"  Lua 5.4  {lua_time:8.3f} s   VM / Lua     = {vm_time / lua_time:6.1f}x")
+
+
+def double_py(x: int) -> int:
+    return x * 2
+
+
+def pure_loop_py(n: int) -> int:
+    """The call_pure loop in CPython: the function found by name, its arguments a list."""
+    functions = {"double": double_py}
+    s = i = 0
+    while i < n:
+        s += functions["double"](*[i])
+        i += 1
+    return s
+
+
+def bench_call_pure(calls: int) -> None:
+    """`call_pure("double", [i])` in a loop, against the same loop with a direct call (a
+    CALL) and in CPython; each the best of three. (With jit auto, a function runs on
+    frames until the JIT has decided about it, after about 10,000 calls.)"""
+    print(f"\ncall_pure of a small function, {calls:,} calls (goal {CALL_PURE_GOAL:,} calls/s)")
+    expected = pure_loop_py(calls)
+    for jit in ("off", "auto", "on"):
+        for label, callee in (("call_pure", 'call_pure("double", [i])'), ("CALL", "double(i)")):
+            source = PURE_LOOP.replace("CALLEE", callee) % calls
+            seconds = min(run_pure_loop(source, jit, expected) for _ in range(3))
+            print(f"  VM, jit {jit:4}, {label:9}  {calls / seconds:12,.0f} calls/s")
+    seconds = min(timed(lambda: pure_loop_py(calls))[0] for _ in range(3))
+    print(f"  CPython (dict lookup + call)  {calls / seconds:12,.0f} calls/s")
+    # A callee with work in it runs as native code when the JIT compiled it, called by
+    # call_pure as by a CALL.
+    heavy = calls // 200
+    expected = heavy * fib_py(15)
+    print(f"call_pure of fib(15), {heavy:,} calls: native when the JIT compiled it")
+    for jit in ("off", "on"):
+        for label, callee in (("call_pure", 'call_pure("fib", [15])'), ("CALL", "fib(15)")):
+            source = PURE_LOOP.replace("CALLEE", callee) % heavy
+            seconds = min(run_pure_loop(source, jit, expected) for _ in range(3))
+            print(f"  VM, jit {jit:4}, {label:9}  {heavy / seconds:12,.1f} calls/s")
+
+
+def run_pure_loop(source: str, jit: str, expected: int) -> float:
+    seconds, value = run_source(source, jit=jit)
+    assert value == expected, (value, expected)
+    return seconds
+
+
+def bench_startup(runs: int) -> None:
+    """`avm run` of a trivial tape as a whole process, against `python -c pass`."""
+    from startup_bench import GOAL_RATIO, measure
+
+    avm_times, python_times = measure(runs)
+    avm_ms, python_ms = statistics.median(avm_times), statistics.median(python_times)
+    print(
+        f"\nstart-up (medians of {runs} processes): avm run {avm_ms:.1f} ms, "
+        f"python -c pass {python_ms:.1f} ms, ratio {avm_ms / python_ms:.2f} "
+        f"(goal {GOAL_RATIO:.2f}: 50 ms against 22 ms)"
+    )
 
 
 def bench_counter(calls: int) -> None:
@@ -166,6 +239,8 @@ def main() -> None:
 
     bench_fib(25)
     bench_counter(100_000)
+    bench_call_pure(200_000)
+    bench_startup(21)
     print("\nPingPong (each hop a call inside the previous call, spec §14.1)")
     bench_pingpong(100_000, RuntimeOptions().max_depth)
     if not args.quick:

@@ -75,9 +75,13 @@ def avm(*args: str, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess
 class Node:
     """One running `avm node` process."""
 
-    def __init__(self, name: str, args: list[str], stderr_path: Path) -> None:
+    def __init__(
+        self, name: str, args: list[str], stderr_path: Path, env: Mapping[str, str] = {}
+    ) -> None:
         self.name = name
         self.args = args  # everything after `--listen HOST:PORT`, so a restart repeats it
+        # Added to the parent's environment at each launch; clear it to restart without.
+        self.env = dict(env)
         self.port = 0  # known once the node is ready
         self.stderr_path = stderr_path
         self.process: subprocess.Popen[str] | None = None
@@ -95,7 +99,12 @@ class Node:
             stderr.write(f"=== {' '.join(command[3:])}\n")
             stderr.flush()
             self.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env={**os.environ, **self.env} if self.env else None,
             )
         threading.Thread(target=self._drain, args=(self.process, self.lines), daemon=True).start()
         self._wait_ready(port)
@@ -185,10 +194,12 @@ class Nodes:
         options: Sequence[str] = (),
         label: str | None = None,
         certs: Path | None = None,
+        env: Mapping[str, str] = {},
     ) -> Node:
         """Start node ``name`` on a port the OS picks and wait until it is ready. ``label``
         names its stderr file when two nodes share a name; ``certs``, a directory made by
-        `avm certs init`, gives it mutual TLS with its certificate ``NAME.crt``."""
+        `avm certs init`, gives it mutual TLS with its certificate ``NAME.crt``; ``env``
+        adds variables to its environment (`Node.env`, kept for restarts)."""
         args: list[str] = []
         for peer, node in peers.items():
             args += ["--peer", f"{peer}={node.address}"]
@@ -199,7 +210,7 @@ class Nodes:
         if certs is not None:
             args += tls_args(certs, name)
         args += options
-        node = Node(name, args, self.directory / f"node-{label or name}.stderr")
+        node = Node(name, args, self.directory / f"node-{label or name}.stderr", env)
         self.started.append(node)
         node.launch(0)
         return node
@@ -456,3 +467,41 @@ def own_errors(log: str) -> list[str]:
         for line in log.splitlines()
         if _MESSAGE.match(line).group(1).startswith(OWN_ERRORS)  # type: ignore[union-attr]
     ]
+
+
+# --------------------------------------------------------------------------- transactions
+
+
+def wait_settled(nodes: Sequence[Node], timeout: float = 30.0) -> None:
+    """Wait until no node holds any part of a transaction across nodes: its status counts
+    (`transactions`: parts, prepared, locked objects, unacknowledged decisions) are all 0.
+    A node that cannot answer yet (restarting, busy) is asked again until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen: dict[str, Any] = {}
+        for node in nodes:
+            try:
+                with Session(node, timeout=max(deadline - time.monotonic(), 1.0)) as session:
+                    status = session.status()
+                # A busy node answers its last known status, which may be old or empty.
+                seen[node.name] = "busy" if status.get("busy") else status["transactions"]
+            except (ClientError, OSError, TimeoutError, WireError) as error:
+                seen[node.name] = repr(error)
+        if all(isinstance(counts, dict) and not any(counts.values()) for counts in seen.values()):
+            return
+        if time.monotonic() > deadline:
+            logs = "\n".join(node.log() for node in nodes)
+            raise AssertionError(f"transactions not settled within {timeout:g} s: {seen}\n{logs}")
+        time.sleep(0.1)
+
+
+REPLAYED = re.compile(r"match; state hash ([0-9a-f]{64})")
+
+
+def replayed_hash(data: Path, timeout: float = 120.0) -> str:
+    """The state hash `avm replay DATA --from-start` reaches (asserting it succeeded)."""
+    result = avm("replay", str(data), "--from-start", timeout=timeout)
+    assert result.returncode == 0, f"avm replay {data}:\n{result.stdout}{result.stderr}"
+    match = REPLAYED.search(result.stdout)
+    assert match is not None, f"no state hash in the output of avm replay:\n{result.stdout}"
+    return match.group(1)

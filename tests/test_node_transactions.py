@@ -44,6 +44,15 @@ AUDIT = compile_source(
       }
       on ["probe", o, m] { atomic { return call!(o, m) } else (err, kind) { return [kind, err] } }
       on ["who"] { return current_controller() }
+      on ["check", account] {
+        let b = call!(account, ["balance"])
+        if b < 1000 { fail "too low" }
+        return b
+      }
+      on ["careful", account] {
+        atomic { let r = call(self, ["check", account]); set_state([r]); return r }
+        else (err) { return ["refused", err] }
+      }
       on ["ask", o] { atomic under "c9" { return call!(o, ["who"]) } }
     }
     """,
@@ -178,6 +187,19 @@ def test_a_read_only_part_needs_no_log_and_no_decision() -> None:
         assert _settled(nodes)
 
     run(test, [AUDIT, BANK], [BANK])
+
+
+def test_a_failed_callee_that_only_read_another_node_does_not_stop_the_commit() -> None:
+    """The check read beta's account (a part that changed nothing) and failed: undoing it
+    leaves nothing behind on beta, so the transaction still commits."""
+
+    async def test(nodes: list[Node], clients: list[Client]) -> None:
+        audit, account = await clients[0].create("Audit"), await clients[1].create("Account")
+        assert await clients[0].call(audit, ("careful", ObjectRef(account))) == Just(NOTHING)
+        assert nodes[0].engine.runtime.store.state(audit) == (NOTHING,)
+        assert _settled(nodes)
+
+    run(test, [AUDIT], [BANK])
 
 
 def test_a_joined_call_runs_under_the_transactions_controller() -> None:

@@ -475,6 +475,16 @@ EXAMPLES: dict[str, dict[str, object]] = {
     "peek_response": {"request_id": 14, "object": None},
     "load": {"request_id": 15, "tape": "QVZN"},
     "load_response": {"request_id": 15, "behaviors": {"ping": NONCE}},
+    "intent": {
+        "request_id": 16,
+        "target": 4,
+        "offer": ("give", "apple", (ObjectRef(5),)),
+        "check": ("want", "cherry"),
+        "wait_ms": 60_000,
+    },
+    "intent_response": {"request_id": 16, "intent": 1},
+    "intent_status": {"request_id": 17, "intent": 1},
+    "intent_status_response": {"request_id": 17, "report": {"intent": 1, "state": "pending"}},
 }
 
 
@@ -702,7 +712,7 @@ def test_version_mismatch_names_both_versions() -> None:
 def test_a_peer_of_the_previous_version_is_served() -> None:
     """Protocol 3 only added to protocol 2 (transactions across nodes), so a version-2 peer
     still connects; the node never sends it a call that joins a transaction."""
-    client, server = connect(node("beta", None, initiator=False), raw_peer(version=2))
+    _, server = connect(node("beta", None, initiator=False), raw_peer(version=2))
     assert not isinstance(server, Exception) and server.version == 2
 
 

@@ -17,8 +17,8 @@ last, so every older .tape keeps its instruction numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 
 class Layer(Enum):
@@ -35,8 +35,7 @@ class Layer(Enum):
     EVENT = "event"
 
 
-@dataclass(frozen=True)
-class Instruction:
+class Instruction(NamedTuple):
     number: int
     name: str  # IR / disassembly name
     spec_name: str  # the name in spec/AVM-SEMANTICS.md

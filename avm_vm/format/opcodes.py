@@ -22,8 +22,8 @@ When an op writes a register, that register is always its first operand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from avm_vm.values import NOTHING, Value
 
@@ -100,8 +100,7 @@ class Op(IntEnum):
     ENDTRY = 40
 
 
-@dataclass(frozen=True)
-class OpInfo:
+class OpInfo(NamedTuple):
     op: Op
     operands: str  # operand letters, see the module docstring
     result: RegType | None  # type written to the first operand; None: writes no register

@@ -9,8 +9,8 @@ instruction numbers and immediates are ints; a register list (L) is a tuple of i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from avm_vm.format.opcodes import RegType
 from avm_vm.values import Value
@@ -24,8 +24,7 @@ class FunctionKind(IntEnum):
     MAIN = 2  # the `main` program: no parameters
 
 
-@dataclass(frozen=True)
-class Function:
+class Function(NamedTuple):
     name: str
     kind: FunctionKind
     nparams: int  # parameters arrive in registers 0 .. nparams-1
@@ -38,15 +37,13 @@ class Function:
         return len(self.reg_types)
 
 
-@dataclass(frozen=True)
-class Behavior:
+class Behavior(NamedTuple):
     name: str
     function: int  # index into Program.functions (a BEHAVIOR function)
     fields: tuple[str, ...]  # persistent field names, in state-list order
 
 
-@dataclass(frozen=True)
-class Program:
+class Program(NamedTuple):
     source_name: str  # the .avm file it was compiled from, for error messages
     constants: tuple[Value, ...]
     functions: tuple[Function, ...]

@@ -124,25 +124,44 @@ def _unique_name(
     return q
 
 
-def _operand_problem(instr: object, limits: dict[str, tuple[int, str, str]]) -> str | None:
-    """Why ``instr`` is not an op with its table's operands, each within its limit, or None."""
+# Per op: its operand letters with their positions in an instruction tuple, and what it
+# writes: None (nothing), a `RegType`, or the op itself for LOADK and MOVE (the constant's
+# type, the source register's). Read once per instruction, so kept in plain tuples.
+_PLACES = {op: tuple(enumerate(info.operands, start=1)) for op, info in OPCODES.items()}
+_PRODUCES = {
+    op: op if op is Op.LOADK or op is Op.MOVE else info.result for op, info in OPCODES.items()
+}
+# The ops with a rule of their own besides operand ranges and register types.
+_OWN_RULES = frozenset((Op.CALL, Op.EFFECT, Op.ISKIND, Op.GETFIELD, Op.SETFIELD))
+# Named once per instruction: an enum member costs a lookup each time it is named.
+_LOADK, _MOVE, _EFFECT = Op.LOADK, Op.MOVE, Op.EFFECT
+_ANY = RegType.ANY
+
+
+def _operand_problem(
+    instr: object, limits: dict[str, tuple[int, str, str]], bounds: dict[str, int]
+) -> str | None:
+    """Why ``instr`` is not an op with its table's operands, each within its limit (``bounds``
+    holds the limits' first items), or None."""
     if type(instr) is not tuple or not instr or type(instr[0]) is not Op:
         return f"unknown opcode in {instr!r}"
-    info = OPCODES[instr[0]]
-    if len(instr) != 1 + len(info.operands):
-        return f"{info.name} takes {len(info.operands)} operands, not {len(instr) - 1}"
-    for letter, operand in zip(info.operands, instr[1:], strict=True):
+    places = _PLACES[instr[0]]
+    if len(instr) != 1 + len(places):
+        name = instr[0].name
+        return f"{name} takes {len(places)} operands, not {len(instr) - 1}"
+    for i, letter in places:
+        operand = instr[i]
         if letter == "L":
             if type(operand) is not tuple:
-                return f"{info.name} needs a register list, not {operand!r}"
-            bound, what, within = limits["R"]
-            values = operand
-        else:
-            bound, what, within = limits[letter]
-            values = (operand,)
-        for x in values:
-            if type(x) is not int or not 0 <= x < bound:
-                return f"{what} {x!r} is outside {within}"
+                return f"{instr[0].name} needs a register list, not {operand!r}"
+            bound = bounds["R"]
+            for x in operand:
+                if type(x) is not int or not 0 <= x < bound:
+                    _, what, within = limits["R"]
+                    return f"{what} {x!r} is outside {within}"
+        elif type(operand) is not int or not 0 <= operand < bounds[letter]:
+            _, what, within = limits[letter]
+            return f"{what} {operand!r} is outside {within}"
     return None
 
 
@@ -198,7 +217,13 @@ class _Verifier:
         for position in function.lines:
             if not (type(position) is tuple and len(position) == 2):
                 fail(f"function {q} has a malformed line table entry {position!r}")
-            if not (_is_nat(position[0], MAX_LINE) and _is_nat(position[1], MAX_LINE)):
+            line, column = position
+            if not (
+                type(line) is int
+                and 0 <= line <= MAX_LINE
+                and type(column) is int
+                and 0 <= column <= MAX_LINE
+            ):
                 fail(f"function {q} has a line table entry out of range {position!r}")
 
     def check_code(self, index: int, function: Function) -> None:
@@ -221,10 +246,11 @@ class _Verifier:
                                                         f"({len(INSTRUCTIONS)} instructions)"),
             "U": (NAT_MAX + 1, "immediate", "0..2**64-1"),
         }  # fmt: skip
+        bounds = {letter: limit[0] for letter, limit in limits.items()}
         pure = function.kind is FunctionKind.PURE
         for pc, instr in enumerate(code):
-            problem = _operand_problem(instr, limits) or self.rule_problem(instr, types)
-            if not problem and pure and instr[0] is Op.EFFECT:
+            problem = _operand_problem(instr, limits, bounds) or self.rule_problem(instr, types)
+            if not problem and pure and instr[0] is _EFFECT:
                 # CALL and call_pure treat a pure function as effect-free (a `fn` may not
                 # use instructions); a hostile file must not smuggle one in.
                 problem = (
@@ -238,6 +264,30 @@ class _Verifier:
 
     def rule_problem(self, instr: tuple, types: tuple[RegType, ...]) -> str | None:
         """The op-specific rules and the register type rule, once operands are in range."""
+        op = instr[0]
+        if op in _OWN_RULES:
+            problem = self.own_rule_problem(instr)
+            if problem:
+                return problem
+        produced = _PRODUCES[op]
+        if produced is None:
+            return None
+        declared = types[instr[1]]
+        if declared is _ANY:
+            return None
+        if produced is _LOADK:
+            produced = const_type(self.program.constants[instr[2]])
+        elif produced is _MOVE:
+            produced = types[instr[2]]
+        if declared is not produced:
+            return (
+                f"{op.name} writes a value of type {produced.name.lower()} to r{instr[1]}, "
+                f"declared {declared.name.lower()}"
+            )
+        return None
+
+    def own_rule_problem(self, instr: tuple) -> str | None:
+        """The rule of a CALL, EFFECT, ISKIND, GETFIELD or SETFIELD, besides operand ranges."""
         op = instr[0]
         program = self.program
         if op is Op.CALL:
@@ -262,21 +312,6 @@ class _Verifier:
                 return f"{op.name} defaults (constant {instr[-1]}) are not a list"
             if instr[3] >= len(defaults):
                 return f"{op.name} field {instr[3]} is outside its {len(defaults)} defaults"
-        info = OPCODES[op]
-        if not info.writes:
-            return None
-        if op is Op.LOADK:
-            produced = const_type(program.constants[instr[2]])
-        elif op is Op.MOVE:
-            produced = types[instr[2]]
-        else:
-            produced = info.result
-        declared = types[instr[1]]
-        if declared is not RegType.ANY and declared is not produced:
-            return (
-                f"{op.name} writes a value of type {produced.name.lower()} to r{instr[1]}, "
-                f"declared {declared.name.lower()}"
-            )
         return None
 
     def check_behaviors(self) -> None:

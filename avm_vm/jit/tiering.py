@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import atexit
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from avm_vm.format.program import Program
 from avm_vm.vm.translate import translate
@@ -38,6 +36,8 @@ from avm_vm.vm.translate import translate
 # The analysis, the lowering (llvmlite) and the native runners load when a function first
 # gets hot: a run too short to tier up, the usual `avm run`, never pays for their import.
 if TYPE_CHECKING:
+    import queue
+
     from avm_vm.jit.analysis import NativePlan
     from avm_vm.jit.engine import JitEngine, NativeModule
     from avm_vm.jit.native import Layout
@@ -63,8 +63,7 @@ IDLE_SECONDS = 30.0
 EXIT_WAIT = 10.0
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """What the JIT compiles for one program: modules of at most ``max_instructions``
     instructions (``$AVM_JIT_MAX_INSTRUCTIONS``), for at most ``budget`` seconds of
     compilation in all (``$AVM_JIT_BUDGET``)."""
@@ -111,15 +110,17 @@ def _compile(program: Program, plans: dict[int, NativePlan], roots: list[int]) -
     return _compiler.engine().compile(program, plans, roots)
 
 
-@dataclass(eq=False)
 class _Job:
     """Functions to compile for one program; ``done`` is set once ``modules`` is final."""
 
-    jit: ProgramJit
-    roots: list[int]
-    dense_only: bool  # auto mode: compile (and install) only functions worth it
-    modules: list[NativeModule] = field(default_factory=list)
-    done: threading.Event = field(default_factory=threading.Event)
+    __slots__ = ("dense_only", "done", "jit", "modules", "roots")
+
+    def __init__(self, jit: ProgramJit, roots: list[int], dense_only: bool) -> None:
+        self.jit = jit
+        self.roots = roots
+        self.dense_only = dense_only  # auto mode: compile (and install) only functions worth it
+        self.modules: list[NativeModule] = []
+        self.done = threading.Event()
 
 
 class _Compiler:
@@ -127,7 +128,9 @@ class _Compiler:
     thread ends after `IDLE_SECONDS` without work and starts again with the next job."""
 
     def __init__(self) -> None:
-        self.jobs: queue.Queue[_Job | None] = queue.Queue()  # None: stop (the process exits)
+        # The jobs, where None stops the thread (the process exits). Made with the first
+        # job: most runs never compile, and need not load the queue module.
+        self.jobs: queue.Queue[_Job | None] | None = None
         self.lock = threading.Lock()  # guards ``thread`` and ``closed``
         self.thread: threading.Thread | None = None
         self.closed = False  # the process is exiting: no new compilation starts
@@ -146,6 +149,10 @@ class _Compiler:
             if self.closed:
                 job.done.set()  # nothing compiled: the functions stay on the VM
                 return
+            if self.jobs is None:
+                import queue
+
+                self.jobs = queue.Queue()
             self.jobs.put(job)
             self.unfinished += 1
             if self.thread is None:
@@ -153,12 +160,16 @@ class _Compiler:
                 self.thread.start()
 
     def _serve(self) -> None:
+        import queue
+
+        jobs = self.jobs
+        assert jobs is not None  # a job made it before the thread started
         while True:
             try:
-                job = self.jobs.get(timeout=IDLE_SECONDS)
+                job = jobs.get(timeout=IDLE_SECONDS)
             except queue.Empty:
                 with self.lock:
-                    if self.jobs.empty():
+                    if jobs.empty():
                         self.thread = None
                         return
                 continue
@@ -185,7 +196,7 @@ class _Compiler:
         with self.lock:
             self.closed = True
             thread = self.thread
-        if thread is not None:
+        if thread is not None and self.jobs is not None:
             self.jobs.put(None)
             thread.join(EXIT_WAIT)
 

@@ -559,6 +559,17 @@ def _status_text(status: dict[str, Any]) -> str:
         f"({tx.get('prepared', 0)} prepared), {tx.get('locked_objects', 0)} locked objects, "
         f"{tx.get('unacknowledged', 0)} commits awaiting acknowledgement"
     )
+    pool = status.get("intents", {})
+    lines.append(
+        f"intents: {pool.get('pending', 0)} pending, {pool.get('settled', 0)} settled, "
+        f"{pool.get('expired', 0)} failed at their deadline; {pool.get('batches_tried', 0)} "
+        f"batches tried, {pool.get('batches_committed', 0)} committed"
+    )
+    for intent in pool.get("oldest", []):
+        lines.append(
+            f"  intent {intent['intent']}  obj:{intent['target']}  "
+            f"{intent['attempts']} batches tried  last: {intent['reason'] or '-'}"
+        )
     lines.append(f"events applied: {status.get('events')}")
     busy = "(runs are parked, or a transaction across nodes is open)"
     lines.append(f"state hash: {status.get('state_hash') or busy}")
@@ -621,6 +632,66 @@ def load_command(node: str, file: Path, secret_file: Path | None, timeout: float
     behaviors = _ask(node, secret_file, timeout, lambda c: c.load(tape, timeout))
     for name, digest in sorted(behaviors.items()):
         click.echo(f"loaded {name}  code hash {digest}")
+
+
+@click.command("intent")
+@click.argument("node")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, max=1e9),
+    default=60.0,
+    show_default=True,
+    help="Seconds the intent may wait in the pool for others to settle with.",
+)
+@click.option("--no-wait", is_flag=True, help="Print the intent's number and return at once.")
+@_client_options
+def intent_command(
+    node: str,
+    file: Path,
+    deadline: float,
+    no_wait: bool,
+    secret_file: Path | None,
+    timeout: float,
+) -> None:
+    """Submit the intent in FILE to NODE and wait until it settles or fails (docs/intents.md).
+
+    FILE holds one value in canonical text: [OBJECT, OFFER, CHECK]. The node runs
+    call!(OBJECT, OFFER) and then call!(OBJECT, CHECK) in one transaction with the
+    offers and checks of other pending intents. Exit status 1 when the intent fails."""
+    import asyncio
+    import time
+
+    from avm_vm.value_text import ValueTextError, parse_value
+    from avm_vm.values import ObjectRef
+
+    try:
+        intent = parse_value(file.read_text(encoding="utf-8"))
+    except (ValueTextError, UnicodeDecodeError) as error:
+        raise click.BadParameter(f"FILE {error}") from None
+    if type(intent) is not tuple or len(intent) != 3 or type(intent[0]) is not ObjectRef:
+        raise click.BadParameter("FILE must hold [OBJECT, OFFER, CHECK], e.g. [obj:1, [], []]")
+    target, offer, check = intent
+    wait_ms = round(deadline * 1000)
+
+    async def submit(client: Any) -> dict[str, Any]:
+        number = await client.intent(target.id, offer, check, wait_ms, timeout)
+        click.echo(f"intent {number} accepted")
+        report = {"intent": number, "state": "pending"}
+        give_up = time.monotonic() + deadline + timeout  # the node expires it by then
+        while not no_wait and report["state"] == "pending" and time.monotonic() < give_up:
+            await asyncio.sleep(0.05)
+            report = await client.intent_status(number, timeout)
+        return report
+
+    report = _ask(node, secret_file, timeout, submit)
+    if report["state"] == "settled":
+        batch = ", ".join(str(n) for n in report["batch"])
+        click.echo(f"intent {report['intent']} settled with intents {batch} in one transaction")
+    elif report["state"] == "failed":
+        _fail(f"intent {report['intent']} failed: {report['reason']}")
+    elif not no_wait:
+        _fail(f"intent {report['intent']}: no word from the node before its deadline")
 
 
 @click.command("replay")
@@ -795,6 +866,7 @@ COMMANDS = (
     snapshot_command,
     peek_command,
     load_command,
+    intent_command,
     replay_command,
     log_group,
     certs_group,

@@ -150,6 +150,17 @@ class Client:
         encoded = base64.b64encode(tape).decode()
         return (await self.request("load", timeout, tape=encoded))["behaviors"]
 
+    async def intent(
+        self, target: int, offer: Value, check: Value, wait_ms: int, timeout: float = 10.0
+    ) -> int:
+        """Submit an intent (docs/intents.md); answers its number on the node."""
+        fields = {"target": target, "offer": offer, "check": check, "wait_ms": wait_ms}
+        return (await self.request("intent", timeout, **fields))["intent"]
+
+    async def intent_status(self, number: int, timeout: float = 10.0) -> dict[str, Any]:
+        """What became of intent ``number``: pending, settled, failed (and why) or unknown."""
+        return (await self.request("intent_status", timeout, intent=number))["report"]
+
 
 def _value(answer: Message) -> Value:
     if answer["type"] != "call_response":

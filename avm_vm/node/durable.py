@@ -453,6 +453,9 @@ _FIELDS: dict[str, dict[str, Any]] = {
     "learn": {"object_id": _ID, "machine": str},
     "unlearn": {"object_id": _ID, "machine": str},
     "checkpoint": {"full": str},
+    "intent": {"target": _ID, "offer": object, "check": object, "wait": (0, 1 << 62)},
+    "intent_batch": {"intents": list},
+    "intent_expired": {"intent": _ID},
 }
 
 

@@ -29,6 +29,7 @@ from avm_vm.format.program import Program
 from avm_vm.node.codec import value_from_json, value_to_json
 from avm_vm.node.directory import Directory
 from avm_vm.node.eventlog import Event, encode_event
+from avm_vm.node.intents import IntentPool
 from avm_vm.node.messages import Message, decode_message, message
 from avm_vm.node.requests import run_answer
 from avm_vm.node.transfer import (
@@ -162,6 +163,8 @@ class Engine:
             "unlearn": self._unlearn,
             "checkpoint": lambda event: Step(),
         }
+        self.intents = IntentPool(self)  # intents waiting to be solved (docs/intents.md)
+        self.handlers.update(self.intents.handlers())
 
     # ----------------------------------------------------------------- events
 
@@ -383,7 +386,7 @@ class Engine:
         """End this node's part of ``tx_id``: applied (``commit``) or rolled back."""
         branch = self.branches.pop(tx_id)
         tx, rt = branch.tx, self.runtime
-        rt.store.unlock(tx.touched())
+        rt.store.unlock(tx.touched(), tx_id)
         if commit:
             tx.apply(rt.store, self.here)
             rt.emit_at(TransactionCommitted(tx_id), None)
@@ -446,7 +449,8 @@ class Engine:
         got = answer["fail"] if "fail" in answer else decode_message(answer)
         if type(request) is MoveOut and not isinstance(got, str) and got["ok"]:
             self.directory.learn(request.object_id, request.machine)  # before it resumes
-        return self._step(self.runtime.resume(run, run_answer(request, got)))  # type: ignore[arg-type]
+        changed = isinstance(got, str) or got.get("changed", True)
+        return self._step(self.runtime.resume(run, run_answer(request, got), changed))  # type: ignore[arg-type]
 
     def proceed(self, sliced: bool = False) -> Step:
         """Go on with the run a step left preempted: in slices again when ``sliced``."""
@@ -548,6 +552,7 @@ class Engine:
                 "unacknowledged": len(self.outcomes),
             },
             "runs": self.runtime.runs,
+            "intents": self.intents.status(),
         }
 
     def _flush_trace(self) -> None:

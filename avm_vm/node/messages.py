@@ -294,9 +294,12 @@ KINDS: dict[str, Kind] = {
             # The callee ran and failed: why and where (a failed answer to a peer's call;
             # an ok `nothing` answer to a client's call). Absent otherwise.
             "failure": Optional(Failure()),
+            # The answer to a call that joined a transaction: whether it changed anything
+            # in the callee node's part of it (docs/transactions.md). Absent otherwise.
+            "changed": Optional(Flag()),
         },
         _response_rule("value"),
-        frozenset({"failure"}),
+        frozenset({"failure", "changed"}),
     ),
     # The location directory (spec §11.3).
     "create_notify": Kind({"object_id": U64, "machine_id": NAME}),
@@ -351,6 +354,13 @@ KINDS: dict[str, Kind] = {
     "peek_response": Kind({"request_id": U64, "object": Optional(JsonObject())}),
     "load": Kind({"request_id": U64, "tape": STR}),
     "load_response": Kind({"request_id": U64, "behaviors": JsonObject()}),
+    # Intents (docs/intents.md): `avm intent` submits one, then asks what became of it.
+    "intent": Kind(
+        {"request_id": U64, "target": U64, "offer": Val(), "check": Val(), "wait_ms": U64}
+    ),
+    "intent_response": Kind({"request_id": U64, "intent": U64}),
+    "intent_status": Kind({"request_id": U64, "intent": U64}),
+    "intent_status_response": Kind({"request_id": U64, "report": JsonObject()}),
 }
 
 

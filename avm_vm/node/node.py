@@ -49,6 +49,7 @@ from avm_vm.node.engine import Engine, LoadError, Step, failure_of
 from avm_vm.node.eventlog import Event, LogError, LogWriteError
 from avm_vm.node.failpoints import reach
 from avm_vm.node.fairqueue import FairQueue
+from avm_vm.node.intents import IntentDesk
 from avm_vm.node.logs import log_failed_call, log_failed_run, logger
 from avm_vm.node.messages import Message, RequestIds, encode_message, message
 from avm_vm.node.metrics import Metrics
@@ -120,6 +121,8 @@ _CLIENT_KINDS = frozenset(
         "snapshot",
         "peek",
         "load",
+        "intent",
+        "intent_status",
     }
 )
 SNAPSHOT_POLL = 0.02  # seconds between tries of an on-demand snapshot while runs are parked
@@ -170,6 +173,8 @@ class Origin:
     teleport: bool = False  # a peer's teleported activation (it may be refused)
     heavy: bool = False  # it came in a large frame: its event is applied on the VM thread
     since: float = field(default_factory=time.monotonic)  # when it came (call latency)
+    # Not a requester: what to do with the step once its event is durable (`_record_then`).
+    then: Callable[[Step], None] | None = None
 
 
 @dataclass
@@ -212,6 +217,7 @@ class Node:
         self.committing = 0  # outputs whose write is under way
         self.known: dict[str, Any] = {}  # the VM's last status, told while a run holds it
         self.tasks: set[asyncio.Task] = set()
+        self.intent_desk = IntentDesk(self)  # intents: accepted, solved, expired
         self.port = config.port
         self.prefix = 0
         self.server: asyncio.Server | None = None
@@ -247,6 +253,7 @@ class Node:
         if self.config.data is not None:
             self._spawn(self._commit())
         self._spawn(self._settle())
+        self.intent_desk.start()
         await self.server.start_serving()
         for peer, (host, port) in self.config.peers.items():
             self._spawn(self._dial(peer, host, port))
@@ -768,6 +775,14 @@ class Node:
         loaded = {b.name: registry.code_hash(b.name).hex() for b in program.behaviors}
         conn.send(message("load_response", request_id=msg["request_id"], behaviors=loaded))
 
+    async def _on_intent(self, conn: Connection, msg: Message) -> None:
+        """`avm intent`: a logged intent, solved with others (docs/intents.md)."""
+        self.counters.client_requests += 1
+        await self.intent_desk.submit(conn, msg)
+
+    async def _on_intent_status(self, conn: Connection, msg: Message) -> None:
+        await self.intent_desk.report(conn, msg)
+
     def _peer_table(self) -> list[dict[str, object]]:
         names = sorted(set(self.config.peers) | set(self.links))
         table = []
@@ -949,7 +964,7 @@ class Node:
             for origin, step in held:
                 if durable:
                     self._after(origin, step)
-                elif origin is not None:  # applied here, but not durable: nothing leaves
+                elif origin is not None and origin.then is None:  # not durable: nothing leaves
                     self._reply_error(origin, "Failed", f"not made durable: {self.fatal}")
 
     def _snapshot_due(self) -> None:
@@ -999,6 +1014,9 @@ class Node:
                 reach("coordinator-after-decision")
             for machine in sorted(machines):
                 self._send(machine, message("decide", tx=tx_id, commit=commit))
+        if origin is not None and origin.then is not None:
+            origin.then(step)
+            return
         outcome = step.outcome
         if outcome is None:
             if origin is not None:
@@ -1028,7 +1046,8 @@ class Node:
             if failure is not None:
                 log_failed_call(run.number, failure)
             self.metrics.answered("ok" if failure is None else "failed", origin.since)
-            self._reply(origin, call_answer(origin.request_id, outcome.value, failure))
+            changed = run.changed if run.joined else None
+            self._reply(origin, call_answer(origin.request_id, outcome.value, failure, changed))
         else:
             assert type(outcome) is Failed
             self.counters.failed_runs += 1
@@ -1108,42 +1127,45 @@ class Node:
     async def _on_prepare(self, conn: Connection, msg: Message) -> None:
         """A coordinator asks this node to prepare its part of a transaction: the vote
         leaves once the prepare is durable."""
-        tx_id = msg["tx"]
+        tx_id, rid = msg["tx"], msg["request_id"]
         coordinator = self.engine.coordinator_of(tx_id)
         if coordinator not in (None, conn.name):
-            vote = self.engine.vote(tx_id, f"node {conn.name} did not begin it")
-        else:
-            step = await self._apply({"k": "prepare", "tx": tx_id})
-            if step is None or step.reply is None:
-                vote = self.engine.vote(tx_id, "the node is halting")
-            else:
-                vote = step.reply
-                reach("participant-after-prepare")
-        conn.send({**vote, "request_id": msg["request_id"]})
+            refusal = self.engine.vote(tx_id, f"node {conn.name} did not begin it")
+            conn.send({**refusal, "request_id": rid})
+            return
+
+        def vote(step: Step) -> None:
+            assert step.reply is not None
+            reach("participant-after-prepare")
+            conn.send({**step.reply, "request_id": rid})
+
+        await self._record_then({"k": "prepare", "tx": tx_id}, vote)
 
     async def _on_decide(self, conn: Connection, msg: Message) -> None:
         """The coordinator's decision on a part this node holds: apply or roll back, then
         acknowledge (a decision on a part it no longer holds is acknowledged at once)."""
-        tx_id = msg["tx"]
+        tx_id, commit = msg["tx"], msg["commit"]
         coordinator = self.engine.coordinator_of(tx_id)
-        if coordinator is not None:
-            reach("participant-before-apply")
-            if coordinator != conn.name:
-                logger.warning(
-                    "ignored %s's decision on tx:%d: it did not begin it", conn.name, tx_id
-                )
-                return
-            step = await self._apply({"k": "decide", "tx": tx_id, "commit": msg["commit"]})
-            if step is None:
-                return  # halting: the decision is asked for again after the restart
-            self._broadcast(step.notices)
+        if coordinator is None:
+            if commit:
+                conn.send(message("decided", tx=tx_id))
+            return
+        reach("participant-before-apply")
+        if coordinator != conn.name:
+            logger.warning("ignored %s's decision on tx:%d: it did not begin it", conn.name, tx_id)
+            return
+
+        def applied(step: Step) -> None:
             reach("participant-after-apply")
-        if msg["commit"]:
-            conn.send(message("decided", tx=tx_id))
+            if commit:
+                conn.send(message("decided", tx=tx_id))
+
+        await self._record_then({"k": "decide", "tx": tx_id, "commit": commit}, applied)
 
     async def _on_decided(self, conn: Connection, msg: Message) -> None:
         if conn.name in self.engine.outcomes.get(msg["tx"], ()):
-            await self._apply({"k": "acked", "tx": msg["tx"], "machine": conn.name})
+            acked = {"k": "acked", "tx": msg["tx"], "machine": conn.name}
+            await self._record_then(acked, lambda step: None)
 
     async def _on_outcome(self, conn: Connection, msg: Message) -> None:
         """A participant asks what became of a transaction this node began."""
@@ -1177,13 +1199,27 @@ class Node:
         answer = await self._ask(coordinator, "outcome", tx=tx_id)
         if isinstance(answer, str) or answer["outcome"] == "pending":
             return
-        step = await self._apply(
-            {"k": "decide", "tx": tx_id, "commit": answer["outcome"] == "commit"}
-        )
-        if step is not None:
-            self._broadcast(step.notices)
-            if answer["outcome"] == "commit":
+        commit = answer["outcome"] == "commit"
+
+        def applied(step: Step) -> None:
+            if commit:
                 self._send(coordinator, message("decided", tx=tx_id))
+
+        await self._record_then({"k": "decide", "tx": tx_id, "commit": commit}, applied)
+
+    async def _record_then(self, event: Event, then: Callable[[Step], None]) -> None:
+        """Record and apply an event that starts no run, and call ``then`` with its step
+        once the event is durable: in the group commit's next shared write, as the outputs
+        of runs are, rather than in a write of its own that would hold the VM meanwhile.
+        If the log cannot keep it, ``then`` is never called (the node halts)."""
+        async with self.vm:
+            step = self.recorder.record(event)
+        origin = Origin(0, then=then)
+        if self.config.data is None:
+            self._after(origin, step)
+        else:
+            self.held.append((origin, step))
+            self.uncommitted.set()
 
     # ------------------------------------------------------------------ requests to peers
 

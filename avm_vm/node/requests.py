@@ -34,6 +34,9 @@ from avm_vm.runtime.runs import (
 from avm_vm.trace import CallFailure
 
 Answer = Message | str  # the response, or why there is none
+# Refusals of a call that the caller's program should see as what they are, not as an
+# unreachable machine: the node is up, and trying again (or not joining) may well work.
+_PASSED_ON = frozenset({"ObjLocked", "TxCannotJoin"})
 
 
 def request_message(
@@ -88,6 +91,9 @@ def run_answer(request: Request, answer: Answer) -> object:
     if type(request) is RemoteCall and kind == "call_response":
         if ok:
             return answer["value"]
+        if failure is None and answer["error_kind"] in _PASSED_ON:
+            text = f"{answer['error']} (on node {machine})"
+            return CalleeFailed(CallFailure(answer["error_kind"], text, None))
         return remote if failure is None else failure
     if type(request) is Teleport:
         if kind == "call_response":
@@ -127,9 +133,15 @@ def vote_summary(tx: int, refusal: str | None, nodes: set[str]) -> Message:
     )
 
 
-def call_answer(request_id: int, value: object, failure: CallFailure | None = None) -> Message:
-    """An ok call_response; ``failure``: why a client's call answered nothing."""
-    return _call_response(request_id, value, None, None, failure)
+def call_answer(
+    request_id: int, value: object, failure: CallFailure | None = None, changed: bool | None = None
+) -> Message:
+    """An ok call_response; ``failure``: why a client's call answered nothing; ``changed``:
+    whether a call that joined a transaction changed anything in it here."""
+    answer = _call_response(request_id, value, None, None, failure)
+    if changed is not None:
+        answer["changed"] = changed
+    return answer
 
 
 def failed_answer(

@@ -27,7 +27,9 @@ from avm_vm.runtime.registry import BehaviorEntry, PureEntry
 from avm_vm.runtime.store import ObjectRecord
 
 State = dict[str, Any]
-_BOOKKEEPING = ("applied", "boots", "entropy", "time")
+# The node's own part: not seen by behaviors, so outside the state hash. The intent pool and
+# the peers' protocol versions are absent from snapshots written before them.
+_BOOKKEEPING = ("applied", "boots", "entropy", "time", "intents", "peer_versions")
 
 
 class StateError(Exception):
@@ -81,6 +83,8 @@ def capture(engine: Engine) -> State:
         "boots": engine.boots,
         "entropy": [pool.state.hex(), pool.draws],
         "time": rt.event_time,
+        "intents": engine.intents.capture(),
+        "peer_versions": sorted(directory.versions.items()),
     }
 
 
@@ -142,5 +146,8 @@ def restore(engine: Engine, state: State) -> None:
         assert rt.entropy is not None
         rt.entropy.state, rt.entropy.draws = bytes.fromhex(state["entropy"][0]), state["entropy"][1]
         rt.event_time = state["time"]
+        directory.versions = dict(state.get("peer_versions", ()))
+        if "intents" in state:
+            engine.intents.restore(state["intents"])
     except Exception as error:  # stored data, not code: whatever misfits is a clear error
         raise StateError(f"the stored state does not fit this node: {error!r}") from None

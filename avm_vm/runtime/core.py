@@ -322,7 +322,9 @@ class Runtime:
         )
         self._begin(act, undoable=True)
         if tx is not None:
-            self.run.joined = True  # type: ignore[union-attr]
+            run = self.run
+            assert run is not None
+            run.joined, run.changed = True, tx.progress()
             self.tx, self.journal.world = tx, tx.world
             tx.called(self.journal, self.store, target, message)
         return self._drive(None)
@@ -335,11 +337,18 @@ class Runtime:
         self.emit(ExecutionMoved(came_from, act.machine))
         return self._drive(None)
 
-    def resume(self, run: Run, answer: Value | AvmError | RemoteFailure | CallFailure) -> Outcome:
+    def resume(
+        self,
+        run: Run,
+        answer: Value | AvmError | RemoteFailure | CallFailure | Decision,
+        changed: bool = True,
+    ) -> Outcome:
         """Continue a parked run with the answer to what it waited for: a value, an
         `AvmError` (the parked instruction fails), a `RemoteFailure` (a teleported
-        activation failed) or a `CallFailure` (the remote callee of a call ran and
-        failed). Any parked run may resume, in any order: each keeps its own undo entries."""
+        activation failed), a `CallFailure` (the remote callee of a call ran and failed) or
+        a `Decision` (on a commit across nodes). ``changed``: whether a remote callee that
+        joined the run's transaction changed anything there. Any parked run may resume, in
+        any order: each keeps its own undo entries."""
         if self.run is not None or self.parked.get(run.number) is not run:
             raise RuntimeError("only a parked run can resume, and only between runs")
         del self.parked[run.number]
@@ -377,7 +386,7 @@ class Runtime:
                 result = act.interpreter.throw(act.frames, error, fuel, max_frames)
         else:
             if type(request) is RemoteCall:
-                answer = complete_remote_call(self, request, answer)
+                answer = complete_remote_call(self, request, answer, changed)
             elif type(request) is MoveOut:
                 answer = complete_move(self, request, answer)
             elif type(request) is FetchIn:
@@ -561,6 +570,8 @@ class Runtime:
         run.entries.clear()
         run.stack = []
         if run.joined:
+            assert self.tx is not None
+            run.changed = self.tx.progress() != run.changed
             self.tx = self.journal.world = None
         self._leave()
 

@@ -53,6 +53,7 @@ class Registry:
         if clashes and not replace:
             raise RegistryError(f"behavior already registered: {clashes[0]}")
         interpreter = Interpreter(program, jit)
+        interpreter.registry = self  # its VM performs call_pure (vm_translate)
         for behavior in program.behaviors:
             entry = BehaviorEntry(interpreter, behavior.function, behavior_hash(program, behavior))
             self.behaviors[behavior.name] = entry

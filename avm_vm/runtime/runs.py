@@ -104,6 +104,7 @@ class Run:
     """One top-level run: its activations, fuel, and what it set aside while parked."""
 
     __slots__ = (
+        "changed",
         "dst",
         "entries",
         "failure",
@@ -129,6 +130,9 @@ class Run:
         # It runs inside a transaction that is not its own (a served call that joined one):
         # the transaction stays open when the run ends (`Runtime._end`).
         self.joined = False
+        # A joined run: where its transaction's changes stood when it began, and, once it
+        # ended, whether it changed anything there (the caller counts only calls that did).
+        self.changed: tuple[int, int] | bool = False
         self.request: Request | None = None  # what the run waits for while parked
         self.dst = 0  # the register of the parked instruction's answer
         self.tx: Transaction | None = None  # set aside while parked

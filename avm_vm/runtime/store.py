@@ -203,9 +203,11 @@ class Store:
         for object_id in ids:
             self.locks[object_id] = tx_id
 
-    def unlock(self, ids: set[int]) -> None:
+    def unlock(self, ids: set[int], tx_id: int) -> None:
+        """Release those of ``ids`` that ``tx_id`` holds (another transaction's stay)."""
         for object_id in ids:
-            self.locks.pop(object_id, None)
+            if self.locks.get(object_id) == tx_id:
+                del self.locks[object_id]
 
     def install(self, object_id: int, record: ObjectRecord) -> None:
         """Create an object with state ``[]`` (spec §3.3)."""

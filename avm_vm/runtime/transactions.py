@@ -25,6 +25,7 @@ class Transaction:
     """One open transaction: id, controller and overlay buffers (spec §5.1)."""
 
     __slots__ = (
+        "changes",
         "checkpoint",
         "controller",
         "coordinator",
@@ -69,6 +70,7 @@ class Transaction:
         self.remote_made = 0
         self.remote_kept = 0
         self.doomed: str | None = None  # why it can no longer commit (a call got no answer)
+        self.changes = 0  # buffered changes made so far, undone or not (never goes back)
         self.creates: dict[int, PendingCreate] = {}
         self.transfers: list[tuple[int, str]] = []
         self.log: list[tuple[int, Value]] = []  # txLog: (target, message) per local call
@@ -88,16 +90,24 @@ class Transaction:
     # Buffering (spec §8.4); each change is journaled so a failed callee's part is undone.
 
     def create(self, journal: Journal, object_id: int, pending: PendingCreate) -> None:
+        self.changes += 1
         journal.put(self.creates, object_id, pending)
 
     def destroy(self, journal: Journal, object_id: int) -> None:
+        self.changes += 1
         journal.add(self.destroys, object_id)
 
     def transfer(self, journal: Journal, object_id: int, controller: str) -> None:
+        self.changes += 1
         journal.append(self.transfers, (object_id, controller))
 
     def write(self, journal: Journal, object_id: int, state: tuple[Value, ...]) -> None:
+        self.changes += 1
         journal.put(self.states, object_id, state)
+
+    def progress(self) -> tuple[int, int]:
+        """A mark that moves whenever it changes something (compare two to tell)."""
+        return self.changes, len(self.world)
 
     def called(self, journal: Journal, store: Store, target: int, message: Value) -> None:
         """A local call inside the tx: txLog entry and read-set membership (spec §7.1 step 4)."""

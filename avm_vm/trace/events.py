@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from avm_vm.value_text import elide
 from avm_vm.values import Value
+
+
+def elide(value: Value) -> str:
+    """`value_text.elide`, loaded when a text is asked for: a run that shows no trace
+    need not pay for loading it."""
+    from avm_vm import value_text
+
+    return value_text.elide(value)
 
 
 class ObjectCreated(NamedTuple):

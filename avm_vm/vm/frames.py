@@ -6,7 +6,6 @@ wait, be stored or move. `avm_vm.vm.interpreter` re-exports everything here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
@@ -105,31 +104,57 @@ def memory_exhausted(fuel: Fuel) -> AvmError:
     )
 
 
-@dataclass(slots=True)
-class Ret:
+class _Record:
+    """Fields compared and shown as a dataclass's would be: plain classes, because creating
+    a dataclass costs every process a millisecond of start-up."""
+
+    __slots__ = ()
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class Ret(_Record):
     """The activation's base frame returned ``value``."""
 
-    value: Value
+    __slots__ = ("value",)
+
+    def __init__(self, value: Value) -> None:
+        self.value = value
 
 
-@dataclass(slots=True)
-class Vis:
+class Vis(_Record):
     """An AVM instruction to perform; the top frame is suspended after its EFFECT."""
 
-    instruction: int  # index into instructions.INSTRUCTIONS
-    args: tuple[Value, ...]
-    dst: int  # the answer goes to frames[-1].regs[dst] before run() resumes
+    __slots__ = ("args", "dst", "instruction")
+
+    def __init__(self, instruction: int, args: tuple[Value, ...], dst: int) -> None:
+        self.instruction = instruction  # index into instructions.INSTRUCTIONS
+        self.args = args
+        self.dst = dst  # the answer goes to frames[-1].regs[dst] before run() resumes
 
 
-@dataclass(slots=True)
-class Fault:
+class Fault(_Record):
     """The activation failed: no TRY handler took the error, or the error is fatal."""
 
-    error: AvmError
-    function: str
-    pc: int
-    line: int  # from the function's line table; 0 when unknown
-    col: int
+    __slots__ = ("col", "error", "function", "line", "pc")
+
+    def __init__(self, error: AvmError, function: str, pc: int, line: int, col: int) -> None:
+        self.error = error
+        self.function = function
+        self.pc = pc
+        self.line = line  # from the function's line table; 0 when unknown
+        self.col = col
 
 
 class Frame:

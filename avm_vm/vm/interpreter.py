@@ -4,7 +4,11 @@ A run works on the frame stack of one activation (a list of `Frame`, plain data)
 never leave `Interpreter.run`; CALL and RET push and pop frames on that list, so recursion
 never grows the Python stack. An EFFECT returns `Vis` with the top frame suspended after it;
 the runtime performs the instruction, writes the answer into the frame and calls `run` again
-(or `throw` when the instruction failed).
+(or `throw` when the instruction failed). The one exception is `call_pure`, which needs
+nothing of the runtime but its table of pure functions (`Interpreter.registry`): the VM
+performs it in place, with the runtime's charges (vm_translate, `Interpreter.answer_pure`),
+and leaves to the runtime only the cases where the instruction itself fails or its charge
+cannot be paid.
 
 Each function is translated once, on its first run, into a specialised Python function
 (`vm_translate`); `run` is the trampoline between them. The interpreter trusts a verified
@@ -26,13 +30,21 @@ from typing import TYPE_CHECKING
 from avm_vm.errors import AvmError, ErrorKind, vm_error
 from avm_vm.format.opcodes import INITIAL_VALUE
 from avm_vm.format.program import Function, Program
-from avm_vm.values import Value
+from avm_vm.values import NOTHING, Value
 from avm_vm.vm.frames import DEOPT, PREEMPTED, Fault, Frame, Fuel, Ret, Vis
-from avm_vm.vm.translate import OUT_OF_FUEL, block_starts, source_of, translate
+from avm_vm.vm.translate import (
+    OUT_OF_FUEL,
+    RETRY,
+    block_starts,
+    source_of,
+    translate,
+    translate_direct,
+)
 
 if TYPE_CHECKING:
     from avm_vm.jit.native import NativeRunner
     from avm_vm.jit.tiering import ProgramJit
+    from avm_vm.runtime.registry import Registry
 
 __all__ = [
     "DEOPT",
@@ -62,12 +74,15 @@ class Proc:
 
     __slots__ = (
         "careful_blocks",
+        "direct",
         "fast",
         "function",
         "hot_after",
         "index",
+        "interpreter",
         "jit",
         "native",
+        "nparams",
         "procs",
         "program",
         "rest",
@@ -75,15 +90,20 @@ class Proc:
         "starts",
     )
 
-    def __init__(self, index: int, function: Function, program: Program, procs: list[Proc]):
+    def __init__(self, index: int, function: Function, interpreter: Interpreter):
         self.index = index
         self.function = function
-        self.program = program
-        self.procs = procs
+        self.nparams = function.nparams
+        self.interpreter = interpreter  # its registry serves call_pure (vm_translate)
+        self.program = interpreter.program
+        self.procs = interpreter.procs
         # Initial values of the registers after the parameters: a call appends them.
         self.rest = [INITIAL_VALUE[t] for t in function.reg_types[function.nparams :]]
         self.starts = block_starts(function)
         self.fast: Runner = self._translate_fast  # replaced by the translation on first use
+        # For call_pure (`Interpreter.answer_pure`): `translate_direct`, made on first use;
+        # None once the function does not qualify.
+        self.direct: Callable[..., object] | None = self._translate_direct
         self.careful_blocks: dict[int, Runner] = {}
         self.resumes: dict[int, Runner] = {}  # by pc: see `resume`
         self.jit: ProgramJit | None = None  # the program's JIT state, unless jit is off
@@ -120,6 +140,11 @@ class Proc:
         self.fast = self._run_by_blocks if large else translate(self)
         return self.fast(*args)
 
+    def _translate_direct(self, fuel: Fuel, *args: Value) -> object:
+        large = len(self.function.code) > LARGE_FUNCTION  # see `_run_by_blocks`
+        self.direct = None if large else translate_direct(self)
+        return RETRY if self.direct is None else self.direct(fuel, *args)
+
     def _run_by_blocks(
         self, frame: Frame, frames: list[Frame], fuel: Fuel, max_frames: int
     ) -> object:
@@ -146,7 +171,10 @@ class Interpreter:
         self.program = program
         self.jit = jit  # off | auto | on (avm_vm.jit)
         self.procs: list[Proc] = []
-        self.procs.extend(Proc(i, f, program, self.procs) for i, f in enumerate(program.functions))
+        self.procs.extend(Proc(i, f, self) for i, f in enumerate(program.functions))
+        # Where the VM's call_pure finds a function by name (its ``pures``, vm_translate);
+        # None: the runtime performs every call_pure.
+        self.registry: Registry | None = None
         self.jit_state: ProgramJit | None = None  # plans and compiled modules, unless off
         if jit != "off":
             from avm_vm.jit.tiering import ProgramJit  # only a JIT run pays for its import
@@ -173,28 +201,36 @@ class Interpreter:
         Fault the frames are left as they were when the error happened, the top frame's pc
         at the failing instruction (for fuel: the one that found the budget empty).
         """
-        careful = False  # set once the fuel left no longer pays for a whole block
-        runner: Runner | None = None
+        frame = frames[-1]
         if fuel.ahead:  # preempted before an op's charge: that op goes first, whatever it costs
             fuel.ahead = False
-            runner = frames[-1].function.resume(frames[-1].pc)
+            outcome = frame.function.resume(frame.pc)(frame, frames, fuel, max_frames)
+        else:
+            outcome = frame.function.fast(frame, frames, fuel, max_frames)
+        if type(outcome) is Ret:
+            return outcome
+        return self._go_on(outcome, frames, fuel, max_frames)
+
+    def _go_on(
+        self, outcome: object, frames: list[Frame], fuel: Fuel, max_frames: int
+    ) -> Ret | Vis | Fault:
+        """The trampoline of `run`, from the ``outcome`` of a runner."""
+        careful = False  # set once the fuel left no longer pays for a whole block
         while True:
-            frame = frames[-1]
-            if runner is None:
+            if outcome is None:  # a CALL or a RET: go on with the new top frame
+                frame = frames[-1]
                 proc = frame.function
                 runner = proc.careful(frame.pc) if careful else proc.fast
-            outcome = runner(frame, frames, fuel, max_frames)
-            runner = None
-            if outcome is None:  # a CALL or a RET: go on with the new top frame
+                outcome = runner(frame, frames, fuel, max_frames)
                 continue
             if outcome is DEOPT:  # native code left the top frame before its pc: run it here
                 frame = frames[-1]
                 outcome = frame.function.careful(frame.pc)(frame, frames, fuel, max_frames)
-                if outcome is None:
-                    continue
+                continue
             if type(outcome) is Ret or type(outcome) is Vis or outcome is PREEMPTED:
                 return outcome  # type: ignore[return-value]
             if outcome is OUT_OF_FUEL:
+                outcome = None
                 if fuel.reserve:  # a slice ran out, not the run's fuel
                     frame = frames[-1]
                     starts = frame.function.starts
@@ -214,11 +250,12 @@ class Interpreter:
                     careful = True
                     continue
                 outcome = AvmError(ErrorKind.FUEL_EXHAUSTED, steps=fuel.limit)
-            if outcome.kind is ErrorKind.FUEL_EXHAUSTED or fuel.remaining < 0:  # type: ignore[union-attr]
+            if outcome.kind is ErrorKind.FUEL_EXHAUSTED or fuel.remaining < 0:  # type: ignore[attr-defined]
                 fuel.remaining = 0  # a failed size charge's block may have written back more
             fault = _unwind(frames, outcome)  # type: ignore[arg-type]
             if fault is not None:
                 return fault
+            outcome = None
 
     def throw(
         self, frames: list[Frame], error: AvmError, fuel: Fuel, max_frames: int = 100_000
@@ -227,22 +264,56 @@ class Interpreter:
         frames[-1].pc -= 1  # the error belongs to the EFFECT, not to what follows it
         return _unwind(frames, error) or self.run(frames, fuel, max_frames)
 
+    def answer_pure(
+        self, function_index: int, args: tuple[Value, ...], fuel: Fuel, max_frames: int
+    ) -> Value:
+        """What `call_pure` answers (spec §6.6), once the instruction is paid for: the
+        function's result as is; ``nothing`` when it declines (wrong arity, a failure).
+        A fatal error is raised."""
+        proc = self.procs[function_index]
+        if len(args) != proc.nparams:
+            return NOTHING
+        direct = proc.direct
+        # Native code, or a function counting towards it, runs on a frame.
+        if direct is not None and proc.native is None and not proc.hot_after:
+            remaining, reserve, room = fuel.remaining, fuel.reserve, fuel.room
+            preempt, fuel.preempt = fuel.preempt, False  # as `_run_unpreempted`
+            try:
+                value = direct(fuel, *args)
+            finally:
+                fuel.preempt = preempt
+            if value is not RETRY:
+                return value
+            fuel.remaining, fuel.reserve, fuel.room = remaining, reserve, room
+        outcome = self._run_unpreempted(
+            Frame(proc, 0, [*args, *proc.rest], [], None), fuel, max_frames
+        )
+        if type(outcome) is Ret:
+            return outcome.value
+        if type(outcome) is Fault and outcome.error.fatal:
+            raise outcome.error
+        return NOTHING  # a failure (the verifier keeps instructions out of pure functions)
+
     def call_function(
         self, function_index: int, args: Sequence[Value], fuel: Fuel, max_frames: int = 100_000
     ) -> Value:
-        """Run a pure function to completion; its failure is raised as `AvmError`. A pure call
-        is not preempted: its caller's slice stretches over it."""
-        preempt, fuel.preempt = fuel.preempt, False
-        try:
-            outcome = self.run([self.frame(function_index, args)], fuel, max_frames)
-        finally:
-            fuel.preempt = preempt
+        """Run a pure function to completion; its failure is raised as `AvmError`."""
+        outcome = self._run_unpreempted(self.frame(function_index, args), fuel, max_frames)
         if type(outcome) is Ret:
             return outcome.value
         if type(outcome) is Fault:
             raise outcome.error
         name = self.procs[function_index].name
         raise vm_error(ErrorKind.TYPE_MISMATCH, f"pure function {name} performed an effect")
+
+    def _run_unpreempted(self, frame: Frame, fuel: Fuel, max_frames: int) -> Ret | Vis | Fault:
+        """Run the base frame of a pure call. A pure call is not preempted: its caller's
+        slice stretches over it."""
+        preempt, fuel.preempt = fuel.preempt, False
+        try:
+            return self.run([frame], fuel, max_frames)
+        finally:
+            fuel.preempt = preempt
 
 
 def _unwind(frames: list[Frame], error: AvmError) -> Fault | None:

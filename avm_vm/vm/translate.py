@@ -6,7 +6,8 @@ in `avm_vm.vm.interpreter` when control leaves the function:
 
 - ``None``: CALL pushed a frame, RET popped this one (its value is in the caller's
   registers), or careful code left its block; the trampoline goes on with ``frames[-1]``;
-- a `Ret` (the base frame returned) or a `Vis` (an EFFECT; the frame is suspended after it);
+- a `Ret` (the base frame returned) or a `Vis` (an EFFECT; the frame is suspended after it;
+  a `call_pure` runs its callee in place instead, unless the runtime must perform it);
 - an `AvmError` raised by an op, to unwind (``frame.pc`` is the failing instruction);
 - `OUT_OF_FUEL`: the next block needs more fuel than is left (``frame.pc`` is its start).
 
@@ -40,6 +41,11 @@ function that also has native code): reaching one of the given block starts, oth
 one the call began at, leaves the frame there and returns ``None``, so the trampoline hands
 it back to native code (a loop that left native code once goes back at its next iteration).
 
+A pure function that calls nothing and catches nothing also gets a *direct* translation for
+`call_pure` (`translate_direct`): it takes its arguments as parameters instead of a frame and
+answers its result, and on anything but a plain return answers `RETRY`, so that the caller
+runs it again on a frame.
+
 Only ints taken from the verified program reach the source text; constants, functions and
 helpers are globals of the generated function.
 """
@@ -52,9 +58,11 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind, failed, vm_error
+from avm_vm.format.instructions import BY_NAME
 from avm_vm.format.opcodes import OPCODES, Op, RegType
 from avm_vm.values import (
     BOX_BYTES,
+    EFFECT_STEPS,
     ITEM_BYTES,
     NAT_MAX,
     SIZE_UNIT,
@@ -96,10 +104,16 @@ class OutOfFuel(Exception):
 
 
 OUT_OF_FUEL = object()  # what a translated function returns after an OutOfFuel
+RETRY = object()  # what a direct translation returns when it cannot finish (`translate_direct`)
+# Ops a direct translation cannot run: they need the frame (or never occur in a pure function).
+_NOT_DIRECT = frozenset({Op.CALL, Op.TRY, Op.ENDTRY, Op.EFFECT})
 
 
 class Ahead(Exception):
     """Raised before an op whose size charge exceeds what the fuel slice has left."""
+
+
+_CALL_PURE = BY_NAME["call_pure"].number
 
 
 def _sized(value: Value) -> int:
@@ -251,6 +265,23 @@ def translate(
     return namespace["run"]  # type: ignore[return-value]
 
 
+def translate_direct(proc: Proc) -> Callable[..., object] | None:
+    """A pure function that calls nothing and catches nothing, as ``run(fuel, *args)``:
+    its registers start as arguments and initial values, not as a frame, and it answers
+    its result itself (no `Ret`). It charges fuel and memory as the frame's translation
+    does; when that would go anywhere but to a plain return (a failure, fuel running out
+    before a block), it answers `RETRY` and leaves the fuel however far it got: the caller
+    puts the fuel back and runs the function on a frame instead, which does the same work
+    again (a pure function has no other effect) and ends as it must. It counts nothing
+    towards tiering up. None when the function does not qualify."""
+    if any(instr[0] in _NOT_DIRECT for instr in proc.function.code):
+        return None
+    source, namespace = _Translator(proc, None, frozenset(), False, direct=True).source()
+    code = compile(source, f"<avm {proc.name!r} direct>", "exec")
+    exec(code, namespace)  # the source holds only ints from the verified program
+    return namespace["run"]  # type: ignore[return-value]
+
+
 def source_of(proc: Proc, careful: int | None = None) -> str:
     """The generated source, for reading and debugging."""
     return _Translator(proc, careful, frozenset(), False).source()[0]
@@ -258,9 +289,15 @@ def source_of(proc: Proc, careful: int | None = None) -> str:
 
 class _Translator:
     def __init__(
-        self, proc: Proc, careful: int | None, reenter: frozenset[int], resume: bool
+        self,
+        proc: Proc,
+        careful: int | None,
+        reenter: frozenset[int],
+        resume: bool,
+        direct: bool = False,
     ) -> None:
         self.proc = proc
+        self.direct = direct  # see `translate_direct`
         self.function = proc.function
         self.program = proc.program
         self.types = proc.function.reg_types
@@ -280,7 +317,7 @@ class _Translator:
         self.namespace: dict[str, object] = {**_HELPERS, "SELF": proc}
         self.reenter = reenter
         self.counted: frozenset[int] = frozenset()  # blocks that count towards tiering
-        if careful is None and proc.hot_after > 0:
+        if careful is None and proc.hot_after > 0 and not direct:
             self.counted = loop_headers(self.function) | {0}
             self.namespace["HEAT"] = proc.hot_after
 
@@ -297,6 +334,8 @@ class _Translator:
         self.depth -= 1
 
     def source(self) -> tuple[str, dict[str, object]]:
+        if self.direct:
+            return self.direct_source()
         with self.block("def run(frame, frames, fuel, max_frames):"):
             if self.counted:
                 self.emit("global HEAT")
@@ -332,6 +371,23 @@ class _Translator:
             with self.block("except OutOfFuel:"):
                 self.spill()
                 self.emit("frame.pc = pc", "fuel.remaining = left", "return OUT_OF_FUEL")
+        return "\n".join(self.lines) + "\n", self.namespace
+
+    def direct_source(self) -> tuple[str, dict[str, object]]:
+        """`translate_direct`: the registers after the parameters default to their
+        initial values."""
+        nparams = self.function.nparams
+        self.namespace["INIT"] = self.proc.rest
+        registers = [f"r{n}" for n in range(nparams)]
+        registers += [f"r{n}=INIT[{n - nparams}]" for n in range(nparams, len(self.types))]
+        with self.block(f"def run({', '.join(['fuel', *registers])}):"):
+            self.emit("left = fuel.remaining", "pc = 0")
+            with self.block("try:"), self.block("while True:"):
+                self.dispatch(self.blocks)
+                self.emit("raise bad_pc(pc)")
+            with self.block("except (AvmError, Ahead, OutOfFuel):"):
+                self.emit("return RETRY")
+        self.namespace["RETRY"] = RETRY
         return "\n".join(self.lines) + "\n", self.namespace
 
     def dispatch(self, blocks: list[tuple[int, int]]) -> None:
@@ -699,6 +755,9 @@ class _Translator:
         self.emit(f"{name}.result_reg = {result_reg}", f"{name}.caught = None")
 
     def op_ret(self, pc: int, a: int) -> None:
+        if self.direct:
+            self.emit("fuel.remaining = left", f"return r{a}")
+            return
         self.emit("frames.pop()")
         with self.block("if frames:"):
             self.emit(f"frames[-1].regs[frame.result_reg] = r{a}", "frame = frames[-1]")
@@ -710,8 +769,42 @@ class _Translator:
         self.emit("fuel.remaining = left", f"return Ret(r{a})")
 
     def op_effect(self, pc: int, a: int, instruction: int, args: tuple[int, ...]) -> None:
+        if instruction == _CALL_PURE:
+            self.call_pure(pc, a, *args)
+            return
         self.suspend(pc)
         self.emit(f"return Vis({instruction}, {self.tuple_of(args)}, {a})")
+
+    def call_pure(self, pc: int, a: int, name: int, args: int) -> None:
+        """A call_pure runs its callee here (`Interpreter.answer_pure`), without suspending
+        this frame, when it can pay the instruction's charges as the runtime would (its
+        steps and box, from the fuel left) and the name is registered. Otherwise the
+        runtime performs it (a `Vis`, as for any EFFECT): it borrows from a fuel slice's
+        reserve, or fails the instruction. A fatal error of the callee (the only kind it
+        raises) fails the run where the runtime would report it: with this frame suspended
+        after the EFFECT; so does any other exception on its way out."""
+        self.namespace["VM"] = self.proc.interpreter
+        self.emit("registry = VM.registry")
+        tests = [
+            "registry is not None",
+            f"type(r{name}) is str",
+            f"type(r{args}) is tuple",
+            f"left >= {EFFECT_STEPS}",
+            f"fuel.room >= {BOX_BYTES}",
+            f"(entry := registry.pures.get(r{name})) is not None",
+        ]
+        with self.block(f"if not ({' and '.join(tests)}):"):
+            self.suspend(pc)
+            self.emit(f"return Vis({_CALL_PURE}, (r{name}, r{args}), {a})")
+        self.emit(f"fuel.remaining = left - {EFFECT_STEPS}", f"fuel.room -= {BOX_BYTES}")
+        with self.block("try:"):
+            self.emit(f"r{a} = entry[0].answer_pure(entry[1], r{args}, fuel, max_frames)")
+        with self.block("except BaseException as error:"):
+            self.suspend(pc, leaving=False)
+            with self.block("if isinstance(error, AvmError):"):
+                self.emit("return error")
+            self.emit("raise")
+        self.emit("left = fuel.remaining", f"pc = {pc + 1}")
 
     def op_fail(self, pc: int, a: int) -> None:
         self.emit(f"v, left = tostr(r{a}, fuel, left, {self.guarded(pc)})", "raise failed(v)")

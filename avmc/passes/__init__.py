@@ -37,12 +37,17 @@ def optimize(program: IrProgram) -> IrProgram:
 
 def optimize_function(function: IrFunction) -> IrFunction:
     """Run the passes over ``function`` in place until none changes anything (bounded)."""
+    # A pass is a function of the IR alone, so once every pass in a row has found nothing
+    # to change, a further round would find nothing either: stop there, mid-round.
+    unchanged = 0
     for _ in range(MAX_ROUNDS):
-        changed = False
         for run in PASSES:
-            changed |= run(function)
-        if not changed:
-            break
+            if run(function):
+                unchanged = 0
+            else:
+                unchanged += 1
+                if unchanged == len(PASSES):
+                    return function
     return function
 
 

@@ -6,8 +6,9 @@ Instructions are treated as immutable values: passes replace them, never mutate 
 from __future__ import annotations
 
 from collections import defaultdict
+from operator import attrgetter
 
-from avm_vm.format.opcodes import OPCODES
+from avm_vm.format.opcodes import OPCODES, Op
 from avmc.ir import IrFunction, IrInstr
 
 WRITES = frozenset(op for op, info in OPCODES.items() if info.writes)
@@ -19,16 +20,25 @@ def def_counts(function: IrFunction) -> defaultdict[int, int]:
     counts: defaultdict[int, int] = defaultdict(int, dict.fromkeys(range(function.nparams), 1))
     for block in function.blocks:
         for instr in block.instrs:
-            if instr.op in WRITES:
-                counts[instr.operands[0]] += 1
+            dst = instr.dst
+            if dst is not None:
+                counts[dst] += 1
     return counts
+
+
+_op_of = attrgetter("op")
+
+
+def has_moves(function: IrFunction) -> bool:
+    """Whether any op is a MOVE (the copy passes have nothing to do otherwise)."""
+    return any(Op.MOVE in map(_op_of, block.instrs) for block in function.blocks)
 
 
 def use_counts(function: IrFunction) -> defaultdict[int, int]:
     counts: defaultdict[int, int] = defaultdict(int)
     for block in function.blocks:
         for instr in block.instrs:
-            for reg in instr.uses():
+            for reg in instr.reads:
                 counts[reg] += 1
     return counts
 

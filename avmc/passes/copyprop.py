@@ -13,10 +13,12 @@ from collections import defaultdict
 
 from avm_vm.format.opcodes import Op
 from avmc.ir import IrFunction
-from avmc.passes.analysis import WRITES, def_counts, use_counts, with_dst
+from avmc.passes.analysis import WRITES, def_counts, has_moves, use_counts, with_dst
 
 
 def propagate_copies(function: IrFunction) -> bool:
+    if not has_moves(function):
+        return False
     counts = def_counts(function)
     aliases = {
         instr.operands[0]: instr.operands[1]
@@ -34,7 +36,7 @@ def propagate_copies(function: IrFunction) -> bool:
         for index, instr in enumerate(block.instrs):
             if aliases or copies:  # else no read can be renamed
                 rename = {}
-                for reg in instr.uses():
+                for reg in instr.reads:
                     source = _root(aliases, copies.get(reg, reg))
                     if source != reg:
                         rename[reg] = source
@@ -42,9 +44,9 @@ def propagate_copies(function: IrFunction) -> bool:
                     instr = instr.map_uses(rename)
                     block.instrs[index] = instr
                     changed = True
-            if instr.op not in WRITES:
+            dst = instr.dst
+            if dst is None:
                 continue
-            dst = instr.operands[0]
             copies.pop(dst, None)
             for copy in copied_by.pop(dst, ()):
                 if copies.get(copy) == dst:
@@ -68,6 +70,8 @@ def _root(aliases: dict[int, int], reg: int) -> int:
 
 def coalesce_copies(function: IrFunction) -> bool:
     """``t = op ...; x = MOVE t`` with t written and read only there becomes ``x = op ...``."""
+    if not has_moves(function):
+        return False
     counts = def_counts(function)
     uses = use_counts(function)
     changed = False

@@ -5,12 +5,13 @@ never read. Effects, calls, failures and ops that may fail at run time always st
 from __future__ import annotations
 
 from avm_vm.format.opcodes import OPCODES, Op
-from avmc.ir import IrFunction
+from avmc.ir import MOVE, IrFunction
 from avmc.passes.analysis import use_counts
 
 _REMOVABLE = frozenset(
     op for op, info in OPCODES.items() if info.pure and not info.may_fail and info.writes
 )
+assert Op.MOVE in _REMOVABLE  # a copy to itself is dropped below as a removable op
 
 
 def eliminate_dead_code(function: IrFunction) -> bool:
@@ -22,12 +23,14 @@ def eliminate_dead_code(function: IrFunction) -> bool:
         for block in reversed(function.blocks):
             kept = []
             for instr in reversed(block.instrs):
-                dead = instr.op in _REMOVABLE and uses[instr.operands[0]] == 0
-                if dead or (instr.op is Op.MOVE and instr.operands[0] == instr.operands[1]):
-                    for reg in instr.uses():
-                        uses[reg] -= 1
-                    progress = True
-                    continue
+                op = instr.op
+                if op in _REMOVABLE:  # a MOVE among them
+                    dst = instr.dst
+                    if uses[dst] == 0 or (op is MOVE and instr.operands[1] == dst):
+                        for reg in instr.reads:
+                            uses[reg] -= 1
+                        progress = True
+                        continue
                 kept.append(instr)
             if len(kept) != len(block.instrs):
                 kept.reverse()

@@ -7,9 +7,9 @@ that LOADK is its only write (every read of a register is preceded by a write of
 
 from __future__ import annotations
 
-from avm_vm.format.opcodes import OPCODES, Op
-from avmc.ir import IrFunction, IrInstr
-from avmc.passes.analysis import WRITES, def_counts
+from avm_vm.format.opcodes import OPCODES
+from avmc.ir import JMP, JMPF, JMPT, LOADK, IrFunction, IrInstr
+from avmc.passes.analysis import def_counts
 from avmc.passes.evaluate import FOLDABLE, evaluate
 
 _UNKNOWN = object()
@@ -17,68 +17,68 @@ _UNKNOWN = object()
 
 def fold_constants(function: IrFunction) -> bool:
     counts = def_counts(function)
-    known_everywhere = {
+    everywhere = {
         instr.operands[0]: instr.operands[1]
         for block in function.blocks
         for instr in block.instrs
-        if instr.op is Op.LOADK and counts[instr.operands[0]] == 1
+        if instr.op is LOADK and counts[instr.operands[0]] == 1
     }
     changed = False
     for block in function.blocks:
-        known = _Known(known_everywhere)
+        # The block's own loads so far, over `everywhere` (a register written otherwise
+        # since is dropped: only its single LOADK, if any, is known).
+        local: dict[int, object] = {}
         out: list[IrInstr] = []
         for instr in block.instrs:
-            if instr.op in (Op.JMPT, Op.JMPF):
-                value = known.get(instr.operands[0])
+            op = instr.op
+            if op is LOADK:
+                local[instr.dst] = instr.operands[1]  # type: ignore[index]
+                out.append(instr)
+                continue
+            if op in FOLDABLE:
+                for reg in instr.reads:
+                    if reg not in local and reg not in everywhere:
+                        break
+                else:
+                    folded = _fold(instr, local, everywhere)
+                    if folded is not None:
+                        local[folded.dst] = folded.operands[1]  # type: ignore[index]
+                        out.append(folded)
+                        changed = True
+                        continue
+            elif op is JMPT or op is JMPF:
+                value = _value(instr.operands[0], local, everywhere)
                 if type(value) is bool:
                     changed = True
-                    if value is (instr.op is Op.JMPT):  # taken: it replaces the final JMP
-                        out.append(IrInstr(Op.JMP, (instr.operands[1],), instr.span))
+                    if value is (op is JMPT):  # taken: it replaces the final JMP
+                        out.append(IrInstr(JMP, (instr.operands[1],), instr.span))
                         break
                     continue  # never taken: the final JMP remains
-            folded = _fold(instr, known) if instr.op in FOLDABLE else None
-            if folded is not None:
-                instr = folded
-                changed = True
             out.append(instr)
-            if instr.op in WRITES:
-                known.local[instr.operands[0]] = (
-                    instr.operands[1] if instr.op is Op.LOADK else _UNKNOWN
-                )
+            if local and instr.dst is not None:
+                local.pop(instr.dst, None)
         block.instrs = out
     return changed
 
 
-class _Known:
-    """Constants known at a point of a block: the block's own loads over the global ones."""
-
-    __slots__ = ("everywhere", "local")
-
-    def __init__(self, everywhere: dict[int, object]) -> None:
-        self.everywhere = everywhere
-        self.local: dict[int, object] = {}
-
-    def get(self, reg: int) -> object:
-        value = self.local.get(reg, _UNKNOWN)
-        return self.everywhere.get(reg, _UNKNOWN) if value is _UNKNOWN else value
+def _value(reg: int, local: dict[int, object], everywhere: dict[int, object]) -> object:
+    value = local.get(reg, _UNKNOWN)
+    return everywhere.get(reg, _UNKNOWN) if value is _UNKNOWN else value
 
 
-def _fold(instr: IrInstr, known: _Known) -> IrInstr | None:
+def _fold(
+    instr: IrInstr, local: dict[int, object], everywhere: dict[int, object]
+) -> IrInstr | None:
+    """``instr`` as a LOADK of its result, its register operands all being known."""
     args = []
     for letter, operand in zip(OPCODES[instr.op].operands[1:], instr.operands[1:], strict=True):
         if letter == "R":
-            value = known.get(operand)
-            if value is _UNKNOWN:
-                return None
-            args.append(value)
+            args.append(_value(operand, local, everywhere))
         elif letter == "L":
-            values = tuple(known.get(r) for r in operand)
-            if any(v is _UNKNOWN for v in values):
-                return None
-            args.append(values)
+            args.append(tuple(_value(r, local, everywhere) for r in operand))
         else:
             args.append(operand)
     result = evaluate(instr.op, args)
     if result is None:
         return None
-    return IrInstr(Op.LOADK, (instr.operands[0], result), instr.span)
+    return IrInstr(LOADK, (instr.operands[0], result), instr.span)

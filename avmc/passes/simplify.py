@@ -43,6 +43,8 @@ def thread_jumps(function: IrFunction) -> bool:
             target = forward[target]
         if target != label:
             final[label] = target
+    if not final:
+        return False
     changed = False
     for block in function.blocks:
         for index, instr in enumerate(block.instrs):

@@ -354,7 +354,7 @@ def test_ours_an_object_locked_by_a_commit_across_nodes_answers_at_once(run_on, 
     runtime.store.lock({0}, 7)
     out = run_on(runtime, use)
     assert out.error == "ObjLocked: obj:0 is locked while tx:7 commits across nodes; try again"
-    runtime.store.unlock({0})
+    runtime.store.unlock({0}, 7)
     assert run_on(runtime, use).text == "just 0"
 
 

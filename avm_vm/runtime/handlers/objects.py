@@ -148,13 +148,15 @@ def _remote(
     return value if strict else Just(value)
 
 
-def complete_remote_call(rt: Runtime, request: RemoteCall, value: Value) -> Value:
+def complete_remote_call(
+    rt: Runtime, request: RemoteCall, value: Value, changed: bool = True
+) -> Value:
     """The remote callee answered ``value``: log the call (§7.5 step 3), answer ``just``
     (the value itself to a `call!`)."""
     rt.emit_at(ObjectCalled(request.target, request.message, value), request.duct)
     rt.note_call(None)
     tx = rt.tx
-    if request.tx is not None and tx is not None:  # it may have changed things there
+    if request.tx is not None and tx is not None and changed:  # it changed things there
         tx.remote_made += 1
         rt.journal.set_attr(tx, "remote_kept", tx.remote_kept + 1)
     return value if request.strict else Just(value)

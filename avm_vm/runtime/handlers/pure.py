@@ -13,28 +13,23 @@ from avm_vm.errors import AvmError, ErrorKind
 from avm_vm.format.program import FunctionKind
 from avm_vm.runtime.handlers.common import name, values
 from avm_vm.trace import FunctionUpdated
-from avm_vm.values import NOTHING, Value
+from avm_vm.values import Value
 
 if TYPE_CHECKING:
     from avm_vm.runtime.core import Runtime
 
 
 def call_pure(rt: Runtime, args: tuple[Value, ...]) -> Value:
-    """The function's result as is; ``nothing`` when it declines (wrong arity, failure)."""
+    """The function's result as is; ``nothing`` when it declines (wrong arity, failure).
+    The VM performs most call_pure itself (vm_translate); it comes here for the
+    cases it leaves to the runtime, such as an unknown name."""
     function = name(args[0], "call_pure")
     arguments = values(args[1], "call_pure")
     entry = rt.registry.pure(function)
     if entry is None:
         raise AvmError(ErrorKind.PURE_NOT_FOUND, name=function)
-    interpreter = entry.interpreter
-    if len(arguments) != interpreter.program.functions[entry.function].nparams:
-        return NOTHING
-    try:
-        return interpreter.call_function(entry.function, arguments, rt.fuel, rt.options.max_frames)
-    except AvmError as error:
-        if error.fatal:
-            raise
-        return NOTHING
+    fuel, max_frames = rt.fuel, rt.options.max_frames
+    return entry.interpreter.answer_pure(entry.function, arguments, fuel, max_frames)
 
 
 def _function(rt: Runtime, value: Value, instruction: str) -> int:

@@ -105,7 +105,7 @@ def complete_commit(rt: Runtime, decision: Decision) -> Value:
     of the call that committed can no longer undo it (`Runtime.fence`)."""
     tx = rt.tx
     assert tx is not None
-    rt.store.unlock(tx.touched())
+    rt.store.unlock(tx.touched(), tx.id)
     rt.fence()
     if not decision.commit:
         rt.rollback(decision.asked)
