@@ -10,8 +10,7 @@ answer is in can resume (docs/semantics.md, "Nodes: parked runs").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from avm_vm.errors import AvmError
 from avm_vm.trace import CallFailure, DuctLink
@@ -23,8 +22,7 @@ if TYPE_CHECKING:
     from avm_vm.vm.interpreter import Fuel
 
 
-@dataclass(frozen=True)
-class RemoteCall:
+class RemoteCall(NamedTuple):
     """`call` of an object on ``machine`` (spec §7.5); the answer is the callee's value."""
 
     machine: str
@@ -39,32 +37,28 @@ class RemoteCall:
     controller: str | None = None  # the transaction's executing controller
 
 
-@dataclass(frozen=True)
-class Teleport:
+class Teleport(NamedTuple):
     """The top activation moves to ``machine``; the answer is the activation's final value."""
 
     machine: str
     activation: Activation
 
 
-@dataclass(frozen=True)
-class MoveOut:
+class MoveOut(NamedTuple):
     """`moveObject` to another node: ``machine`` installs the object; the answer is a bool."""
 
     machine: str
     object_id: int
 
 
-@dataclass(frozen=True)
-class FetchIn:
+class FetchIn(NamedTuple):
     """`fetch` of an object that lives on ``machine``; the answer is a bool."""
 
     machine: str
     object_id: int
 
 
-@dataclass(frozen=True)
-class Prepare:
+class Prepare(NamedTuple):
     """A commit whose transaction has parts on other nodes: the node asks ``participants``
     to prepare theirs; the answer is the decision (docs/transactions.md)."""
 
@@ -75,8 +69,7 @@ class Prepare:
 Request = RemoteCall | Teleport | MoveOut | FetchIn | Prepare
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """The answer to a `Prepare`: commit (every participant voted yes; ``writers`` are
     those whose part changes something, which must apply it), or abort and why."""
 
@@ -90,8 +83,7 @@ class NoAnswer(AvmError):
     """A request got no answer (timeout, lost connection): what the peer did is unknown."""
 
 
-@dataclass(frozen=True)
-class RemoteFailure:
+class RemoteFailure(NamedTuple):
     """A teleported activation failed on the other machine: the activation fails here.
 
     (A plain `AvmError` given to `Runtime.resume` fails the parked instruction itself.)
@@ -143,26 +135,22 @@ class Run:
         self.failure: CallFailure | None = None
 
 
-@dataclass(frozen=True)
-class Done:
+class Done(NamedTuple):
     run: Run
     value: Value
 
 
-@dataclass(frozen=True)
-class Failed:
+class Failed(NamedTuple):
     run: Run
     failure: RunError
 
 
-@dataclass(frozen=True)
-class Parked:
+class Parked(NamedTuple):
     run: Run
     request: Request
 
 
-@dataclass(frozen=True)
-class Preempted:
+class Preempted(NamedTuple):
     """The run's fuel slice ran out (`Runtime.slice`); it is still the executing run, and
     `Runtime.proceed` goes on with it. Nothing else may run in between."""
 
