@@ -207,8 +207,30 @@ def _from_json_fast(obj: object, depth: int) -> Value:
     raise _Slow
 
 
+# A node decodes a value twice: to check it when its frame arrives (it keeps the JSON form,
+# which it logs and forwards), then when its event is applied. The first decoding is kept
+# for the second, by the identity of the JSON object (held here, so its id cannot be reused
+# meanwhile); replay, which never checked, decodes as usual. Bounded: past the limit the
+# oldest entries are simply decoded again.
+_CHECKED: dict[int, tuple[object, Value]] = {}
+_CHECKED_MAX = 4096
+
+
+def checked_value(obj: object) -> Value:
+    """`value_from_json`, keeping the answer for the next decoding of this very ``obj``."""
+    value = value_from_json(obj)
+    if type(obj) is dict:
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED[id(obj)] = (obj, value)
+    return value
+
+
 def value_from_json(obj: object) -> Value:
     """The value whose JSON form is ``obj``; ``WireError`` naming the problem otherwise."""
+    kept = _CHECKED.pop(id(obj), None) if _CHECKED else None
+    if kept is not None and kept[0] is obj:
+        return kept[1]
     try:
         return _from_json_fast(obj, 0)
     except (_Slow, RecursionError):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from avm_vm.node.codec import WireError, snippet, value_from_json, value_to_json
+from avm_vm.node.codec import WireError, checked_value, snippet, value_from_json, value_to_json
 from avm_vm.trace import CallFailure
 from avm_vm.values import NAT_MAX
 
@@ -107,7 +107,10 @@ class Val(FieldType):
             raise ValueError(str(error)) from None
 
     def keep(self, obj: object) -> object:
-        self.decode(obj)
+        try:
+            checked_value(obj)  # decoded again when the node applies it: kept for then
+        except WireError as error:
+            raise ValueError(str(error)) from None
         return obj
 
 

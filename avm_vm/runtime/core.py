@@ -254,6 +254,7 @@ class Runtime:
     def load(self, program: Program, replace: bool = False) -> Interpreter:
         """Register a program; ``replace``: its behaviors replace those of the same name."""
         interpreter = self.registry.load(program, self.options.jit, replace)
+        interpreter.host = self  # performs get_state, set_state, self... in place
         self.interpreters.append(interpreter)
         return interpreter
 

@@ -44,6 +44,7 @@ from avm_vm.vm.translate import (
 if TYPE_CHECKING:
     from avm_vm.jit.native import NativeRunner
     from avm_vm.jit.tiering import ProgramJit
+    from avm_vm.runtime.core import Runtime
     from avm_vm.runtime.registry import Registry
 
 __all__ = [
@@ -175,6 +176,9 @@ class Interpreter:
         # Where the VM's call_pure finds a function by name (its ``pures``, vm_translate);
         # None: the runtime performs every call_pure.
         self.registry: Registry | None = None
+        # The runtime running this program's behaviors: its handlers perform the
+        # introspection instructions in place (vm_translate); None: every one is a `Vis`.
+        self.host: Runtime | None = None
         self.jit_state: ProgramJit | None = None  # plans and compiled modules, unless off
         if jit != "off":
             from avm_vm.jit.tiering import ProgramJit  # only a JIT run pays for its import

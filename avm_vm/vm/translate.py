@@ -58,7 +58,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from avm_vm.errors import AvmError, ErrorKind, failed, vm_error
-from avm_vm.format.instructions import BY_NAME
+from avm_vm.format.instructions import BY_NAME, INSTRUCTIONS, Layer
 from avm_vm.format.opcodes import OPCODES, Op, RegType
 from avm_vm.values import (
     BOX_BYTES,
@@ -114,6 +114,10 @@ class Ahead(Exception):
 
 
 _CALL_PURE = BY_NAME["call_pure"].number
+# The introspection layer (self, input, sender, current_machine, get_state, set_state): its
+# handlers answer at once, never suspending the activation, so the host performs them in
+# place (`_Translator.in_place`).
+_IN_PLACE = frozenset(i.number for i in INSTRUCTIONS if i.layer is Layer.INTROSPECT)
 
 
 def _sized(value: Value) -> int:
@@ -772,8 +776,41 @@ class _Translator:
         if instruction == _CALL_PURE:
             self.call_pure(pc, a, *args)
             return
+        if instruction in _IN_PLACE:
+            self.in_place(pc, a, instruction, args)
+            return
         self.suspend(pc)
         self.emit(f"return Vis({instruction}, {self.tuple_of(args)}, {a})")
+
+    def in_place(self, pc: int, a: int, instruction: int, args: tuple[int, ...]) -> None:
+        """An instruction of `_IN_PLACE`, performed here by its handler in the host's table
+        (`Interpreter.host`, whose handler table a profile or an observer may have replaced)
+        without suspending this frame, when the host is running this very activation and
+        the fuel left pays the instruction's charges as the runtime's loop would (its steps
+        and box). Otherwise the runtime performs it (a `Vis`). A failure is located as the
+        runtime's loop locates it: a fatal error after the EFFECT, any other at it."""
+        self.namespace["VM"] = self.proc.interpreter
+        tests = [
+            "(host := VM.host) is not None",
+            "host.run is not None",
+            "host.act.frames is frames",
+            f"left >= {EFFECT_STEPS}",
+            f"fuel.room >= {BOX_BYTES}",
+        ]
+        with self.block(f"if not ({' and '.join(tests)}):"):
+            self.suspend(pc)
+            self.emit(f"return Vis({instruction}, {self.tuple_of(args)}, {a})")
+        self.emit(f"fuel.remaining = left - {EFFECT_STEPS}", f"fuel.room -= {BOX_BYTES}")
+        with self.block("try:"):
+            self.emit(f"r{a} = host.handlers[{instruction}](host, {self.tuple_of(args)})")
+        with self.block("except BaseException as error:"):
+            self.suspend(pc, leaving=False)
+            with self.block("if isinstance(error, AvmError):"):
+                with self.block("if not error.fatal:"):
+                    self.emit(f"frame.pc = {pc}")
+                self.emit("return error")
+            self.emit("raise")
+        self.emit("left = fuel.remaining", f"pc = {pc + 1}")
 
     def call_pure(self, pc: int, a: int, name: int, args: int) -> None:
         """A call_pure runs its callee here (`Interpreter.answer_pure`), without suspending

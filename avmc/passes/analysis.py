@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections import defaultdict
 from operator import attrgetter
 
-from avm_vm.format.opcodes import OPCODES, Op
-from avmc.ir import IrFunction, IrInstr
+from avm_vm.format.opcodes import OPCODES
+from avmc.ir import MOVE, IrFunction, IrInstr
 
 WRITES = frozenset(op for op, info in OPCODES.items() if info.writes)
 JUMPS = frozenset(op for op, info in OPCODES.items() if "J" in info.operands)
@@ -31,7 +31,7 @@ _op_of = attrgetter("op")
 
 def has_moves(function: IrFunction) -> bool:
     """Whether any op is a MOVE (the copy passes have nothing to do otherwise)."""
-    return any(Op.MOVE in map(_op_of, block.instrs) for block in function.blocks)
+    return any(MOVE in map(_op_of, block.instrs) for block in function.blocks)
 
 
 def use_counts(function: IrFunction) -> defaultdict[int, int]:
