@@ -158,6 +158,7 @@ def test_the_barter_ring_settles_in_one_batch(nodes: Nodes, tmp_path: Path) -> N
     assert {"TransactionCommitted": solved[0]["tx"]} in events
 
 
+@pytest.mark.slow  # about 15 s: decoys keep the solver busy until the kill
 def test_a_sigkill_while_solving_loses_and_duplicates_nothing(nodes: Nodes, tmp_path: Path) -> None:
     node = start(nodes, tmp_path, BARTER.read_text(encoding="utf-8") + SPINNER)
     with Session(node) as session:

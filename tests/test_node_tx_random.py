@@ -236,7 +236,10 @@ def play(
         assert "Traceback" not in node.log(), node.log()
 
 
-@pytest.mark.parametrize("seed", [20_261_205, 20_261_206, 20_261_207])
+@pytest.mark.parametrize(
+    "seed",
+    [20_261_205, *(pytest.param(s, marks=pytest.mark.slow) for s in (20_261_206, 20_261_207))],
+)
 def test_random_transfers_across_three_nodes(nodes: Nodes, tmp_path: Path, seed: int) -> None:
     play(nodes, tmp_path, seed, rounds=4, clients=8, per=10)
 

@@ -98,6 +98,7 @@ def test_the_vm_answers_what_the_runtime_answers(name: str, jit: str) -> None:
         assert _run(source, True, size, jit) == _run(source, False, size, jit) == whole
 
 
+@pytest.mark.slow  # every memory budget up to the program's need: about 8 s
 @pytest.mark.parametrize("name", ["answers", "builds", "nested calls"])
 def test_the_memory_budget_runs_out_at_the_same_place(name: str) -> None:
     source = PROGRAMS[name]
