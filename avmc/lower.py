@@ -45,6 +45,7 @@ from avmc.lower_expr import (
     COMPARISONS,
     effect,
     expr_text,
+    field_state,
     lower_cond,
     lower_expr,
     lower_fresh,
@@ -228,7 +229,7 @@ def _assign(b: FunctionBuilder, s: ast.Assign) -> None:
         lower_expr(b, value, reg)
         return
     new = lower_expr(b, value)
-    state = effect(b, BY_NAME["get_state"], (), s.span)
+    state = field_state(b, s.span)
     updated = b.emit_value(Op.SETFIELD, (state, b.fields[s.name], new, b.defaults), s.span, None)
     effect(b, BY_NAME["set_state"], (updated,), s.span)
 

@@ -44,6 +44,10 @@ class FunctionBuilder:
     scopes: list[dict[str, int]] = field(default_factory=lambda: [{}])
     loops: list[Loop] = field(default_factory=list)
     atomics: list[int] = field(default_factory=list)  # tx registers of enclosing atomic bodies
+    # The register holding the object's state as the field sugar last read it, while no
+    # effect and no block boundary has come since (nothing can have changed it): the next
+    # field read or write reuses it instead of reading the state again.
+    state: int | None = None
     _next_reg: int = 0
     _next_label: int = 0
 
@@ -84,6 +88,7 @@ class FunctionBuilder:
         if self.blocks and not self.terminated:
             self.jump(label, None)
         self.blocks.append(BasicBlock(label))
+        self.state = None  # other paths lead here
 
     @property
     def terminated(self) -> bool:

@@ -65,8 +65,17 @@ def lower_cond(b: FunctionBuilder, e: ast.Expr, if_true: int, if_false: int) -> 
 
 
 def read_field(b: FunctionBuilder, index: int, span: Span | None, dst: int | None) -> int:
-    state = effect(b, BY_NAME["get_state"], (), span)
-    return b.emit_value(Op.GETFIELD, (state, index, b.defaults), span, dst)
+    return b.emit_value(Op.GETFIELD, (field_state(b, span), index, b.defaults), span, dst)
+
+
+def field_state(b: FunctionBuilder, span: Span | None) -> int:
+    """The register with the object's state for a field read or write: read with
+    `get_state`, unless the sugar read it already and nothing since could change it (no
+    effect, no block boundary), so `count += 1` reads the state once, not twice. A write
+    (`set_state`) is an effect like any other: the next field read reads again."""
+    if b.state is None:
+        b.state = effect(b, BY_NAME["get_state"], (), span)
+    return b.state
 
 
 def effect(
@@ -76,6 +85,7 @@ def effect(
     span: Span | None,
     dst: int | None = None,
 ) -> int:
+    b.state = None  # whatever it does, the state may not be what the sugar read
     return b.emit_value(Op.EFFECT, (instr.number, args), span, dst)
 
 

@@ -105,15 +105,37 @@ def test_field_assignment_reads_then_writes_state() -> None:
     instrs = ops_of(counter)
     setfield = next(i for i in instrs if i.op is Op.SETFIELD)
     position = instrs.index(setfield)
-    # count += 1: read (get_state, getfield), add, then get_state, setfield, set_state
-    assert effect_names(instrs[:position]).count("get_state") == 2
+    # count += 1: get_state once (getfield, add, setfield all use it), then set_state;
+    # `return count` after the write reads the state again.
+    reads = [i for i in instrs[:position] if effect_names([i]) == ["get_state"]]
+    assert len(reads) == 1
     assert effect_names(instrs[position : position + 2]) == ["set_state"]
     assert instrs[position + 1].operands[2] == (setfield.dst,)
     _, state, index, value, defaults = setfield.operands
-    assert state == instrs[position - 1].dst  # the state read just before
+    assert state == reads[0].dst  # the state the sugar read for `count`
     assert index == 0 and defaults[0] == 0 and defaults[1][0] == "a"
     add = next(i for i in instrs[:position] if i.op is Op.ADD)
     assert value == add.dst
+    after = effect_names(instrs[position + 2 : position + 6])
+    assert after[0] == "get_state"  # the write may not be what a later read sees (profile R)
+
+
+@pytest.mark.parametrize(
+    ("update", "reads"),
+    [
+        ("count += count * 2", 1),  # no effect between: one read serves all three uses
+        ("count += call!(self, [\"get\"])", 2),  # the call may change the state: read again
+        ("count += fib(2)", 1),  # a pure function cannot
+        ("if count > 1 { count = 0 }", 2),  # another block: read again
+    ],
+)
+def test_the_field_sugar_reads_the_state_again_only_when_it_may_have_changed(
+    update: str, reads: int
+) -> None:
+    source = COUNTER.replace("count += 1; return count", f"{update}; return 7")
+    instrs = ops_of(lower_source(source).function("Counter"))
+    clause = instrs[: next(i for i, x in enumerate(instrs) if x.op is Op.RET)]
+    assert effect_names(clause).count("get_state") == reads
 
 
 def test_field_read_uses_getfield_with_defaults() -> None:
