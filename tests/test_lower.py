@@ -124,7 +124,7 @@ def test_field_assignment_reads_then_writes_state() -> None:
     ("update", "reads"),
     [
         ("count += count * 2", 1),  # no effect between: one read serves all three uses
-        ("count += call!(self, [\"get\"])", 2),  # the call may change the state: read again
+        ('count += call!(self, ["get"])', 2),  # the call may change the state: read again
         ("count += fib(2)", 1),  # a pure function cannot
         ("if count > 1 { count = 0 }", 2),  # another block: read again
     ],
