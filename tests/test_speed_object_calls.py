@@ -16,7 +16,7 @@ import pytest
 from avm_vm.runtime.core import RunError, Runtime, RuntimeOptions
 from avm_vm.runtime.runs import Done, Failed, Preempted
 from avm_vm.trace import render_text
-from avm_vm.values import render
+from avm_vm.values import WALK_STEPS, Just, Pair, Value, parts_within, render
 from avmc.compiler import compile_source
 
 COUNTER = """
@@ -202,3 +202,15 @@ def test_a_call_and_its_state_effects_leave_the_runner_once() -> None:
         entered[in_place] = count[0]
     assert entered[True] <= calls + 5
     assert entered[False] >= 5 * calls
+
+
+@pytest.mark.parametrize(
+    "value",
+    [(), (1, "a", True), tuple(range(40)), ((1, 2), 3), (Just(1),), (Pair(1, 2), 5), "text", 7],
+)
+def test_a_state_write_walk_costs_what_parts_within_counts(value: Value) -> None:
+    """`Runtime.pay_walk` counts a flat list without walking it: the same charge."""
+    runtime = Runtime(compile_source("main { return 0 }", "walk.avm"))
+    before = runtime.fuel.remaining
+    runtime.pay_walk(value)
+    assert before - runtime.fuel.remaining == WALK_STEPS * (parts_within(value, 1 << 30) - 1)

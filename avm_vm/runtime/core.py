@@ -5,7 +5,10 @@ the context the spec's frame holds (self, input, sender, machine). Object calls 
 activation on `Runtime.stack` instead of recursing, so a million nested calls need memory,
 not Python stack (spec §4.5). The loop drives the top activation's VM: a `Vis` goes to the
 handler table (a list indexed by instruction number), a `Ret` or `Fault` of a callee
-completes its call in the caller (spec §7.1 step 9, with DESIGN.md §12's undo).
+completes its call in the caller (spec §7.1 step 9, with DESIGN.md §12's undo). Translated
+code short-cuts the commonest round trips with the same handlers and charges: it performs
+the introspection instructions in place, and a call runs its local callee through
+`perform_call`, so the loop sees only what must wait or suspend.
 
 A top-level run is resumable (`start`, `resume`, `avm_vm.runtime.runs`): on a node, an
 instruction that needs another machine parks the run instead of blocking; runs start
@@ -64,6 +67,7 @@ from avm_vm.trace import (
     TransactionAborted,
 )
 from avm_vm.values import (
+    _NESTING,
     BOX_BYTES,
     EFFECT_STEPS,
     NO_OBJECT_ID,
@@ -73,8 +77,8 @@ from avm_vm.values import (
     Value,
     parts_within,
 )
-from avm_vm.vm.frames import DEFAULT_MAX_VALUE_BYTES, call_steps
-from avm_vm.vm.interpreter import PREEMPTED, Fault, Frame, Fuel, Interpreter, Ret, Vis
+from avm_vm.vm.frames import DEFAULT_MAX_VALUE_BYTES
+from avm_vm.vm.interpreter import PARKED, PREEMPTED, Fault, Frame, Fuel, Interpreter, Ret, Vis
 
 PROFILES = ("ours", "r")
 
@@ -239,6 +243,7 @@ class Runtime:
         self.request: Request | None = None  # set by a handler that answers PARK
         self.stack: list[Activation] = []  # the executing run's activations
         self.act: Activation  # the top of `stack` while running
+        self.calling = False  # a callee runs inside `perform_call`: its calls are `Vis`
         self.fuel = Fuel(options.fuel, options.max_value_bytes)
         # Steps a run takes before it is preempted (None: runs are never cut): a server
         # runs short work inline and hands what is left of a long run to a thread.
@@ -477,15 +482,18 @@ class Runtime:
         return Done(run, value)
 
     def _loop(self, result: Ret | Vis | Fault | None) -> Value:
-        """Drive the top activation; ``result`` is where to pick up (None: run it)."""
+        """Drive the top activation; ``result`` is where to pick up (None: run it). A run
+        may come back from another activation than it started on: translated code performs
+        a call in place (`perform_call`), so the top activation is read again each time."""
         stack = self.stack
         handlers = self.handlers
         fuel = self.fuel
         max_frames = self.options.max_frames
-        act = self.act
         if result is None:
+            act = self.act
             result = act.interpreter.run(act.frames, fuel, max_frames)
         while True:
+            act = self.act
             kind = type(result)
             if kind is Vis:
                 try:
@@ -525,6 +533,9 @@ class Runtime:
                 act, error = self._finish(result.value, None)
             elif result is PREEMPTED:
                 return PREEMPTED  # type: ignore[return-value]  # frames stay resumable
+            elif result is PARKED:  # a call performed in place went to another machine
+                self._park(self.run.dst)  # type: ignore[union-attr]
+                return PARK
             else:
                 if len(stack) == 1 or result.error.fatal:
                     raise _Abandon(result.error, result)
@@ -534,13 +545,48 @@ class Runtime:
             else:  # a `call!` whose callee failed fails in the caller
                 result = act.interpreter.throw(act.frames, error, fuel, max_frames)
 
+    def perform_call(self, instruction: int, args: tuple[Value, ...], dst: int) -> object:
+        """``call`` or ``call!`` performed in place by translated code (vm_translate): its
+        charges are paid and the caller's frame is suspended after its EFFECT, as for a
+        `Vis`. A local callee runs here, one level deep (its own calls are `Vis`), and is
+        completed as `_loop` completes it. Answers None once the answer is in the caller's
+        register ``dst``; otherwise what the caller's runner answers instead: the
+        callee's `Vis` or `PREEMPTED` (the loop goes on with the callee), its fatal
+        `Fault`, `PARKED`, or the `AvmError` the instruction fails with."""
+        try:
+            answer = self.handlers[instruction](self, args)
+        except AvmError as error:
+            return error
+        if answer is PARK:
+            self.run.dst = dst  # type: ignore[union-attr]  # `_loop` parks the run
+            return PARKED
+        if answer is not SUSPEND:  # a remote call the transport answered
+            self.act.frames[-1].regs[dst] = answer
+            return None
+        callee = self.act
+        callee.dst = dst
+        self.calling = True
+        try:
+            result = callee.interpreter.run(callee.frames, self.fuel, self.options.max_frames)
+        finally:
+            self.calling = False
+        if type(result) is Ret:
+            self._finish(result.value, None)
+            return None
+        if type(result) is Fault and not result.error.fatal:
+            return self._finish(None, result)[1]
+        return result
+
     def pay_walk(self, value: Value) -> None:
         """Charge the run for walking ``value`` as a tree, WALK_STEPS per part after the
         first (like `str()`), before it leaves the run to be printed, sent or stored: a
         value that shares itself over and over is cheap to build but not to encode, and
         fails here (FuelExhausted) instead of wedging whoever encodes it."""
         fuel = self.fuel
-        parts = parts_within(value, (fuel.remaining + fuel.reserve) // WALK_STEPS + 1)
+        if type(value) is tuple and _NESTING.isdisjoint(map(type, value)):
+            parts = len(value) + 1  # a flat list (a state of scalars), as parts_within counts it
+        else:
+            parts = parts_within(value, (fuel.remaining + fuel.reserve) // WALK_STEPS + 1)
         fuel.take(WALK_STEPS * (parts - 1))
 
     def _pay_result(self, value: Value, act: Activation) -> None:
@@ -597,22 +643,28 @@ class Runtime:
         """Push the activation of a local call (spec §7.1 step 6); the loop runs it next.
         ``strict``: a `call!`, which answers the value itself or fails as the callee did."""
         caller = self.act
-        if len(self.stack) > self.options.max_depth:
+        stack = self.stack
+        if len(stack) > self.options.max_depth:
             raise AvmError(ErrorKind.DEPTH_EXCEEDED, limit=self.options.max_depth)
-        frame = entry.interpreter.frame(entry.function, (message,))
-        self.fuel.take(call_steps(frame.function.function))  # its frame, like a CALL's
+        interpreter = entry.interpreter
+        proc = interpreter.procs[entry.function]
+        if proc.nparams == 1:
+            frame = Frame(proc, 0, [message, *proc.rest], [], None)
+        else:
+            frame = interpreter.frame(entry.function, (message,))  # raises
+        if proc.frame_steps:
+            self.fuel.take(proc.frame_steps)  # its frame, like a CALL's
         call_id = self.call_ids
         self.call_ids = call_id + 1
         duct = DuctLink(target, name, call_id, caller.duct)
-        act = Activation(
-            entry.interpreter, frame, target, message, caller.self_id, machine, name, duct
-        )
+        act = Activation(interpreter, frame, target, message, caller.self_id, machine, name, duct)
         if self.ours:
-            self.journal.active = True
-            act.mark = len(self.journal.entries)
+            journal = self.journal
+            journal.active = True
+            act.mark = len(journal.entries)
         act.trace_mark = self.trace.clock
         act.strict = strict
-        self.stack.append(act)
+        stack.append(act)
         self.act = act
         return SUSPEND
 
@@ -625,8 +677,9 @@ class Runtime:
     ) -> tuple[Activation, AvmError | None]:
         """Complete the top call: ``value`` is its answer, None when it failed with ``fault``
         (spec §7.1 §9). Answers the caller, and the error it fails with (a failed `call!`)."""
-        callee = self.stack.pop()
-        caller = self.act = self.stack[-1]
+        stack = self.stack
+        callee = stack.pop()
+        caller = self.act = stack[-1]
         failure = None
         if fault is not None:
             source = callee.interpreter.program.source_name
@@ -636,13 +689,13 @@ class Runtime:
                 self.trace.revert_from(callee.trace_mark)
             else:
                 self.trace.drop_from(callee.trace_mark)
-        if len(self.stack) == 1:  # back at the base activation
+        self.emit_at(ObjectCalled(callee.self_id, callee.input, value, failure), callee.duct)
+        if len(stack) == 1:  # back at the base activation
             run = self.run
+            run.failure = failure  # as `note_call`
             if not run.undoable:  # top level: nothing left that could be undone
                 self.journal.active = False
                 self.journal.entries.clear()
-        self.emit_at(ObjectCalled(callee.self_id, callee.input, value, failure), callee.duct)
-        self.note_call(failure)
         if callee.strict:
             if failure is not None:
                 return caller, CalleeFailed(failure)

@@ -27,6 +27,11 @@ DEOPT = object()
 PREEMPTED = object()
 
 
+# What `Interpreter.run` answers when an instruction its code had the runtime perform in
+# place (a call, `Runtime.perform_call`) must wait on another machine: the run parks.
+PARKED = object()
+
+
 # Bytes of values a run may build by default (`RuntimeOptions.max_value_bytes`).
 DEFAULT_MAX_VALUE_BYTES = 256 << 20
 

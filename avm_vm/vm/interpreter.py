@@ -4,11 +4,14 @@ A run works on the frame stack of one activation (a list of `Frame`, plain data)
 never leave `Interpreter.run`; CALL and RET push and pop frames on that list, so recursion
 never grows the Python stack. An EFFECT returns `Vis` with the top frame suspended after it;
 the runtime performs the instruction, writes the answer into the frame and calls `run` again
-(or `throw` when the instruction failed). The one exception is `call_pure`, which needs
-nothing of the runtime but its table of pure functions (`Interpreter.registry`): the VM
-performs it in place, with the runtime's charges (vm_translate, `Interpreter.answer_pure`),
-and leaves to the runtime only the cases where the instruction itself fails or its charge
-cannot be paid.
+(or `throw` when the instruction failed). The exceptions: `call_pure`, which needs nothing
+of the runtime but its table of pure functions (`Interpreter.registry`), which the VM
+performs in place, with the runtime's charges (vm_translate, `Interpreter.answer_pure`),
+leaving to the runtime only the cases where the instruction itself fails or its charge
+cannot be paid; and, when a runtime runs this program (`Interpreter.host`), the
+introspection instructions (`get_state`, `set_state`, `self`, ...), which the translated
+code has the host's handlers perform without suspending, and object calls, whose local
+callee the host runs one level deep before the caller goes on (`Runtime.perform_call`).
 
 Each function is translated once, on its first run, into a specialised Python function
 (`vm_translate`); `run` is the trampoline between them. The interpreter trusts a verified
@@ -31,7 +34,17 @@ from avm_vm.errors import AvmError, ErrorKind, vm_error
 from avm_vm.format.opcodes import INITIAL_VALUE
 from avm_vm.format.program import Function, Program
 from avm_vm.values import NOTHING, Value
-from avm_vm.vm.frames import DEOPT, PREEMPTED, Fault, Frame, Fuel, Ret, Vis
+from avm_vm.vm.frames import (
+    DEOPT,
+    PARKED,
+    PREEMPTED,
+    Fault,
+    Frame,
+    Fuel,
+    Ret,
+    Vis,
+    call_steps,
+)
 from avm_vm.vm.translate import (
     OUT_OF_FUEL,
     RETRY,
@@ -50,6 +63,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEOPT",
     "JIT_MODES",
+    "PARKED",
     "PREEMPTED",
     "Fault",
     "Frame",
@@ -77,6 +91,7 @@ class Proc:
         "careful_blocks",
         "direct",
         "fast",
+        "frame_steps",
         "function",
         "hot_after",
         "index",
@@ -100,6 +115,7 @@ class Proc:
         self.procs = interpreter.procs
         # Initial values of the registers after the parameters: a call appends them.
         self.rest = [INITIAL_VALUE[t] for t in function.reg_types[function.nparams :]]
+        self.frame_steps = call_steps(function)  # the size charge of a call of it
         self.starts = block_starts(function)
         self.fast: Runner = self._translate_fast  # replaced by the translation on first use
         # For call_pure (`Interpreter.answer_pure`): `translate_direct`, made on first use;
@@ -232,6 +248,8 @@ class Interpreter:
                 outcome = frame.function.careful(frame.pc)(frame, frames, fuel, max_frames)
                 continue
             if type(outcome) is Ret or type(outcome) is Vis or outcome is PREEMPTED:
+                return outcome  # type: ignore[return-value]
+            if type(outcome) is Fault or outcome is PARKED:  # from a call performed in place
                 return outcome  # type: ignore[return-value]
             if outcome is OUT_OF_FUEL:
                 outcome = None

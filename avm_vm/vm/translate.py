@@ -7,7 +7,10 @@ in `avm_vm.vm.interpreter` when control leaves the function:
 - ``None``: CALL pushed a frame, RET popped this one (its value is in the caller's
   registers), or careful code left its block; the trampoline goes on with ``frames[-1]``;
 - a `Ret` (the base frame returned) or a `Vis` (an EFFECT; the frame is suspended after it;
-  a `call_pure` runs its callee in place instead, unless the runtime must perform it);
+  a `call_pure` runs its callee in place instead, and the host runtime performs the
+  introspection instructions and object calls in place, unless the runtime must perform
+  them through its loop); after a call performed in place, the callee's own outcome when
+  it did not simply return: its `Vis`, `PREEMPTED`, a fatal `Fault`, or `PARKED`;
 - an `AvmError` raised by an op, to unwind (``frame.pc`` is the failing instruction);
 - `OUT_OF_FUEL`: the next block needs more fuel than is left (``frame.pc`` is its start).
 
@@ -118,6 +121,8 @@ _CALL_PURE = BY_NAME["call_pure"].number
 # handlers answer at once, never suspending the activation, so the host performs them in
 # place (`_Translator.in_place`).
 _IN_PLACE = frozenset(i.number for i in INSTRUCTIONS if i.layer is Layer.INTROSPECT)
+# Object calls, which the host performs in place too (`_Translator.call_in_place`).
+_CALLS = frozenset({BY_NAME["call"].number, BY_NAME["call_unwrap"].number})
 
 
 def _sized(value: Value) -> int:
@@ -348,6 +353,13 @@ class _Translator:
             self.emit("left = fuel.remaining", "pc = frame.pc")
             if self.reenter:
                 self.emit("entered = pc")
+            if self.hosted():
+                # Whether the host runs this activation (and whether a callee of it runs
+                # in place) cannot change while this runner runs: tested once.
+                self.namespace["VM"] = self.proc.interpreter
+                self.emit("host = VM.host")
+                tests = "host is not None and host.run is not None and host.act.frames is frames"
+                self.emit(f"here = {tests}", "calls = here and not host.calling")
             with self.block("try:"):
                 with self.block("while True:"):
                     self.dispatch(self.blocks)
@@ -779,27 +791,20 @@ class _Translator:
         if instruction in _IN_PLACE:
             self.in_place(pc, a, instruction, args)
             return
+        if instruction in _CALLS:
+            self.call_in_place(pc, a, instruction, args)
+            return
         self.suspend(pc)
         self.emit(f"return Vis({instruction}, {self.tuple_of(args)}, {a})")
 
     def in_place(self, pc: int, a: int, instruction: int, args: tuple[int, ...]) -> None:
         """An instruction of `_IN_PLACE`, performed here by its handler in the host's table
-        (`Interpreter.host`, whose handler table a profile or an observer may have replaced)
+        (`Interpreter.host`, whose table a profile or an observer may have replaced)
         without suspending this frame, when the host is running this very activation and
         the fuel left pays the instruction's charges as the runtime's loop would (its steps
         and box). Otherwise the runtime performs it (a `Vis`). A failure is located as the
         runtime's loop locates it: a fatal error after the EFFECT, any other at it."""
-        self.namespace["VM"] = self.proc.interpreter
-        tests = [
-            "(host := VM.host) is not None",
-            "host.run is not None",
-            "host.act.frames is frames",
-            f"left >= {EFFECT_STEPS}",
-            f"fuel.room >= {BOX_BYTES}",
-        ]
-        with self.block(f"if not ({' and '.join(tests)}):"):
-            self.suspend(pc)
-            self.emit(f"return Vis({instruction}, {self.tuple_of(args)}, {a})")
+        self.host_test(pc, a, instruction, args, "here")
         self.emit(f"fuel.remaining = left - {EFFECT_STEPS}", f"fuel.room -= {BOX_BYTES}")
         with self.block("try:"):
             self.emit(f"r{a} = host.handlers[{instruction}](host, {self.tuple_of(args)})")
@@ -811,6 +816,42 @@ class _Translator:
                 self.emit("return error")
             self.emit("raise")
         self.emit("left = fuel.remaining", f"pc = {pc + 1}")
+
+    def call_in_place(self, pc: int, a: int, instruction: int, args: tuple[int, ...]) -> None:
+        """``call`` or ``call!``: with this frame suspended after the EFFECT and the
+        instruction's charges paid (as `in_place`), the host performs it and runs a local
+        callee (`Runtime.perform_call`), unless it already runs one that way; then this
+        frame goes on here, or the host's outcome is this runner's (a failure of the
+        instruction located at the EFFECT, as `in_place`)."""
+        self.host_test(pc, a, instruction, args, "calls")
+        self.suspend(pc, leaving=False)
+        self.emit(f"fuel.remaining = left - {EFFECT_STEPS}", f"fuel.room -= {BOX_BYTES}")
+        self.emit(f"outcome = host.perform_call({instruction}, {self.tuple_of(args)}, {a})")
+        with self.block("if outcome is not None:"):
+            with self.block("if isinstance(outcome, AvmError) and not outcome.fatal:"):
+                self.emit(f"frame.pc = {pc}")
+            self.emit("return outcome")
+        self.emit(f"r{a} = frame.regs[{a}]", "left = fuel.remaining", f"pc = {pc + 1}")
+
+    def hosted(self) -> bool:
+        """Whether the code translated performs an instruction in place (`in_place`,
+        `call_in_place`)."""
+        code = self.function.code
+        return any(
+            code[pc][0] is Op.EFFECT and (code[pc][2] in _IN_PLACE or code[pc][2] in _CALLS)
+            for start, end in self.blocks
+            for pc in range(start, end)
+        )
+
+    def host_test(
+        self, pc: int, a: int, instruction: int, args: tuple[int, ...], here: str
+    ) -> None:
+        """Unless ``here`` (the host runs this activation, see `source`) and the fuel left
+        pays the instruction's steps and box, suspend this frame with a `Vis`."""
+        tests = f"{here} and left >= {EFFECT_STEPS} and fuel.room >= {BOX_BYTES}"
+        with self.block(f"if not ({tests}):"):
+            self.suspend(pc)
+            self.emit(f"return Vis({instruction}, {self.tuple_of(args)}, {a})")
 
     def call_pure(self, pc: int, a: int, name: int, args: int) -> None:
         """A call_pure runs its callee here (`Interpreter.answer_pure`), without suspending

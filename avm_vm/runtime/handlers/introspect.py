@@ -41,9 +41,11 @@ def state_seen(rt: Runtime, object_id: int) -> Value:
 
 
 def get_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
-    self_id, tx = rt.act.self_id, rt.tx
-    if tx is not None:  # the commit checks that this state did not change meanwhile
-        tx.saw(rt.store, self_id)
+    tx = rt.tx
+    if tx is None:  # the common case, without `state_seen`'s call
+        return rt.store.states.get(rt.act.self_id, ())
+    self_id = rt.act.self_id
+    tx.saw(rt.store, self_id)  # the commit checks that this state did not change meanwhile
     return state_seen(rt, self_id)
 
 
@@ -53,9 +55,12 @@ def get_state_r(rt: Runtime, args: tuple[Value, ...]) -> Value:
 
 
 def set_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
-    state = values(args[0], "set_state")
+    state = args[0]
+    if type(state) is not tuple:
+        values(state, "set_state")  # raises
     rt.pay_walk(state)  # snapshots and state hashes encode it
-    self_id = rt.act.self_id
+    act = rt.act
+    self_id = act.self_id
     tx = rt.tx
     if tx is None:
         rt.store.set_state(self_id, state)
@@ -63,7 +68,7 @@ def set_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
         if rt.ours:
             tx.saw(rt.store, self_id)
         tx.write(rt.journal, self_id, state)
-    rt.emit(StateUpdated(self_id, state))
+    rt.emit_at(StateUpdated(self_id, state), act.duct)
     return NOTHING
 
 

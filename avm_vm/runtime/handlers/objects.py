@@ -61,24 +61,15 @@ def destroy_obj(rt: Runtime, args: tuple[Value, ...]) -> Value:
     return True
 
 
-def call(rt: Runtime, args: tuple[Value, ...]) -> Value:
+def call(rt: Runtime, args: tuple[Value, ...], strict: bool = False) -> Value:
     """§7.1: route, look up, record in the tx, resolve, then push the callee's activation.
 
     Routing by the store's record first (§7.1 step 1); an object the store and the pending
     creations do not hold goes to the machine the node's location directory names (fixing
-    the reference, which never consults it, §11.3).
+    the reference, which never consults it, §11.3). ``strict``: see `call_unwrap`.
     """
-    return _call(rt, args, False)
-
-
-def call_unwrap(rt: Runtime, args: tuple[Value, ...]) -> Value:
-    """`call!(o, m)`: as `call`, but the answer is the callee's value itself, and when the
-    callee fails this instruction fails with the callee's kind and message."""
-    return _call(rt, args, True)
-
-
-def _call(rt: Runtime, args: tuple[Value, ...], strict: bool) -> Value:
-    target = object_id(args[0], "call")
+    target = args[0]
+    target = target.id if type(target) is ObjectRef else object_id(target, "call")
     message = args[1]
     act = rt.act
     record = rt.store.objects.get(target)
@@ -94,13 +85,20 @@ def _call(rt: Runtime, args: tuple[Value, ...], strict: bool) -> Value:
         if where is None or where == act.machine:
             raise AvmError(ErrorKind.OBJ_NOT_FOUND, id=target)
         return _remote(rt, target, where, f"@{where}", message, strict)
-    refuse_if_locked(rt, target)
+    if rt.store.locks:  # as a rule there are none
+        refuse_if_locked(rt, target)
     if tx is not None:
         tx.called(rt.journal, rt.store, target, message)
     entry = rt.registry.behaviors.get(behavior)
     if entry is None:
         raise AvmError(ErrorKind.BEHAVIOR_NOT_FOUND, name=behavior)
     return rt.enter(entry, target, message, machine, behavior, strict)
+
+
+def call_unwrap(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    """`call!(o, m)`: as `call`, but the answer is the callee's value itself, and when the
+    callee fails this instruction fails with the callee's kind and message."""
+    return call(rt, args, True)
 
 
 def _remote(
