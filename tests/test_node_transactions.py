@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from test_node import run
+from test_runtime_park import Network as Far  # everything with prefix 1 lives on "far"
 
 from avm_vm.errors import ErrorKind
 from avm_vm.format.bytecode import encode
@@ -394,24 +395,11 @@ ISOLATION = compile_source(
 )
 
 
-class _Far:
-    """Everything with prefix 1 lives on "far", which can join transactions."""
-
-    def locate(self, object_id: int) -> str | None:
-        return "far" if object_id >> 48 == 1 else None
-
-    def is_peer(self, machine: str) -> bool:
-        return machine == "far"
-
-    def cannot_join(self, machine: str) -> str | None:
-        return None
-
-
 def test_two_withdrawals_waiting_on_a_remote_call_cannot_both_commit() -> None:
     """The issue's lost update: two withdrawals of 60 from 100 both read 100 while parked.
     The first to commit changes the balance; the other fails validation (its read is
     stale) instead of committing a second 60 from the same 100."""
-    rt = Runtime(ISOLATION, RuntimeOptions(jit="off", machine="here"), network=_Far())
+    rt = Runtime(ISOLATION, RuntimeOptions(jit="off", machine="here"), network=Far())
     wallet = rt.ids.object_id()
     rt.store.install(wallet, _record(rt))
     first = rt.start_call(wallet, ("withdraw", 60), 5, 900, None)
@@ -436,7 +424,7 @@ def _record(rt: Runtime) -> ObjectRecord:
 
 
 def test_a_failed_vote_rolls_the_commit_back_with_the_reason() -> None:
-    rt = Runtime(ISOLATION, RuntimeOptions(jit="off", machine="here"), network=_Far())
+    rt = Runtime(ISOLATION, RuntimeOptions(jit="off", machine="here"), network=Far())
     wallet = rt.ids.object_id()
     rt.store.install(wallet, _record(rt))
     parked = rt.start_call(wallet, ("withdraw", 10), 5, 900, None)
@@ -463,7 +451,7 @@ def test_a_transaction_cannot_commit_what_it_cannot_undo_elsewhere(
     """A remote call that got no answer may have changed the other node, or not; one whose
     caller failed afterwards cannot be undone there alone. Either way the program went on
     (its callee failed, `call` answered nothing), and the commit refuses, saying why."""
-    rt = Runtime(ISOLATION, RuntimeOptions(jit="off", machine="here"), network=_Far())
+    rt = Runtime(ISOLATION, RuntimeOptions(jit="off", machine="here"), network=Far())
     wallet = rt.ids.object_id()
     rt.store.install(wallet, _record(rt))
     parked = rt.start_call(wallet, ("careless", method), 5, 900, None)
