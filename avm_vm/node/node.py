@@ -61,7 +61,7 @@ from avm_vm.node.requests import (
     failed_answer,
     object_answer,
     request_message,
-    vote,
+    vote_summary,
 )
 from avm_vm.node.state import StateError, capture, state_hash
 from avm_vm.node.wire import LARGE_FRAME, MAX_FRAME, WireError
@@ -173,9 +173,8 @@ class Origin:
     teleport: bool = False  # a peer's teleported activation (it may be refused)
     heavy: bool = False  # it came in a large frame: its event is applied on the VM thread
     since: float = field(default_factory=time.monotonic)  # when it came (call latency)
-    # Not a requester: an event that started no run waits here for its step (`_apply`);
-    # None when the log could not keep the event.
-    step: asyncio.Future[Step | None] | None = None
+    # Not a requester: what to do with the step once its event is durable (`_record_then`).
+    then: Callable[[Step], None] | None = None
 
 
 @dataclass
@@ -339,7 +338,7 @@ class Node:
             await asyncio.sleep(0.05)
         unanswered = [*self.origins.values(), *(o for o, _ in self.held if o is not None)]
         for origin in unanswered:
-            self._not_answered(origin, "the node is shutting down")
+            self._reply_error(origin, "Failed", "the node is shutting down")
         self.origins.clear()
         self.held.clear()
         for origin, _ in self.jobs:
@@ -811,6 +810,7 @@ class Node:
         if step is None:
             conn.send(object_answer(msg["request_id"], f"the node is halting: {self.fatal}"))
             return
+        self._broadcast(step.notices)
         conn.send(object_answer(msg["request_id"], step.error, step.error_kind))
 
     async def _on_fetch_object(self, conn: Connection, msg: Message) -> None:
@@ -847,31 +847,16 @@ class Node:
         if step is None:
             conn.send(object_answer(rid, f"the node is halting: {self.fatal}"))
             return
+        self._broadcast(step.notices)
         conn.send(object_answer(rid, None))
 
     async def _apply(self, event: Event) -> Step | None:
-        """Record and apply an event that starts no run (directory, objects arriving, a
-        transaction's prepare or decision); answers its step once the event is durable, so
-        its outputs may go. Its notices have gone by then. The event shares the group
-        commit's next write with the runs' events, and the VM is not held meanwhile. None:
-        the log could not keep it (the node is halting: its outputs must never leave)."""
+        """Record and apply an event that starts no run (directory, objects arriving); it is
+        durable when this returns, so its outputs may go. None: the log could not keep it
+        (the node is halting, and the event's outputs must never leave)."""
         async with self.vm:
             step = self.recorder.record(event)
-        origin = Origin(0, step=asyncio.get_running_loop().create_future())
-        if self.config.data is None:
-            self._after(origin, step)
-        else:
-            self.held.append((origin, step))
-            self.uncommitted.set()
-        return await origin.step  # type: ignore[misc]
-
-    def _not_answered(self, origin: Origin, reason: str) -> None:
-        """``origin`` will get no step: tell its requester why (or `_apply` that none came)."""
-        if origin.step is not None:
-            if not origin.step.done():
-                origin.step.set_result(None)
-        else:
-            self._reply_error(origin, "Failed", reason)
+            return step if await self._flush() else None
 
     async def _on_vm(self, job: Callable[[Engine], Any], thread: bool = False) -> Any:
         """Run a job on the VM between runs: inline, or on the VM thread when it may take a
@@ -979,8 +964,8 @@ class Node:
             for origin, step in held:
                 if durable:
                     self._after(origin, step)
-                elif origin is not None:  # applied here, but not durable: nothing leaves
-                    self._not_answered(origin, f"not made durable: {self.fatal}")
+                elif origin is not None and origin.then is None:  # not durable: nothing leaves
+                    self._reply_error(origin, "Failed", f"not made durable: {self.fatal}")
 
     def _snapshot_due(self) -> None:
         """The periodic snapshot the recorder asked for, on the VM thread (after the log's
@@ -1029,8 +1014,8 @@ class Node:
                 reach("coordinator-after-decision")
             for machine in sorted(machines):
                 self._send(machine, message("decide", tx=tx_id, commit=commit))
-        if origin is not None and origin.step is not None:
-            origin.step.set_result(step)
+        if origin is not None and origin.then is not None:
+            origin.then(step)
             return
         outcome = step.outcome
         if outcome is None:
@@ -1111,20 +1096,20 @@ class Node:
             asked |= todo
             votes = await asyncio.gather(*(self._ask(m, "prepare", tx=request.tx) for m in todo))
             todo = set()
-            for said in votes:
-                if isinstance(said, str):
-                    refusal = refusal or said
-                elif not said["ok"]:
-                    refusal = refusal or said["error"] or "a node voted no"
+            for vote in votes:
+                if isinstance(vote, str):
+                    refusal = refusal or vote
+                elif not vote["ok"]:
+                    refusal = refusal or vote["error"] or "a node voted no"
                 else:
-                    if not said["read_only"]:
-                        writers.add(said["machine"])
-                    todo |= set(said["participants"]) - asked - {self.name}
+                    if not vote["read_only"]:
+                        writers.add(vote["machine"])
+                    todo |= set(vote["participants"]) - asked - {self.name}
         if refusal is None and writers and self.engine.volatile is not None:
             refusal = self.engine.volatile
         nodes = writers if refusal is None else asked
         reach("coordinator-before-decision")
-        self.answers[run] = vote(request.tx, refusal, nodes)
+        self.answers[run] = vote_summary(request.tx, refusal, nodes)
         self.wake.set()
 
     async def _ask(self, machine: str, kind: str, **fields: object) -> Message | str:
@@ -1148,11 +1133,13 @@ class Node:
             refusal = self.engine.vote(tx_id, f"node {conn.name} did not begin it")
             conn.send({**refusal, "request_id": rid})
             return
-        step = await self._apply({"k": "prepare", "tx": tx_id})
-        if step is None or step.reply is None:
-            return  # halting: no vote leaves, and the coordinator's wait for it times out
-        reach("participant-after-prepare")
-        conn.send({**step.reply, "request_id": rid})
+
+        def vote(step: Step) -> None:
+            assert step.reply is not None
+            reach("participant-after-prepare")
+            conn.send({**step.reply, "request_id": rid})
+
+        await self._record_then({"k": "prepare", "tx": tx_id}, vote)
 
     async def _on_decide(self, conn: Connection, msg: Message) -> None:
         """The coordinator's decision on a part this node holds: apply or roll back, then
@@ -1167,15 +1154,18 @@ class Node:
         if coordinator != conn.name:
             logger.warning("ignored %s's decision on tx:%d: it did not begin it", conn.name, tx_id)
             return
-        if await self._apply({"k": "decide", "tx": tx_id, "commit": commit}) is None:
-            return  # halting: the decision is asked for again after the restart
-        reach("participant-after-apply")
-        if commit:
-            conn.send(message("decided", tx=tx_id))
+
+        def applied(step: Step) -> None:
+            reach("participant-after-apply")
+            if commit:
+                conn.send(message("decided", tx=tx_id))
+
+        await self._record_then({"k": "decide", "tx": tx_id, "commit": commit}, applied)
 
     async def _on_decided(self, conn: Connection, msg: Message) -> None:
         if conn.name in self.engine.outcomes.get(msg["tx"], ()):
-            await self._apply({"k": "acked", "tx": msg["tx"], "machine": conn.name})
+            acked = {"k": "acked", "tx": msg["tx"], "machine": conn.name}
+            await self._record_then(acked, lambda step: None)
 
     async def _on_outcome(self, conn: Connection, msg: Message) -> None:
         """A participant asks what became of a transaction this node began."""
@@ -1210,8 +1200,26 @@ class Node:
         if isinstance(answer, str) or answer["outcome"] == "pending":
             return
         commit = answer["outcome"] == "commit"
-        if await self._apply({"k": "decide", "tx": tx_id, "commit": commit}) is not None and commit:
-            self._send(coordinator, message("decided", tx=tx_id))
+
+        def applied(step: Step) -> None:
+            if commit:
+                self._send(coordinator, message("decided", tx=tx_id))
+
+        await self._record_then({"k": "decide", "tx": tx_id, "commit": commit}, applied)
+
+    async def _record_then(self, event: Event, then: Callable[[Step], None]) -> None:
+        """Record and apply an event that starts no run, and call ``then`` with its step
+        once the event is durable: in the group commit's next shared write, as the outputs
+        of runs are, rather than in a write of its own that would hold the VM meanwhile.
+        If the log cannot keep it, ``then`` is never called (the node halts)."""
+        async with self.vm:
+            step = self.recorder.record(event)
+        origin = Origin(0, then=then)
+        if self.config.data is None:
+            self._after(origin, step)
+        else:
+            self.held.append((origin, step))
+            self.uncommitted.set()
 
     # ------------------------------------------------------------------ requests to peers
 

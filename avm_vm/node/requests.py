@@ -108,7 +108,7 @@ def run_answer(request: Request, answer: Answer) -> object:
 
 
 def _decision(request: Prepare, answer: Answer) -> Decision:
-    """The decision the votes came to (their summary, `vote`), or an abort when there is none (the
+    """The decision the votes came to (`vote_summary`), or an abort when there is none (the
     node restarted before the votes were in)."""
     if isinstance(answer, str):
         return Decision(False, f"no decision was reached ({answer})", asked=request.participants)
@@ -118,17 +118,16 @@ def _decision(request: Prepare, answer: Answer) -> Decision:
     return Decision(False, answer["error"], asked=nodes | request.participants)
 
 
-def vote(tx: int, refusal: str | None, nodes: set[str], read_only: bool = False) -> Message:
-    """A `vote` on ``tx`` (its request id filled in by whoever sends it): yes, or no and
-    why (``refusal``). A participant's names the further nodes its part reached; the
-    coordinator sums the votes up in one, the answer its parked commit resumes with, naming
-    the nodes that must apply their part (yes) or all that were asked (no)."""
+def vote_summary(tx: int, refusal: str | None, nodes: set[str]) -> Message:
+    """The votes on ``tx`` summed up as one `vote`, the answer its parked commit resumes
+    with: every node said yes (``nodes`` those that must apply their part), or not
+    (``refusal`` says why; ``nodes`` are all that were asked)."""
     return message(
         "vote",
         request_id=0,
         tx=tx,
         ok=refusal is None,
-        read_only=read_only,
+        read_only=False,
         participants=sorted(nodes),
         error=refusal,
     )

@@ -330,7 +330,7 @@ class Runtime:
         if tx is not None:
             run = self.run
             assert run is not None
-            run.joined_at = tx.progress()
+            run.joined, run.changed = True, tx.progress()
             self.tx, self.journal.world = tx, tx.world
             tx.called(self.journal, self.store, target, message)
         return self._drive(None)
@@ -618,7 +618,7 @@ class Runtime:
         run.stack = []
         if run.joined:
             assert self.tx is not None
-            run.changed = self.tx.progress() != run.joined_at
+            run.changed = self.tx.progress() != run.changed
             self.tx = self.journal.world = None
         self._leave()
 
