@@ -15,7 +15,17 @@ from __future__ import annotations
 
 import re
 
-from avm_vm.values import NAT_MAX, NOTHING, Just, ObjectRef, Pair, TxRef, Value, render
+from avm_vm.values import (
+    NAT_MAX,
+    NOTHING,
+    Just,
+    ListView,
+    ObjectRef,
+    Pair,
+    TxRef,
+    Value,
+    render,
+)
 
 _TOKEN = re.compile(
     r"""
@@ -204,8 +214,8 @@ def elide(
             break
         elif type(item) is str:
             text = f'"{cut_text(item, chars)}"'
-        elif type(item) is tuple or type(item) is Pair:
-            if type(item) is tuple:
+        elif type(item) is tuple or type(item) is ListView or type(item) is Pair:
+            if type(item) is not Pair:
                 parts: list[object] = list(item[:items])
                 if len(item) > items:
                     parts.append(_Piece(f"…(+{len(item) - items} items)"))

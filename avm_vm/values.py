@@ -8,6 +8,8 @@ Values are plain Python objects chosen so the VM's hot paths stay cheap:
 | Bool        | ``bool``                   |
 | Str         | ``str``                    |
 | List        | ``tuple`` of values        |
+|             | (or ``ListView``, in VM    |
+|             | registers only; see below) |
 | Pair        | ``Pair(first, second)``    |
 | Nothing     | the singleton ``NOTHING``  |
 | Just        | ``Just(value)``            |
@@ -17,10 +19,19 @@ Values are plain Python objects chosen so the VM's hot paths stay cheap:
 Python's ``1 == True`` would make ``Nat 1`` equal ``Bool true``, which the spec forbids, so
 structural equality is ``values_equal``, never ``==`` on raw values. Every function here is
 iterative: values nested a million deep (ping-pong answers are) never hit the recursion limit.
+
+Dropping or slicing a long list in the VM (``[x, ..rest]``) makes a ``ListView``, a run of
+another list's items sharing its storage, so recursion over a list takes linear time and
+memory. A view lives only in the registers of a running program: every op that stores a
+value inside another value, or hands one out of the VM (an instruction's arguments, a run's
+result), turns a view into a tuple first (``plain``). Everything outside the VM therefore
+sees tuples only; the functions here accept views anyway.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from enum import IntEnum
 from typing import Union
 
@@ -41,6 +52,32 @@ WALK_STEPS = 8
 # fuel below about 100 ns of work (docs/semantics.md, "Fuel and time").
 EFFECT_STEPS = 32
 _UNBOUNDED = 1 << 62
+
+
+_VIEW_MIN_DEFAULT = 64
+
+
+def _view_min() -> int:
+    """``$AVM_LIST_VIEW_MIN``: empty, or not a count of 0 or more, means the default."""
+    text = os.environ.get("AVM_LIST_VIEW_MIN", "").strip()
+    if text.isdigit():
+        return int(text)
+    if text:
+        import logging  # only on this path: start-up stays lean
+
+        logging.getLogger("avm.vm").warning(
+            "AVM_LIST_VIEW_MIN=%r is not a count of list items; using %d",
+            text,
+            _VIEW_MIN_DEFAULT,
+        )
+    return _VIEW_MIN_DEFAULT
+
+
+# A slice of a list shares its source's storage (a ListView) when it has at least VIEW_MIN
+# items (below that a copy is as cheap) and at least half the storage's items (so a view
+# never keeps alive more than twice what it holds). Read at each slice, so tests may patch
+# it; 0 makes every slice that keeps half its storage a view.
+VIEW_MIN = _view_min()
 
 
 class Kind(IntEnum):
@@ -134,7 +171,94 @@ class TxRef(_Boxed):
         return f"TxRef({self.id})"
 
 
-Value = Union[int, bool, str, tuple, Pair, NothingType, Just, ObjectRef, TxRef]  # noqa: UP007
+class ListView:
+    """A list that is ``base[start:stop]`` without the copy (see the module docstring).
+    Reads as a tuple would (len, indexing, slicing, iteration, ``+``); ``plain`` gives the
+    tuple. Its items are never views: views do not nest."""
+
+    __slots__ = ("base", "start", "stop")
+
+    def __init__(self, base: tuple, start: int, stop: int) -> None:
+        self.base = base
+        self.start = start
+        self.stop = stop
+
+    def plain(self) -> tuple:
+        """The items as a tuple. The copy becomes the view's storage, so a view copied
+        once (nested in several values, say) is never copied again, and no longer keeps
+        the larger list it came from alive."""
+        base = self.base
+        if self.start or self.stop != len(base):
+            base = self.base = base[self.start : self.stop]
+            self.start, self.stop = 0, len(base)
+        return base
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index: int | slice) -> Value | tuple:
+        if type(index) is int:
+            n = self.stop - self.start
+            if not -n <= index < n:
+                raise IndexError("list index out of range")
+            return self.base[self.start + index % n]
+        run = range(self.start, self.stop)[index]  # type: ignore[index]
+        if run.step == 1:
+            return self.base[run.start : run.stop]
+        return tuple(map(self.base.__getitem__, run))
+
+    def items(self) -> tuple:
+        """The items as a new tuple, which the view does not keep (reading it through)."""
+        return self.base[self.start : self.stop]
+
+    def __iter__(self) -> Iterator[Value]:
+        return iter(self.items())
+
+    def __add__(self, other: object) -> tuple:
+        if type(other) is tuple:
+            return self.items() + other
+        if type(other) is ListView:
+            return self.items() + other.items()
+        return NotImplemented
+
+    def __radd__(self, other: object) -> tuple:
+        if type(other) is tuple:
+            return other + self.items()
+        return NotImplemented
+
+    def __eq__(self, other: object) -> bool:
+        return values_equal(self, other)  # type: ignore[arg-type]
+
+    def __ne__(self, other: object) -> bool:
+        return not values_equal(self, other)  # type: ignore[arg-type]
+
+    def __hash__(self) -> int:
+        return hash(self.items())  # as the tuple's: a view finds the tuple's dictionary entry
+
+    def __repr__(self) -> str:
+        return f"ListView({self.items()!r})"
+
+    def __reduce__(self) -> tuple:
+        return tuple, (self.items(),)
+
+
+def plain(value: Value) -> Value:
+    """``value`` with a view made a tuple: what leaves the VM's registers."""
+    return value.plain() if type(value) is ListView else value  # type: ignore[union-attr]
+
+
+def sublist(items: tuple | ListView, start: int, stop: int) -> tuple | ListView:
+    """``items[start:stop]`` (bounds already checked), sharing storage when it is long."""
+    count = stop - start
+    if count == len(items):
+        return items  # the whole of it: nothing to copy or share
+    base, offset = (items.base, items.start) if type(items) is ListView else (items, 0)
+    if count < VIEW_MIN or 2 * count < len(base):
+        return base[offset + start : offset + stop]
+    return ListView(base, offset + start, offset + stop)
+
+
+Value = Union[int, bool, str, tuple, ListView, Pair, NothingType, Just, ObjectRef, TxRef]  # noqa: UP007
 
 # The sentinel "no object" id used as `self` at top level (spec §5.2).
 NO_OBJECT_ID = NAT_MAX
@@ -145,6 +269,7 @@ _KIND_OF_TYPE: dict[type, Kind] = {
     bool: Kind.BOOL,
     str: Kind.STR,
     tuple: Kind.LIST,
+    ListView: Kind.LIST,
     Pair: Kind.PAIR,
     NothingType: Kind.NOTHING,
     Just: Kind.JUST,
@@ -182,7 +307,7 @@ def is_value(obj: object) -> bool:
     return True
 
 
-_NESTING = frozenset({tuple, Pair, Just})  # the kinds that hold other values
+_NESTING = frozenset({tuple, ListView, Pair, Just})  # the kinds that hold other values
 
 
 def parts_within(value: Value, budget: int) -> int:
@@ -194,7 +319,7 @@ def parts_within(value: Value, budget: int) -> int:
         item = stack.pop()
         count += 1
         t = type(item)
-        if t is tuple:
+        if t is tuple or t is ListView:
             if _NESTING.isdisjoint(map(type, item)):  # type: ignore[arg-type]
                 count += len(item)  # type: ignore[arg-type]  # flat: counted at C speed
             else:
@@ -205,6 +330,15 @@ def parts_within(value: Value, budget: int) -> int:
         elif t is Just:
             stack.append(item.value)  # type: ignore[union-attr]
     return count
+
+
+_LISTS = (tuple, ListView)
+
+
+def _copy_of(view: Value, items: Value) -> bool:
+    """Whether ``items`` is ``view``'s own copy (`ListView.plain`). Where views are copies,
+    the view and its copy are one tuple, whose comparison with itself costs nothing."""
+    return type(view) is ListView and view.base is items and view.stop - view.start == len(items)
 
 
 def values_equal(a: Value, b: Value) -> bool:
@@ -226,8 +360,12 @@ def compare_within(a: Value, b: Value, budget: int) -> tuple[bool, int]:
         if x is y:
             continue
         tx = type(x)
-        if tx is not type(y):
-            return False, cost
+        if tx is not type(y) or tx is ListView:
+            if tx not in _LISTS or type(y) not in _LISTS:
+                return False, cost
+            if _copy_of(x, y) or _copy_of(y, x):
+                continue  # the same list as far as `is` goes where views are copies
+            tx = tuple  # a view and a list, or two views: compared as lists
         if tx is tuple:
             if len(x) != len(y):
                 return False, cost
@@ -321,7 +459,7 @@ def render_within(value: Value, steps: int, chars: int) -> tuple[str | None, int
                     return None, WALK_STEPS * parts + (size + len(item)) // SIZE_UNIT
                 continue
             put(f'"{item}"')
-        elif t is tuple:
+        elif t is tuple or t is ListView:
             if item:
                 spaced: list[object] = [_COMMA] * (2 * len(item) - 1)  # type: ignore[arg-type]
                 spaced[::2] = item  # type: ignore[assignment]

@@ -12,6 +12,7 @@ Peers: CPython (the same algorithm in plain Python) and Lua 5.4 through `lupa`
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
@@ -142,27 +143,40 @@ def pure_loop_py(n: int) -> int:
 
 def bench_call_pure(calls: int) -> None:
     """`call_pure("double", [i])` in a loop, against the same loop with a direct call (a
-    CALL) and in CPython; each the best of three. (With jit auto, a function runs on
-    frames until the JIT has decided about it, after about 10,000 calls.)"""
+    CALL) and in CPython; each the best of three. With the JIT, native code makes such a
+    call_pure a guarded direct call of the native callee, so both loops run alike: jit on
+    from the start; jit auto once ``main`` is hot (about 10,000 iterations on the VM) and
+    its code is ready (the disk cache has it from the second run on)."""
+
+    def rates(count: int, jit: str, call: str, expected: int) -> dict[str, float]:
+        """Calls/s of the loop making ``call`` by call_pure and by a CALL."""
+        function, argument = call.split(" ")
+        found = {}
+        for label, callee in (
+            ("call_pure", f'call_pure("{function}", [{argument}])'),
+            ("CALL", f"{function}({argument})"),
+        ):
+            source = PURE_LOOP.replace("CALLEE", callee) % count
+            seconds = min(run_pure_loop(source, jit, expected) for _ in range(3))
+            found[label] = count / seconds
+            print(f"  VM, jit {jit:4}, {label:9}  {found[label]:14,.0f} calls/s")
+        return found
+
     print(f"\ncall_pure of a small function, {calls:,} calls (goal {CALL_PURE_GOAL:,} calls/s)")
-    expected = pure_loop_py(calls)
     for jit in ("off", "auto", "on"):
-        for label, callee in (("call_pure", 'call_pure("double", [i])'), ("CALL", "double(i)")):
-            source = PURE_LOOP.replace("CALLEE", callee) % calls
-            seconds = min(run_pure_loop(source, jit, expected) for _ in range(3))
-            print(f"  VM, jit {jit:4}, {label:9}  {calls / seconds:12,.0f} calls/s")
+        small = rates(calls, jit, "double i", pure_loop_py(calls))
+        print(
+            f"    jit {jit:4}: call_pure {small['call_pure'] / CALL_PURE_GOAL:6.2f}x the goal, "
+            f"{small['call_pure'] / small['CALL']:5.2f}x a CALL"
+        )
     seconds = min(timed(lambda: pure_loop_py(calls))[0] for _ in range(3))
-    print(f"  CPython (dict lookup + call)  {calls / seconds:12,.0f} calls/s")
-    # A callee with work in it runs as native code when the JIT compiled it, called by
-    # call_pure as by a CALL.
+    print(f"  CPython (dict lookup + call)  {calls / seconds:14,.0f} calls/s")
+    # A callee with work in it, native with the JIT whichever way it is called.
     heavy = calls // 200
-    expected = heavy * fib_py(15)
-    print(f"call_pure of fib(15), {heavy:,} calls: native when the JIT compiled it")
+    print(f"call_pure of fib(15), {heavy:,} calls")
     for jit in ("off", "on"):
-        for label, callee in (("call_pure", 'call_pure("fib", [15])'), ("CALL", "fib(15)")):
-            source = PURE_LOOP.replace("CALLEE", callee) % heavy
-            seconds = min(run_pure_loop(source, jit, expected) for _ in range(3))
-            print(f"  VM, jit {jit:4}, {label:9}  {heavy / seconds:12,.1f} calls/s")
+        work = rates(heavy, jit, "fib 15", heavy * fib_py(15))
+        print(f"    jit {jit:4}: call_pure {work['call_pure'] / work['CALL']:5.2f}x a CALL")
 
 
 def run_pure_loop(source: str, jit: str, expected: int) -> float:
@@ -207,13 +221,22 @@ def counter_py(calls: int) -> int:
 
 def bench_counter(calls: int) -> None:
     """Object calls of the counter from main, each jit mode the best of three, against the
-    same loop in CPython (the goal of issue 14 is for a quiet machine)."""
+    same loop in CPython (the goal of issue 14 is for a quiet machine). One more run records
+    no trace: the difference is what recording the trace costs a call."""
     print(f"\ncounter object: {calls + 1:,} calls from main (goal {COUNTER_GOAL:,} calls/s)")
+    py_seconds = min(timed(lambda: counter_py(calls))[0] for _ in range(3))
     for jit in ("off", "auto", "on"):
         seconds = min(run_counter(calls, jit) for _ in range(3))
-        print(f"  VM, jit {jit:4}  {(calls + 1) / seconds:12,.0f} calls/s")
-    seconds = min(timed(lambda: counter_py(calls))[0] for _ in range(3))
-    print(f"  CPython (method found by message)  {(calls + 1) / seconds:12,.0f} calls/s")
+        rate = (calls + 1) / seconds
+        print(
+            f"  VM, jit {jit:4}  {rate:12,.0f} calls/s   {rate / COUNTER_GOAL:4.2f}x the goal, "
+            f"{seconds / py_seconds:5.1f}x CPython's time"
+        )
+    untraced = [run_source(COUNTER % calls, record_trace=False) for _ in range(3)]
+    assert all(value == calls + 1 for _, value in untraced), untraced
+    seconds = min(seconds for seconds, _ in untraced)
+    print(f"  VM, jit auto, no trace recorded  {(calls + 1) / seconds:12,.0f} calls/s")
+    print(f"  CPython (method found by message)  {(calls + 1) / py_seconds:12,.0f} calls/s")
 
 
 def run_counter(calls: int, jit: str) -> float:
@@ -259,19 +282,93 @@ def bench_pingpong(rounds: int, max_depth: int) -> None:
     )
 
 
+LIST_SUMS = {
+    "recursive": """
+fn sum(xs) { match xs { [] => { return 0 } [x, ..rest] => { return x + sum(rest) } } }
+""",
+    "for": """
+fn sum(xs) { let s = 0  for x in xs { s += x }  return s }
+""",
+}
+LIST_MAIN = """
+fn build(n) {
+  let xs = [0, 1, 2, 3, 4, 5, 6, 7]
+  while len(xs) < n { xs = xs ++ xs }
+  return xs[0:n]
+}
+main { return sum(build(%d)) }
+"""
+LIST_GOAL_MIB = 50  # peak RSS of the whole process (issue 14)
+
+
+def list_child(kind: str, items: int) -> None:
+    """Run in a fresh process so its peak memory is its own."""
+    program = compile_source(LIST_SUMS[kind] + LIST_MAIN % items, "sum.avm")
+    # The value budget counts what every drop builds, view or copy: n²/2 items.
+    runtime = Runtime(program, RuntimeOptions(max_value_bytes=8 * items * items))
+    seconds, value = timed(runtime.run_main)
+    assert value == items // 8 * 28 + sum(range(items % 8)), value
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"{seconds} {peak_kib}")
+
+
+def list_sum(kind: str, items: int, view_min: str | None = None) -> tuple[float, float]:
+    """Seconds and peak MiB of a child process summing ``items`` items; ``view_min``: the
+    child's AVM_LIST_VIEW_MIN (a huge one copies every slice, as before list views)."""
+    env = dict(os.environ)
+    if view_min is not None:
+        env["AVM_LIST_VIEW_MIN"] = view_min
+    out = subprocess.run(
+        [sys.executable, __file__, "--list-child", kind, str(items)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout.split()
+    seconds, peak_mib = float(out[0]), int(out[1]) / 1024
+    label = f"{kind}{'' if view_min is None else ', every slice copied'}"
+    print(f"  {label:30} {items:>7,} items: {seconds:6.2f} s, peak RSS {peak_mib:6.0f} MiB")
+    return seconds, peak_mib
+
+
+def bench_list_recursion(items: int, larger: int, copies: bool) -> None:
+    """`sum` over a list as `[x, ..rest] => x + sum(rest)` against a `for` loop (issue 14),
+    each in a fresh process; then a larger list, to show the time grows linearly."""
+    print(f"\nsum over a list (goal: linear time and memory: under {LIST_GOAL_MIB} MB)")
+    print(f"  (the default call depth, {RuntimeOptions().max_frames:,} frames, covers both)")
+    recursive, peak = list_sum("recursive", items)
+    loop, _ = list_sum("for", items)
+    if copies:
+        list_sum("recursive", items, view_min=str(10**9))
+    big, big_peak = list_sum("recursive", larger)
+    scale = larger / items
+    print(f"    recursive / for loop: {recursive / loop:5.2f}x the time")
+    print(
+        f"    {scale:.0f}x the items: {big / recursive:5.1f}x the time (linear: {scale:.0f}x, "
+        f"quadratic: {scale * scale:.0f}x), {big_peak - peak:+.0f} MiB"
+    )
+    met = "met" if peak < LIST_GOAL_MIB else "NOT met"
+    print(f"    goal {met}: {peak:.0f} MiB peak for {items:,} items")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--pingpong-child", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--list-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.pingpong_child:
         pingpong_child(*args.pingpong_child)
+        return
+    if args.list_child:
+        list_child(args.list_child[0], int(args.list_child[1]))
         return
 
     bench_fib(25)
     bench_counter(100_000)
     bench_call_pure(200_000)
     bench_startup(21)
+    bench_list_recursion(20_000, 80_000, copies=not args.quick)
     print("\nPingPong (each hop a call inside the previous call, spec §14.1)")
     bench_pingpong(100_000, RuntimeOptions().max_depth)
     if not args.quick:

@@ -127,6 +127,38 @@ def test_trace_clock_survives_dropped_entries():
     assert [e.timestamp for e in trace.entries] == [0, 2]
 
 
+def test_recorded_events_read_as_emitted_ones():
+    """An event recorded as its fields (`Trace.record`, the runtime's object calls) reads
+    back as the event itself, with its stamp, controller, duct and run, in the order of
+    emission, whether the entries were read in between or not; a reader's clear empties
+    the trace; a revert reaches entries not yet read."""
+    link = DuctLink(7, "counter", 3, None)
+    trace = Trace()
+    trace.run = 2
+    trace.emit(ObjectCreated(7, "counter"), "ctrl", None)
+    trace.record(None, link, StateUpdated, 7, (1,))
+    assert [e.event for e in trace.entries] == [ObjectCreated(7, "counter"), StateUpdated(7, (1,))]
+    trace.record("ctrl", link, ObjectCalled, 7, ("inc",), 1)
+    trace.run = 3
+    trace.emit(TransactionStarted(4), None, link)
+    seen = [(e.timestamp, e.event, e.controller, e.duct_link, e.run) for e in trace.entries]
+    assert seen == [
+        (0, ObjectCreated(7, "counter"), "ctrl", None, 2),
+        (1, StateUpdated(7, (1,)), None, link, 2),
+        (2, ObjectCalled(7, ("inc",), 1, None), "ctrl", link, 2),
+        (3, TransactionStarted(4), None, link, 3),
+    ]
+    trace.entries.clear()
+    trace.record(None, link, ObjectCalled, 7, ("inc",), 2)
+    trace.run = 2
+    trace.record(None, link, ObjectCalled, 7, ("inc",), 3)
+    trace.revert_from(5)
+    assert [(e.timestamp, e.reverted) for e in trace.entries] == [(4, False), (5, True)]
+    quiet = Trace(recording=False)
+    quiet.record(None, link, StateUpdated, 7, (1,))
+    assert (quiet.entries, quiet.clock) == ([], 1)
+
+
 def test_2_6_value_json():
     """§2.6: externally tagged JSON."""
     value = (5, True, "x", Pair(1, NOTHING), Just(ObjectRef(7)), TxRef(3))

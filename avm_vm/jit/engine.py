@@ -24,7 +24,7 @@ import llvmlite.binding as llvm
 from avm_vm.format.bytecode import code_hash
 from avm_vm.format.program import Program
 from avm_vm.jit import abi, analysis, lower
-from avm_vm.jit.analysis import NativePlan, plan_program
+from avm_vm.jit.analysis import NativePlan, PureCall, plan_program, pure_bindings
 from avm_vm.jit.cache import ObjectCache, default_cache_dir
 from avm_vm.jit.lower import llvm_module, module_functions
 
@@ -88,6 +88,7 @@ class NativeModule:
     seconds: float  # time to compile (or to load from the cache)
     from_cache: bool
     max_nregs: int  # the largest register count of these functions (sizes record buffers)
+    pure_bindings: tuple[PureCall, ...]  # what its native call_pures test (`abi`), by bit
     _entries: dict[int, ctypes._CFuncPtr] = field(repr=False)
     _keep: tuple[object, ...] = field(repr=False)  # the engine: freeing it frees the code
 
@@ -152,6 +153,7 @@ class JitEngine:
             seconds=time.perf_counter() - began,
             from_cache=from_cache,
             max_nregs=max(program.functions[f].nregs for f in functions),
+            pure_bindings=pure_bindings(plans, functions),
             _entries=entries,
             _keep=(engine,),
         )

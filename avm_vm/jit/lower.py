@@ -17,6 +17,14 @@ the run or borrowing from the reserve as it does), so fuel matches the VM's exac
 lives in a local capped at `FUEL_CAP`: the entry function sets any excess aside and adds it
 back on leaving, which leaves the top bit free for `EXIT_FLAG`. Registers are allocas,
 which LLVM promotes to SSA values.
+
+A native call_pure (`analysis.PureCall`) skips the LOADK of the name and the instruction
+making the argument list, and calls the callee's direct function behind the guard `abi`
+describes. The VM charges a call_pure `EFFECT_STEPS` and no frame (`call_steps`), and the
+bytes of its list and box; so does native code, with the bytes from ``ctx.room``. When the
+guard fails or the callee exits, native code forgets the callee's records and exits before
+the list instruction with the fuel and room it had there: the VM does the whole call again,
+exactly (a pure function does nothing else, and does it the same way every time).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from avm_vm.format.opcodes import Op, RegType
 from avm_vm.format.program import Program
 from avm_vm.jit import abi
 from avm_vm.jit.analysis import NativePlan
+from avm_vm.values import BOX_BYTES, EFFECT_STEPS
 from avm_vm.vm.frames import call_steps
 
 I32 = ir.IntType(32)
@@ -170,6 +179,10 @@ class _Body:
         }
         self.exit_block = self.llvm.append_basic_block("exit")
         self.native_regs = [r for r, t in enumerate(self.plan.reg_types) if t is not None]
+        # The LOADK of a native call_pure's name and its list instruction: nothing to run.
+        self.skipped = {
+            pc for e, call in self.plan.pure_calls.items() for pc in (call.name_pc, e - 1)
+        }
 
     # -- helpers
 
@@ -323,6 +336,8 @@ class _Body:
             if pc not in self.plan.native:
                 self.exit_here(pc, end - pc)
                 return
+            if pc in self.skipped:
+                continue
             op, *operands = self.code[pc]
             emitter: Callable[..., None] = getattr(self, f"op_{op.name.lower()}")
             emitter(pc, end, *operands)
@@ -429,25 +444,75 @@ class _Body:
             short = builder.icmp_unsigned("<", self.fuel(), self.const(steps))
             self.exit_if(short, pc, end - pc, "call_fuel")
             builder.store(builder.sub(self.fuel(), self.const(steps)), self.fuel_slot)
-        budget = builder.sub(self.budget, self.const(1), name="budget.callee")
+
+        def exited() -> None:  # suspended after the CALL, with the fuel the callee left
+            builder.store(builder.load(field(builder, self.ctx, "fuel")), self.fuel_slot)
+            self.exit_here(pc + 1, 0)
+
         values = [self.load(r) for r in args]
+        self.call_direct(pc, a, callee, self.fuel(), values, exited)
+
+    def call_direct(
+        self,
+        pc: int,
+        a: int,
+        callee: int,
+        fuel: ir.Value,
+        values: list[ir.Value],
+        exited: Callable[[], None],
+    ) -> None:
+        """Call ``callee``'s direct function one nesting level down with ``fuel``; when it
+        exited, ``exited`` emits what follows, else its value goes to R[a] and its fuel
+        to the counter."""
+        builder = self.builder
+        budget = builder.sub(self.budget, self.const(1), name="budget.callee")
         result = builder.call(
             self.lowering.direct[callee],
-            [self.ctx, budget, self.fuel(), *values],
+            [self.ctx, budget, fuel, *values],
             name=f"call{pc}",
             cconv="fastcc",
         )
-        fuel = builder.extract_value(result, 1, name="fuel.back")
-        exited = builder.icmp_unsigned(">=", fuel, self.const(EXIT_FLAG))
+        back = builder.extract_value(result, 1, name="fuel.back")
         cold = self.llvm.append_basic_block(f"pc{pc}.exited")
         hot = self.llvm.append_basic_block(f"pc{pc}.returned")
-        self.unlikely_branch(exited, cold, hot)
+        self.unlikely_branch(builder.icmp_unsigned(">=", back, self.const(EXIT_FLAG)), cold, hot)
         builder.position_at_end(cold)
-        builder.store(builder.load(field(builder, self.ctx, "fuel")), self.fuel_slot)
-        self.exit_here(pc + 1, 0)
+        exited()
         builder.position_at_end(hot)
-        builder.store(fuel, self.fuel_slot)
+        builder.store(back, self.fuel_slot)
         self.store(a, builder.extract_value(result, 0, name=f"r{a}"))
+
+    def op_effect(self, pc: int, end: int, a: int, instruction: int, args: tuple) -> None:
+        """A native call_pure (see the module docstring); only those run natively."""
+        builder = self.builder
+        call = self.plan.pure_calls[pc]
+        redo = pc - 1  # where the VM takes the call_pure over: its list instruction
+        need = self.const(call.list_bytes + BOX_BYTES)
+        bits = builder.load(field(builder, self.ctx, "pures"), name="pures")
+        bit = builder.and_(builder.lshr(bits, self.const(call.binding)), self.const(1))
+        room = builder.load(field(builder, self.ctx, "room"), name="room")
+        refused = [
+            builder.icmp_unsigned("==", bit, self.const(0)),
+            builder.icmp_unsigned("<", self.fuel(), self.const(EFFECT_STEPS)),
+            builder.icmp_unsigned("<", room, need),
+            builder.icmp_unsigned("==", self.budget, self.const(0)),
+        ]
+        refuse = refused[0]
+        for test in refused[1:]:
+            refuse = builder.or_(refuse, test)
+        self.exit_if(refuse, redo, end - redo, "pure_refused")
+        if call.constant:
+            values = [self.const(int(value)) for value in call.args]
+        else:
+            values = [self.load(r) for r in call.args]
+
+        def exited() -> None:  # forget the callee's records; the fuel slot is as before
+            builder.store(self.const(0), field(builder, self.ctx, "nrecords"))
+            self.exit_here(redo, end - redo)
+
+        fuel = builder.sub(self.fuel(), self.const(EFFECT_STEPS))
+        self.call_direct(pc, a, call.callee, fuel, values, exited)
+        builder.store(builder.sub(room, need), field(builder, self.ctx, "room"))
 
     def op_ret(self, pc: int, end: int, a: int) -> None:
         builder = self.builder

@@ -12,6 +12,12 @@ the VM's own translation runs the frame. After native code:
   per native callee that was running (abi.py's records), and the runner answers `DEOPT`: the
   trampoline then runs the top frame's block carefully from its pc, so the VM executes the
   instruction native code stopped before (raising the same error, performing the effect, ...).
+  A frame that stopped inside a native call_pure gets the name native code never loaded.
+
+When the module has native call_pures, the runner tells native code which of their names
+the registry still binds as the program loaded them (``ctx.pures``), and lends it the run's
+memory budget (``ctx.room``); native code never calls back into Python, and a pure function
+changes no binding, so both hold for the whole native call.
 
 Entering and leaving native code costs about what the VM takes for `ROUND_TRIP` instructions.
 A runner keeps a credit: each native call adds the instructions it ran natively and takes
@@ -40,6 +46,7 @@ from avm_vm.vm.translate import loop_headers, translate
 if TYPE_CHECKING:
     from avm_vm.format.program import Function
     from avm_vm.jit.analysis import NativePlan
+    from avm_vm.jit.engine import NativeModule
     from avm_vm.vm.interpreter import Proc
 
 # Nested direct native calls allowed per entry into native code: deeper recursion goes on
@@ -68,38 +75,53 @@ _BOOL = int(RegType.BOOL)
 
 
 class Layout:
-    """Where a function's native registers are, and the registers of a fresh frame."""
+    """Where a function's native registers are, the registers of a fresh frame, and the
+    names of native call_pures a frame stopping at a pc must hold (`abi`)."""
 
-    __slots__ = ("bools", "nats", "template")
+    __slots__ = ("bools", "names", "nats", "template")
 
     def __init__(self, function: Function, plan: NativePlan) -> None:
         self.nats = tuple(r for r, t in enumerate(plan.reg_types) if t is RegType.NAT)
         self.bools = tuple(r for r, t in enumerate(plan.reg_types) if t is RegType.BOOL)
         self.template = [INITIAL_VALUE[t] for t in function.reg_types]
+        names: dict[int, list[tuple[int, str]]] = {}
+        for e, call in plan.pure_calls.items():
+            for pc in range(call.name_pc + 1, e):  # after its LOADK, before its EFFECT
+                names.setdefault(pc, []).append((call.name_reg, call.name))
+        self.names = {pc: tuple(loaded) for pc, loaded in names.items()}
 
-    def write_back(self, regs: list[Value], slots: ctypes.Array) -> None:
-        """Copy the native slots into ``regs`` as the VM's values (ints and bools)."""
+    def write_back(self, regs: list[Value], slots: ctypes.Array, pc: int) -> None:
+        """Copy the native slots into ``regs`` as the VM's values (ints and bools), for a
+        frame stopped at ``pc``."""
         values = slots[:]
         for r in self.nats:
             regs[r] = values[r]
         for r in self.bools:
             regs[r] = values[r] != 0
+        self.name(regs, pc)
 
-    def registers(self, slots: list[int]) -> list[Value]:
-        """A native callee's registers: its native slots, the others as a call leaves them
-        (native code never touches a non-native register of a callee it runs)."""
+    def registers(self, slots: list[int], pc: int) -> list[Value]:
+        """A native callee's registers at ``pc``: its native slots, the others as a call
+        leaves them (native code never touches a non-native register of a callee it runs)."""
         regs = self.template.copy()
         for r in self.nats:
             regs[r] = slots[r]
         for r in self.bools:
             regs[r] = slots[r] != 0
+        self.name(regs, pc)
         return regs
+
+    def name(self, regs: list[Value], pc: int) -> None:
+        """Load the names of the native call_pures under way at ``pc``."""
+        for r, name in self.names.get(pc, ()):
+            regs[r] = name
 
 
 class NativeRunner:
     """Runs one function natively where its plan allows, through the VM elsewhere."""
 
     __slots__ = (
+        "bindings",
         "credit",
         "depth_cap",
         "entries",
@@ -117,7 +139,7 @@ class NativeRunner:
         proc: Proc,
         entry: Callable[..., int],
         plan: NativePlan,
-        module: object,
+        module: NativeModule,
         layouts: dict[int, Layout],
         max_nregs: int,
     ) -> None:
@@ -134,6 +156,7 @@ class NativeRunner:
         self.depth_cap = min(NATIVE_DEPTH, RECORDS_CAP // (3 + max_nregs))
         self.vm: Callable[..., object] = self._translate_vm
         self.credit = CREDIT_CAP
+        self.bindings = module.pure_bindings
 
     def _translate_vm(self, *args: object) -> object:
         """The VM's translation, made on first need; it hands the frame back to native code
@@ -164,7 +187,15 @@ class NativeRunner:
         if room < depth:
             depth = room if room > 0 else 0
         context.depth_left = depth
-        status = self.entry(scratch.pointer, slots, pc)
+        if self.bindings:
+            context.pures = self._bound()
+            memory = fuel.room
+            lent = min(max(memory, 0), NAT_MAX)
+            context.room = lent
+            status = self.entry(scratch.pointer, slots, pc)
+            fuel.room = memory - lent + context.room
+        else:
+            status = self.entry(scratch.pointer, slots, pc)
         left = context.fuel
         fuel.remaining = left + excess
         credit = self.credit + remaining - excess - left - ROUND_TRIP
@@ -180,11 +211,25 @@ class NativeRunner:
                 frames[-1].regs[frame.result_reg] = value  # type: ignore[index]
                 return None
             return Ret(value)
-        self.layout.write_back(regs, slots)
         frame.pc = context.pc
+        self.layout.write_back(regs, slots, frame.pc)
         if context.nrecords:
             self._push_records(frame, frames, scratch.records, context.nrecords)
         return DEOPT
+
+    def _bound(self) -> int:
+        """``ctx.pures``: the bindings of `bindings` the registry holds now."""
+        interpreter = self.proc.interpreter
+        registry = interpreter.registry
+        if registry is None:  # no runtime: the VM leaves every call_pure to the runtime
+            return 0
+        pures = registry.pures
+        bits = 0
+        for call in self.bindings:
+            entry = pures.get(call.name)
+            if entry is not None and entry[0] is interpreter and entry[1] == call.callee:
+                bits |= 1 << call.binding
+        return bits
 
     def _demote(self) -> None:
         """Native calls from the VM cost more than they save: the VM runs the function."""
@@ -209,7 +254,7 @@ class NativeRunner:
         caller = frame
         for function, pc, slots in reversed(records):
             result_reg = caller.function.function.code[caller.pc - 1][1]
-            regs = self.layouts[function].registers(slots)
+            regs = self.layouts[function].registers(slots, pc)
             callee = Frame(procs[function], pc, regs, [], result_reg)
             frames.append(callee)
             caller = callee

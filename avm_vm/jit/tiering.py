@@ -8,7 +8,8 @@ calls `ProgramJit.tier_up`. A hot function is compiled only when its plan runs a
 messages) stays on the VM, where every native exit would only cost a round trip.
 
 Compilation happens on the process's compile thread (`_Compiler`), never on the thread
-running the VM: a hot function goes on in the VM while it compiles, polling every
+running the VM: once hot, a function waits at most `FIRST_LOOK` for its code (what loading
+it from the disk cache takes), then goes on in the VM while it compiles, polling every
 `POLL_COUNT` counted events, and switches to its native runner at the first poll after the
 code is ready (a block start, where VM and native code agree on the frame). ``on`` waits for
 its compilations at most `Limits.budget` seconds; what is not ready then switches the same
@@ -52,6 +53,10 @@ HOT_COUNT = 10_000
 MIN_DENSITY = 0.6
 # Counted events between two looks at a compilation under way (about 1 ms of VM time).
 POLL_COUNT = 1_000
+# How long a function that just got hot waits for its code: enough for a disk cache hit
+# (2 to 3 ms), which the compile thread, sharing the GIL with a busy VM, could otherwise
+# take tens of milliseconds to finish.
+FIRST_LOOK = 0.005
 # The defaults of `Limits`. LLVM takes about 0.5 ms per instruction (a 1,000-instruction
 # module: 0.5 s), more per instruction the larger the function (7,000 instructions: 6 s).
 MAX_INSTRUCTIONS = 1_000
@@ -255,6 +260,7 @@ class ProgramJit:
             if proc.hot_after == 0 or proc.native is not None:
                 return  # already decided (an older translation was still counting)
             job = self._submit([proc.index], dense_only=True)
+            job.done.wait(FIRST_LOOK)
         if job.done.is_set():
             self._settle(job)
         elif proc.native is None:  # count again: the next poll comes after POLL_COUNT events

@@ -25,7 +25,17 @@ import re
 import reprlib
 from collections.abc import Callable
 
-from avm_vm.values import NAT_MAX, NOTHING, Just, NothingType, ObjectRef, Pair, TxRef, Value
+from avm_vm.values import (
+    NAT_MAX,
+    NOTHING,
+    Just,
+    NothingType,
+    ObjectRef,
+    Pair,
+    TxRef,
+    Value,
+    plain,
+)
 
 # Above the VM's default call-depth limit (250,000), so every answer built by nested calls fits.
 MAX_VALUE_DEPTH = 300_000
@@ -108,6 +118,7 @@ def value_to_json(value: Value) -> object:
 
 
 def _value_to_json(value: Value) -> object:
+    value = plain(value)  # a register of a suspended activation may hold a list view
     root: list[object] = [None]
     # Work items: (value, container to fill, index or key in it, depth of the value).
     stack: list[tuple[object, list | dict, int | str, int]] = [(value, root, 0, 0)]

@@ -31,7 +31,7 @@ from avm_vm.node.directory import Directory
 from avm_vm.node.eventlog import Event, encode_event
 from avm_vm.node.intents import IntentPool
 from avm_vm.node.messages import Message, decode_message, message
-from avm_vm.node.requests import run_answer
+from avm_vm.node.requests import run_answer, vote
 from avm_vm.node.transfer import (
     TransferError,
     duct_from_wire,
@@ -359,16 +359,9 @@ class Engine:
         read_only: bool = False,
     ) -> Message:
         """This node's vote on its part of ``tx_id``: yes, or no and why (``refusal``)."""
-        called = [] if tx is None else sorted(tx.participants)
-        return message(
-            "vote",
-            request_id=0,  # the node fills in the request it answers
-            tx=tx_id,
-            ok=refusal is None,
-            read_only=read_only,
-            participants=called,
-            error=None if refusal is None else f"node {self.here}: {refusal}",
-        )
+        called = set() if tx is None else tx.participants
+        why = None if refusal is None else f"node {self.here}: {refusal}"
+        return vote(tx_id, why, called, read_only)
 
     def _decide(self, event: Event) -> Step:
         """The coordinator's decision on a transaction this node has a part of: apply it
@@ -518,9 +511,12 @@ class Engine:
     def _notices(self) -> list[Message]:
         """create_notify for objects that appeared here, and for objects that left, where
         they went; destroy_notify for objects destroyed here."""
+        changed = self.runtime.store.drain_changes()
+        if not changed:  # most runs create, move and destroy nothing
+            return []
         objects = self.runtime.store.objects
         out = []
-        for object_id in sorted(self.runtime.store.drain_changes()):
+        for object_id in sorted(changed):
             if object_id in objects:
                 self.directory.objects.pop(object_id, None)
                 out.append(message("create_notify", object_id=object_id, machine_id=self.here))

@@ -36,6 +36,7 @@ from avm_vm.format.program import Function, FunctionKind, Program
 from avm_vm.format.verify import verify
 from avm_vm.node.codec import value_from_json, value_to_json
 from avm_vm.node.eventlog import Event
+from avm_vm.node.failpoints import hold
 from avm_vm.node.logs import logger
 from avm_vm.node.messages import Message, message
 from avm_vm.runtime.runs import Done, Failed, Preempted
@@ -391,6 +392,7 @@ class IntentDesk:
         """Queue a run of ``batch`` (an ``intent_batch`` event); whether it committed."""
         from avm_vm.node.node import Origin
 
+        await hold("solver-before-batch")
         sink = _Sink()
         self.node._queue(Origin(0, conn=sink, heavy=True), {"k": "intent_batch", "intents": batch})
         try:

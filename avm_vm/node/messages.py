@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from avm_vm.node.codec import WireError, checked_value, snippet, value_from_json, value_to_json
@@ -41,7 +41,7 @@ class FieldType:
         """Like `decode`, but an AVM value stays in its JSON form (checked all the same)."""
         return self.decode(obj)
 
-    def check(self, obj: object) -> None:
+    def check(self, obj: object) -> object:
         """Raise ``ValueError`` unless ``obj`` is valid (where both forms are the same)."""
         raise NotImplementedError
 
@@ -54,17 +54,25 @@ class Int(FieldType):
         self.high = high
         self.description = f"an integer in 0..{high}"
 
-    def check(self, obj: object) -> None:
-        if type(obj) is not int or not 0 <= obj <= self.high:
+    # One method for every direction (both forms are the same): the node converts a few
+    # of these per message, so the extra call of `FieldType.decode` would show.
+    def check(self, obj: object) -> object:
+        if type(obj) is not int or not 0 <= obj <= self.high:  # type: ignore[operator]
             self.fail(obj)
+        return obj
+
+    decode = encode = keep = check
 
 
 class Flag(FieldType):
     description = "true or false"
 
-    def check(self, obj: object) -> None:
+    def check(self, obj: object) -> object:
         if type(obj) is not bool:
             self.fail(obj)
+        return obj
+
+    decode = encode = keep = check
 
 
 class Text(FieldType):
@@ -74,9 +82,12 @@ class Text(FieldType):
         self.pattern = re.compile(pattern) if pattern else None
         self.description = description
 
-    def check(self, obj: object) -> None:
+    def check(self, obj: object) -> object:
         if type(obj) is not str or (self.pattern and not self.pattern.fullmatch(obj)):
             self.fail(obj)
+        return obj
+
+    decode = encode = keep = check
 
 
 class JsonObject(FieldType):
@@ -123,6 +134,10 @@ class Duct(FieldType):
         self.check(obj)
         return [tuple(link) for link in obj]  # type: ignore[union-attr]
 
+    def keep(self, obj: object) -> object:
+        self.check(obj)
+        return obj
+
     def check(self, obj: object) -> None:
         if type(obj) not in (list, tuple):
             self.fail(obj)
@@ -140,7 +155,7 @@ class Duct(FieldType):
 
     def encode(self, value: object) -> object:
         self.check(value)
-        return [list(link) for link in value]  # type: ignore[union-attr]
+        return value  # tuples are JSON arrays as lists are
 
 
 class Failure(FieldType):
@@ -182,15 +197,16 @@ class Optional(FieldType):
     def __init__(self, inner: FieldType) -> None:
         self.inner = inner
         self.description = f"{inner.description} or null"
+        self._decode, self._encode, self._keep = inner.decode, inner.encode, inner.keep
 
     def decode(self, obj: object) -> object:
-        return None if obj is None else self.inner.decode(obj)
+        return None if obj is None else self._decode(obj)
 
     def encode(self, value: object) -> object:
-        return None if value is None else self.inner.encode(value)
+        return None if value is None else self._encode(value)
 
     def keep(self, obj: object) -> object:
-        return None if obj is None else self.inner.keep(obj)
+        return None if obj is None else self._keep(obj)
 
 
 U64 = Int(NAT_MAX)
@@ -221,6 +237,7 @@ ERROR_KIND = Optional(Text(r".{1,100}", "a non-empty error kind name"))
 
 
 _TABLES = {"decode": "decoders", "keep": "keepers", "encode": "encoders"}
+_Converters = tuple[tuple[str, Callable[[object], object]], ...]
 
 
 @dataclass(frozen=True)
@@ -230,16 +247,20 @@ class Kind:
     fields: Mapping[str, FieldType]
     rule: Callable[[Message], str | None] | None = None
     optional: frozenset[str] = frozenset()  # fields that may be absent (added later)
-    # Each field's converter in each direction, looked up once rather than per message.
-    decoders: tuple[tuple[str, Callable[[object], object]], ...] = ()
-    keepers: tuple[tuple[str, Callable[[object], object]], ...] = ()
-    encoders: tuple[tuple[str, Callable[[object], object]], ...] = ()
+    required: frozenset[str] = field(init=False, default=frozenset())  # the others
+    # Each field's converter in each direction, looked up once rather than per message:
+    # the fields every message has, then the optional ones.
+    decoders: tuple[_Converters, _Converters] = ((), ())
+    keepers: tuple[_Converters, _Converters] = ((), ())
+    encoders: tuple[_Converters, _Converters] = ((), ())
 
     def __post_init__(self) -> None:
-        items = self.fields.items()
+        object.__setattr__(self, "required", frozenset(self.fields.keys() - self.optional))
         for direction, table in _TABLES.items():
-            converters = tuple((name, getattr(field, direction)) for name, field in items)
-            object.__setattr__(self, table, converters)
+            converters = [(name, getattr(field, direction)) for name, field in self.fields.items()]
+            required = tuple(item for item in converters if item[0] not in self.optional)
+            optional = tuple(item for item in converters if item[0] in self.optional)
+            object.__setattr__(self, table, (required, optional))
 
 
 def _response_rule(payload: str) -> Callable[[Message], str | None]:
@@ -377,17 +398,21 @@ def _convert(message: object, direction: str) -> Message:
     kind = KINDS.get(tag) if type(tag) is str else None
     if kind is None:
         raise WireError(f"unknown message type {snippet(tag)}")
-    converters = getattr(kind, _TABLES[direction])
+    required, optional = getattr(kind, _TABLES[direction])
     out: Message = {"type": tag}
-    for name, convert in converters:
-        if name not in message:
-            if name not in kind.optional:
-                _check_fields(tag, message, kind)  # raises: a field is missing
-            continue
-        try:
+    name = ""
+    try:
+        for name, convert in required:
             out[name] = convert(message[name])
-        except ValueError as error:
-            raise WireError(f"{tag}.{name} {error}") from None
+        for name, convert in optional:
+            if name in message:
+                out[name] = convert(message[name])
+    except KeyError:
+        if name in message:  # not a missing field: a converter's own error
+            raise
+        _check_fields(tag, message, kind)  # raises: a field is missing
+    except ValueError as error:
+        raise WireError(f"{tag}.{name} {error}") from None
     if len(out) != len(message):  # it has a field its kind does not
         _check_fields(tag, message, kind)
     problem = kind.rule(out) if kind.rule else None
@@ -422,11 +447,11 @@ def message(kind: str, **fields: object) -> Message:
     row = KINDS.get(kind)
     if row is None:
         raise WireError(f"unknown message type {kind!r}")
-    if len(fields) != len(row.fields) or fields.keys() != row.fields.keys():
-        missing = sorted(row.fields.keys() - fields.keys() - row.optional)
-        extra = sorted(fields.keys() - row.fields.keys())
-        if missing or extra:
-            raise WireError(f"{kind} message: missing fields {missing}, unexpected fields {extra}")
+    names = fields.keys()
+    if not (names <= row.fields.keys() and names >= row.required):
+        missing = sorted(row.required - names)
+        extra = sorted(names - row.fields.keys())
+        raise WireError(f"{kind} message: missing fields {missing}, unexpected fields {extra}")
     return {"type": kind, **fields}
 
 

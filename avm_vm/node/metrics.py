@@ -9,6 +9,7 @@ when a scrape asks, so they cannot drift. No client library: a dozen metrics do 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -33,10 +34,9 @@ class Histogram:
     def observe(self, value: float) -> None:
         self.total += value
         self.n += 1
-        for index, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[index] += 1
-                return
+        index = bisect_left(self.bounds, value)  # the first bucket whose bound is >= value
+        if index < len(self.counts):
+            self.counts[index] += 1
 
     def lines(self, name: str) -> Iterable[str]:
         running = 0

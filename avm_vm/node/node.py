@@ -61,7 +61,7 @@ from avm_vm.node.requests import (
     failed_answer,
     object_answer,
     request_message,
-    vote_summary,
+    vote,
 )
 from avm_vm.node.state import StateError, capture, state_hash
 from avm_vm.node.wire import LARGE_FRAME, MAX_FRAME, WireError
@@ -82,6 +82,9 @@ MAX_PARKED = 10_000  # parked runs before new work waits (bounds memory under a 
 # A batch of jobs on the loop thread ends after this many jobs or this long, whichever first.
 BATCH_JOBS, BATCH_SECONDS = 256, 0.002
 VM_SLICE = 20_000  # VM steps a run takes on the loop thread before the VM thread goes on
+# A log write of fewer events than this waits one turn of the loop for the batch that is
+# ready to run, so writes (each a hand-off to the VM thread and an fsync) carry more events.
+COMMIT_GATHER = 64
 # How long a thread may keep the GIL while another waits for it. The node's VM thread
 # finishes log writes (an fsync) and long runs, and each must take the GIL back to hand its
 # result to the loop; at Python's default of 5 ms that wait held every answer of a group
@@ -173,8 +176,9 @@ class Origin:
     teleport: bool = False  # a peer's teleported activation (it may be refused)
     heavy: bool = False  # it came in a large frame: its event is applied on the VM thread
     since: float = field(default_factory=time.monotonic)  # when it came (call latency)
-    # Not a requester: what to do with the step once its event is durable (`_record_then`).
-    then: Callable[[Step], None] | None = None
+    # Not a requester: an event that started no run waits here for its step (`_apply`);
+    # None when the log could not keep the event.
+    step: asyncio.Future[Step | None] | None = None
 
 
 @dataclass
@@ -197,6 +201,7 @@ class Node:
         self.pending = PendingMap(config.call_timeout)
         self.links: dict[str, Connection] = {}  # peer node → the connection used to send
         self.connections: set[Connection] = set()
+        self.touched: set[Connection] = set()  # connections that queued output: `_flush_output`
         self.accepted = 0  # accepted connections open now, served or in their handshake
         self.unsent: dict[str, list[tuple[int, Message]]] = {}  # for peers not connected yet
         self.jobs: FairQueue[tuple[Origin | None, Event]] = FairQueue()  # by source
@@ -215,9 +220,12 @@ class Node:
         self.held: list[tuple[Origin | None, Step]] = []  # outputs waiting for a log write
         self.uncommitted = asyncio.Event()  # `held` has outputs: `_commit` writes the log
         self.committing = 0  # outputs whose write is under way
+        self.written = False  # that write is done (set on the VM thread): answers can go
         self.known: dict[str, Any] = {}  # the VM's last status, told while a run holds it
         self.tasks: set[asyncio.Task] = set()
         self.intent_desk = IntentDesk(self)  # intents: accepted, solved, expired
+        # Each kind of message a peer or client may send, and the method that handles it.
+        self.handlers = {kind: getattr(self, f"_on_{kind}") for kind in _PEER_KINDS | _CLIENT_KINDS}
         self.port = config.port
         self.prefix = 0
         self.server: asyncio.Server | None = None
@@ -338,7 +346,7 @@ class Node:
             await asyncio.sleep(0.05)
         unanswered = [*self.origins.values(), *(o for o, _ in self.held if o is not None)]
         for origin in unanswered:
-            self._reply_error(origin, "Failed", "the node is shutting down")
+            self._not_answered(origin, "the node is shutting down")
         self.origins.clear()
         self.held.clear()
         for origin, _ in self.jobs:
@@ -467,6 +475,7 @@ class Node:
     def _metered(self, conn: Connection) -> Connection:
         """``conn``, counting the bytes it sends in the node's metrics."""
         conn.sent_bytes = self.metrics.count_sent
+        conn.touched = self.touched
         return conn
 
     async def _serve(self, conn: Connection) -> None:
@@ -566,7 +575,7 @@ class Node:
 
     def _send(self, machine: str, outgoing: Message, rid: int | None = None) -> None:
         """Send to a peer node. A request (``rid``) to a configured peer that is not
-        connected waits for the connection (its timer runs); otherwise it fails now."""
+        connected waits for the connection (its timeout runs); otherwise it fails now."""
         conn = self.links.get(machine)
         try:
             if conn is not None and not conn.closed.is_set():
@@ -593,6 +602,8 @@ class Node:
             self.pending.resolve(rid, "not connected")
 
     def _broadcast(self, notices: list[Message]) -> None:
+        if not notices:  # most steps have none: not even a copy of the links
+            return
         for conn in list(self.links.values()):
             for notice in notices:
                 with suppress(WireError):
@@ -610,7 +621,7 @@ class Node:
         if kind not in allowed:
             conn.send(message("error", message=f"{kind} is not accepted from a {conn.role}"))
             return
-        handled = getattr(self, f"_on_{kind}")(conn, msg)
+        handled = self.handlers[kind](conn, msg)
         if handled is not None:  # a coroutine: it waits on the VM, the reader must not
             place = conn.hold()  # until it is done (backpressure, `Connection.hold`)
             self._spawn(handled).add_done_callback(lambda _: conn.release(place))
@@ -810,7 +821,6 @@ class Node:
         if step is None:
             conn.send(object_answer(msg["request_id"], f"the node is halting: {self.fatal}"))
             return
-        self._broadcast(step.notices)
         conn.send(object_answer(msg["request_id"], step.error, step.error_kind))
 
     async def _on_fetch_object(self, conn: Connection, msg: Message) -> None:
@@ -847,16 +857,31 @@ class Node:
         if step is None:
             conn.send(object_answer(rid, f"the node is halting: {self.fatal}"))
             return
-        self._broadcast(step.notices)
         conn.send(object_answer(rid, None))
 
     async def _apply(self, event: Event) -> Step | None:
-        """Record and apply an event that starts no run (directory, objects arriving); it is
-        durable when this returns, so its outputs may go. None: the log could not keep it
-        (the node is halting, and the event's outputs must never leave)."""
+        """Record and apply an event that starts no run (directory, objects arriving, a
+        transaction's prepare or decision); answers its step once the event is durable, so
+        its outputs may go. Its notices have gone by then. The event shares the group
+        commit's next write with the runs' events, and the VM is not held meanwhile. None:
+        the log could not keep it (the node is halting: its outputs must never leave)."""
         async with self.vm:
             step = self.recorder.record(event)
-            return step if await self._flush() else None
+        origin = Origin(0, step=asyncio.get_running_loop().create_future())
+        if self.config.data is None:
+            self._after(origin, step)
+        else:
+            self.held.append((origin, step))
+            self.uncommitted.set()
+        return await origin.step  # type: ignore[misc]
+
+    def _not_answered(self, origin: Origin, reason: str) -> None:
+        """``origin`` will get no step: tell its requester why (or `_apply` that none came)."""
+        if origin.step is not None:
+            if not origin.step.done():
+                origin.step.set_result(None)
+        else:
+            self._reply_error(origin, "Failed", reason)
 
     async def _on_vm(self, job: Callable[[Engine], Any], thread: bool = False) -> Any:
         """Run a job on the VM between runs: inline, or on the VM thread when it may take a
@@ -941,6 +966,7 @@ class Node:
                     await self._batch()
                 finally:
                     self.busy = False
+            self._flush_output()
             if self.recorder.snapshot_wanted and not self.engine.unsettled:
                 await self._on_vm(lambda engine: self._snapshot_due(), thread=True)
             await asyncio.sleep(0)  # let the loop read, write and answer between batches
@@ -952,20 +978,45 @@ class Node:
         that ran meanwhile share the next one."""
         while True:
             await self.uncommitted.wait()
+            if len(self.held) < COMMIT_GATHER:
+                await asyncio.sleep(0)  # a batch about to run joins this write
             self.uncommitted.clear()
             async with self.vm:  # between batches: nothing is being recorded
                 held, self.held = self.held, []
                 write = self.recorder.seal()
+            if write is not nothing_to_write:
+                write = self._flagged(write)
             self.committing = len(held)
             try:
                 durable = await self._write(write)
             finally:
                 self.committing = 0
+                self.written = False
             for origin, step in held:
                 if durable:
                     self._after(origin, step)
-                elif origin is not None and origin.then is None:  # not durable: nothing leaves
-                    self._reply_error(origin, "Failed", f"not made durable: {self.fatal}")
+                elif origin is not None:  # applied here, but not durable: nothing leaves
+                    self._not_answered(origin, f"not made durable: {self.fatal}")
+            self._flush_output()
+
+    def _flush_output(self) -> None:
+        """Write the answers and requests a batch or a commit queued, now (`Connection.flush`)."""
+        for conn in self.touched:
+            conn.flush()
+        self.touched.clear()
+
+    def _flagged(self, write: Callable[[], None]) -> Callable[[], None]:
+        """``write``, raising `written` on the VM thread as soon as it is done: the batch
+        computing on the loop then ends early, so the answers it made durable leave now
+        rather than after the batch (the loop runs one thing at a time)."""
+
+        def flagged() -> None:
+            try:
+                write()
+            finally:
+                self.written = True
+
+        return flagged
 
     def _snapshot_due(self) -> None:
         """The periodic snapshot the recorder asked for, on the VM thread (after the log's
@@ -1004,7 +1055,7 @@ class Node:
                 self.uncommitted.set()
             else:
                 self._after(origin, step)
-            if time.monotonic() > deadline:
+            if self.written or time.monotonic() > deadline:
                 break
 
     def _after(self, origin: Origin | None, step: Step) -> None:
@@ -1014,8 +1065,9 @@ class Node:
                 reach("coordinator-after-decision")
             for machine in sorted(machines):
                 self._send(machine, message("decide", tx=tx_id, commit=commit))
-        if origin is not None and origin.then is not None:
-            origin.then(step)
+        if origin is not None and origin.step is not None:
+            if not origin.step.done():  # not if its waiter was cancelled (the node stops)
+                origin.step.set_result(step)
             return
         outcome = step.outcome
         if outcome is None:
@@ -1028,15 +1080,15 @@ class Node:
                     self._reply_error(origin, step.error_kind, step.error or "failed")
             return
         run = outcome.run
-        if origin is not None:
-            self.origins[run] = origin
         if type(outcome) is Parked:
+            if origin is not None:
+                self.origins[run] = origin
             if type(outcome.request) is Prepare:
                 self._spawn(self._gather_votes(run, outcome.request))
             else:
                 self._request(run, outcome.request, step.payload)
             return
-        origin = self.origins.pop(run, None)
+        origin = self.origins.pop(run, origin)  # a resumed run's requester, kept meanwhile
         if origin is None:
             return  # its requester was answered already (the node is stopping)
         if type(outcome) is Done:
@@ -1096,20 +1148,20 @@ class Node:
             asked |= todo
             votes = await asyncio.gather(*(self._ask(m, "prepare", tx=request.tx) for m in todo))
             todo = set()
-            for vote in votes:
-                if isinstance(vote, str):
-                    refusal = refusal or vote
-                elif not vote["ok"]:
-                    refusal = refusal or vote["error"] or "a node voted no"
+            for said in votes:
+                if isinstance(said, str):
+                    refusal = refusal or said
+                elif not said["ok"]:
+                    refusal = refusal or said["error"] or "a node voted no"
                 else:
-                    if not vote["read_only"]:
-                        writers.add(vote["machine"])
-                    todo |= set(vote["participants"]) - asked - {self.name}
+                    if not said["read_only"]:
+                        writers.add(said["machine"])
+                    todo |= set(said["participants"]) - asked - {self.name}
         if refusal is None and writers and self.engine.volatile is not None:
             refusal = self.engine.volatile
         nodes = writers if refusal is None else asked
         reach("coordinator-before-decision")
-        self.answers[run] = vote_summary(request.tx, refusal, nodes)
+        self.answers[run] = vote(request.tx, refusal, nodes)
         self.wake.set()
 
     async def _ask(self, machine: str, kind: str, **fields: object) -> Message | str:
@@ -1133,13 +1185,11 @@ class Node:
             refusal = self.engine.vote(tx_id, f"node {conn.name} did not begin it")
             conn.send({**refusal, "request_id": rid})
             return
-
-        def vote(step: Step) -> None:
-            assert step.reply is not None
-            reach("participant-after-prepare")
-            conn.send({**step.reply, "request_id": rid})
-
-        await self._record_then({"k": "prepare", "tx": tx_id}, vote)
+        step = await self._apply({"k": "prepare", "tx": tx_id})
+        if step is None or step.reply is None:
+            return  # halting: no vote leaves, and the coordinator's wait for it times out
+        reach("participant-after-prepare")
+        conn.send({**step.reply, "request_id": rid})
 
     async def _on_decide(self, conn: Connection, msg: Message) -> None:
         """The coordinator's decision on a part this node holds: apply or roll back, then
@@ -1154,18 +1204,15 @@ class Node:
         if coordinator != conn.name:
             logger.warning("ignored %s's decision on tx:%d: it did not begin it", conn.name, tx_id)
             return
-
-        def applied(step: Step) -> None:
-            reach("participant-after-apply")
-            if commit:
-                conn.send(message("decided", tx=tx_id))
-
-        await self._record_then({"k": "decide", "tx": tx_id, "commit": commit}, applied)
+        if await self._apply({"k": "decide", "tx": tx_id, "commit": commit}) is None:
+            return  # halting: the decision is asked for again after the restart
+        reach("participant-after-apply")
+        if commit:
+            conn.send(message("decided", tx=tx_id))
 
     async def _on_decided(self, conn: Connection, msg: Message) -> None:
         if conn.name in self.engine.outcomes.get(msg["tx"], ()):
-            acked = {"k": "acked", "tx": msg["tx"], "machine": conn.name}
-            await self._record_then(acked, lambda step: None)
+            await self._apply({"k": "acked", "tx": msg["tx"], "machine": conn.name})
 
     async def _on_outcome(self, conn: Connection, msg: Message) -> None:
         """A participant asks what became of a transaction this node began."""
@@ -1200,26 +1247,8 @@ class Node:
         if isinstance(answer, str) or answer["outcome"] == "pending":
             return
         commit = answer["outcome"] == "commit"
-
-        def applied(step: Step) -> None:
-            if commit:
-                self._send(coordinator, message("decided", tx=tx_id))
-
-        await self._record_then({"k": "decide", "tx": tx_id, "commit": commit}, applied)
-
-    async def _record_then(self, event: Event, then: Callable[[Step], None]) -> None:
-        """Record and apply an event that starts no run, and call ``then`` with its step
-        once the event is durable: in the group commit's next shared write, as the outputs
-        of runs are, rather than in a write of its own that would hold the VM meanwhile.
-        If the log cannot keep it, ``then`` is never called (the node halts)."""
-        async with self.vm:
-            step = self.recorder.record(event)
-        origin = Origin(0, then=then)
-        if self.config.data is None:
-            self._after(origin, step)
-        else:
-            self.held.append((origin, step))
-            self.uncommitted.set()
+        if await self._apply({"k": "decide", "tx": tx_id, "commit": commit}) is not None and commit:
+            self._send(coordinator, message("decided", tx=tx_id))
 
     # ------------------------------------------------------------------ requests to peers
 

@@ -2,9 +2,11 @@
 
 Outgoing messages are framed when queued (`send`), so a message that cannot be framed is
 the sender's error at once, and a single writer task keeps the frames of a connection in
-order. On a connection authenticated by a shared secret, frames are tagged as they are
-queued (queue order is write order, which the sequence numbers need) and every frame read
-is checked before it is decoded: a bad tag closes the connection (docs/wire.md).
+order (`flush` writes what is queued straight away, in the same order, when the node has
+finished a batch and the socket takes it all). On a connection authenticated by a shared
+secret, frames are tagged as they are queued (queue order is write order, which the
+sequence numbers need) and every frame read is checked before it is decoded: a bad tag
+closes the connection (docs/wire.md).
 
 The keep-alive pings a silent peer and closes the connection when it stays silent, so a
 hung or vanished node is noticed even when TCP is not told (spec §11.8 has no detection at
@@ -32,7 +34,15 @@ from dataclasses import dataclass
 from avm_vm.node.auth import Hello
 from avm_vm.node.logs import logger
 from avm_vm.node.messages import Message, message
-from avm_vm.node.wire import MAX_FRAME, WireError, decode_payload, encode_frame, read_payload
+from avm_vm.node.wire import (
+    LARGE_FRAME,
+    MAX_FRAME,
+    WireError,
+    decode_payload,
+    decode_small,
+    encode_frame,
+    read_payload,
+)
 
 PING_INTERVAL = 1.0  # seconds between pings to a silent peer
 DEAD_AFTER = 4.0  # seconds of silence after which a peer is taken for dead
@@ -127,6 +137,7 @@ class Connection:
         self.broken = False  # closed over a protocol error
         self.received = 0  # messages read
         self.sent_bytes: Callable[[int], None] | None = None  # counts frames queued
+        self.touched: set[Connection] | None = None  # it joins this set when it queues output
         self.peer_error: str | None = None  # what the peer's `error` message said
         self.linked = False  # a peer node: the node routes to it (it has spoken)
         self.limits = Limits()
@@ -185,8 +196,39 @@ class Connection:
             return
         self.queued_bytes = queued
         self.queue.put_nowait((frame, frees))
+        if self.touched is not None:
+            self.touched.add(self)
         if self.sent_bytes is not None:
             self.sent_bytes(len(frame))
+
+    def flush(self) -> None:
+        """Write what is queued now rather than in the writer task's next turn of the
+        loop, so answers leave one turn sooner; only while the socket takes everything
+        at once (else the writer task waits for it as usual)."""
+        if self.closed.is_set() or self.writer.transport.get_write_buffer_size():
+            return
+        frames: list[tuple[bytes, _Hold | None]] = []
+        ended = False
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if item is None:  # the writer's end: it still gets it, after these frames
+                ended = True
+                break
+            frames.append(item)
+        if frames:
+            self.writer.write(b"".join([frame for frame, _ in frames]))
+        if ended:
+            self.queue.put_nowait(None)
+        if self.writer.transport.get_write_buffer_size():  # the writer task drains these
+            for frame, place in frames:
+                self.queue.put_nowait((b"", place))  # empty: only its place is let go
+                self.queued_bytes -= len(frame)
+            return
+        self.active = time.monotonic()
+        for frame, place in frames:
+            self.queued_bytes -= len(frame)
+            if place is not None:
+                self.release(place)
 
     def frame(self, outgoing: Message) -> bytes:
         """The frame of ``outgoing`` for writing to the socket at once, bypassing the queue
@@ -221,7 +263,10 @@ class Connection:
                         break
                     # Values stay in their JSON form: the node logs and forwards that form,
                     # and its engine decodes a value once, when a run needs it.
-                    incoming = await decode_payload(payload, values=False)
+                    if len(payload) < LARGE_FRAME:  # inline: no coroutine per frame
+                        incoming = decode_small(payload, values=False)
+                    else:
+                        incoming = await decode_payload(payload, values=False)
                 except WireError as error:
                     if not self.dropped:
                         self.broken = True

@@ -1,7 +1,7 @@
 """Requests to peers: the message a parked run's request becomes, the pending map that waits
 for the answers, and what each answer (or its absence) means to the parked instruction.
 
-Every request has its own id and a timer; an entry ends exactly once, by its answer, its
+Every request has its own id and a deadline; an entry ends exactly once, by its answer, its
 timeout, or the loss of its peer, so nothing waits for ever (spec §11.8 has no timeouts).
 The timeout is about the peer, not the work: when it runs out while the peer still answers
 its keep-alive pings, the request keeps waiting (a long computation is no failure), and it
@@ -37,6 +37,8 @@ Answer = Message | str  # the response, or why there is none
 # Refusals of a call that the caller's program should see as what they are, not as an
 # unreachable machine: the node is up, and trying again (or not joining) may well work.
 _PASSED_ON = frozenset({"ObjLocked", "TxCannotJoin"})
+SWEEP_EVERY = 0.1  # seconds between looks for requests past their timeout, at most
+RECHECK_EVERY = 0.5  # past its timeout, a request to a peer that still answers pings waits on
 
 
 def request_message(
@@ -83,32 +85,33 @@ def run_answer(request: Request, answer: Answer) -> object:
     if isinstance(answer, str):
         return NoAnswer(ErrorKind.MACHINE_UNREACHABLE, machine=f"{machine} ({answer})")
     ok, kind = answer["ok"], answer["type"]
-    remote = AvmError(
-        ErrorKind.MACHINE_UNREACHABLE,
-        machine=f"{machine} — remote error: {answer['error_kind']}: {answer['error']}",
-    )
+    if ok and kind == "call_response" and type(request) in (RemoteCall, Teleport):
+        return answer["value"]
     failure = answer.get("failure")  # the callee ran and failed (absent from older peers)
     if type(request) is RemoteCall and kind == "call_response":
-        if ok:
-            return answer["value"]
         if failure is None and answer["error_kind"] in _PASSED_ON:
             text = f"{answer['error']} (on node {machine})"
             return CalleeFailed(CallFailure(answer["error_kind"], text, None))
-        return remote if failure is None else failure
+        return _remote_error(machine, answer) if failure is None else failure
     if type(request) is Teleport:
         if kind == "call_response":
-            if ok:
-                return answer["value"]
-            return RemoteFailure(remote if failure is None else CalleeFailed(failure))
+            failed = _remote_error(machine, answer) if failure is None else CalleeFailed(failure)
+            return RemoteFailure(failed)
         if not ok:  # refused before it ran: the teleport itself fails
-            return remote
+            return _remote_error(machine, answer)
     if type(request) in (MoveOut, FetchIn) and kind == "object_response":
         return ok
     return AvmError(ErrorKind.MACHINE_UNREACHABLE, machine=f"{machine} (unexpected {kind})")
 
 
+def _remote_error(machine: str, answer: Message) -> AvmError:
+    """The peer answered with an error of its own (not its callee's failure)."""
+    text = f"{machine} — remote error: {answer['error_kind']}: {answer['error']}"
+    return AvmError(ErrorKind.MACHINE_UNREACHABLE, machine=text)
+
+
 def _decision(request: Prepare, answer: Answer) -> Decision:
-    """The decision the votes came to (`vote_summary`), or an abort when there is none (the
+    """The decision the votes came to (their summary, `vote`), or an abort when there is none (the
     node restarted before the votes were in)."""
     if isinstance(answer, str):
         return Decision(False, f"no decision was reached ({answer})", asked=request.participants)
@@ -118,16 +121,17 @@ def _decision(request: Prepare, answer: Answer) -> Decision:
     return Decision(False, answer["error"], asked=nodes | request.participants)
 
 
-def vote_summary(tx: int, refusal: str | None, nodes: set[str]) -> Message:
-    """The votes on ``tx`` summed up as one `vote`, the answer its parked commit resumes
-    with: every node said yes (``nodes`` those that must apply their part), or not
-    (``refusal`` says why; ``nodes`` are all that were asked)."""
+def vote(tx: int, refusal: str | None, nodes: set[str], read_only: bool = False) -> Message:
+    """A `vote` on ``tx`` (its request id filled in by whoever sends it): yes, or no and
+    why (``refusal``). A participant's names the further nodes its part reached; the
+    coordinator sums the votes up in one, the answer its parked commit resumes with, naming
+    the nodes that must apply their part (yes) or all that were asked (no)."""
     return message(
         "vote",
         request_id=0,
         tx=tx,
         ok=refusal is None,
-        read_only=False,
+        read_only=read_only,
         participants=sorted(nodes),
         error=refusal,
     )
@@ -158,16 +162,18 @@ def _call_response(
     text: str | None,
     failure: CallFailure | None,
 ) -> Message:
-    fields = {} if failure is None else {"failure": failure}  # absent when there is none
-    return message(
-        "call_response",
-        request_id=request_id,
-        ok=kind is None,
-        value=value,
-        error_kind=kind,
-        error=text,
-        **fields,
-    )
+    # Built as a literal (one per call answered): the field names are `message`'s to check.
+    answer = {
+        "type": "call_response",
+        "request_id": request_id,
+        "ok": kind is None,
+        "value": value,
+        "error_kind": kind,
+        "error": text,
+    }
+    if failure is not None:  # absent when there is none
+        answer["failure"] = failure
+    return answer
 
 
 def object_answer(request_id: int, error: str | None, kind: str = "Failed") -> Message:
@@ -187,21 +193,28 @@ def object_answer(request_id: int, error: str | None, kind: str = "Failed") -> M
 class _Entry:
     machine: str
     on_answer: Callable[[Answer], None]
-    timer: asyncio.TimerHandle
     started: float
+    due: float  # when the sweep looks at it next (loop time)
     via: Connection | None = None  # the connection it was sent on (None: not sent yet)
 
 
 class PendingMap:
-    """Requests waiting for their answers, each with a timer.
+    """Requests waiting for their answers, each with a deadline.
 
     A request is tied to the connection it was sent on: when that connection ends (the peer
     left, or a newer connection replaced it) the answer can no longer come, so the request
-    fails at once, whatever the peer's name is doing on other connections."""
+    fails at once, whatever the peer's name is doing on other connections.
+
+    One sweep looks for requests past their deadline, a tenth of the timeout (at most
+    `SWEEP_EVERY`) apart while any request waits, rather than a timer per request: a
+    request ends at most that much after its timeout. Requests are kept in the order they
+    were made, so a sweep stops at the first one whose timeout is still to come."""
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.entries: dict[int, _Entry] = {}
+        self._sweep_every = min(timeout / 10, SWEEP_EVERY)
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -209,8 +222,10 @@ class PendingMap:
     def expect(self, request_id: int, machine: str, on_answer: Callable[[Answer], None]) -> None:
         """Register before sending, so no answer can come first (spec §11.5 step 2)."""
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(self.timeout, self._expire, request_id)
-        self.entries[request_id] = _Entry(machine, on_answer, timer, loop.time())
+        now = loop.time()
+        self.entries[request_id] = _Entry(machine, on_answer, now, now + self.timeout)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self._sweep_every, self._sweep)
 
     def sent(self, request_id: int, conn: Connection) -> None:
         """The request went out on ``conn``."""
@@ -227,7 +242,6 @@ class PendingMap:
         answer after a timeout) is ignored."""
         entry = self.entries.pop(request_id, None)
         if entry is not None:
-            entry.timer.cancel()
             entry.on_answer(answer)
 
     def fail(self, machine: str | None, reason: str) -> None:
@@ -242,16 +256,28 @@ class PendingMap:
             if entry.via is conn:
                 self.resolve(request_id, reason)
 
-    def _expire(self, request_id: int) -> None:
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due = []
+        for request_id, entry in self.entries.items():
+            if entry.started + self.timeout > now:
+                break  # this one and every later one are within their timeout
+            if entry.due <= now:
+                due.append(request_id)
+        for request_id in due:  # answering may make new requests: not while iterating
+            self._expire(request_id, now)
+        self._sweeper = loop.call_later(self._sweep_every, self._sweep) if self.entries else None
+
+    def _expire(self, request_id: int, now: float) -> None:
         entry = self.entries.get(request_id)
         if entry is None:
             return
-        loop = asyncio.get_running_loop()
         via = entry.via
         if via is None or via.ended.is_set():
             self.resolve(request_id, f"not connected within {self.timeout:g} s")
         elif via.alive():  # still working: look again a little later
-            entry.timer = loop.call_later(min(self.timeout, 0.5), self._expire, request_id)
+            entry.due = now + min(self.timeout, RECHECK_EVERY)
         else:
-            waited = loop.time() - entry.started
+            waited = now - entry.started
             self.resolve(request_id, f"timed out after {waited:.1f} s, the machine is silent")

@@ -46,6 +46,7 @@ __all__ = [
     "FrameSeal",
     "WireError",
     "decode_payload",
+    "decode_small",
     "encode_frame",
     "parse_payload",
     "read_frame",
@@ -216,7 +217,8 @@ async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> ob
     return None if payload is None else parse_payload(payload)
 
 
-def _decode(payload: bytes, values: bool = True) -> Message:
+def decode_small(payload: bytes, values: bool = True) -> Message:
+    """`decode_payload` of a payload under ``LARGE_FRAME`` bytes, here and now."""
     return decode_message(parse_payload(payload), values)
 
 
@@ -225,9 +227,9 @@ async def decode_payload(payload: bytes, values: bool = True) -> Message:
     `decode_message`). A payload of ``LARGE_FRAME`` bytes or more is decoded on the frame
     thread (module docstring)."""
     if len(payload) < LARGE_FRAME:
-        return _decode(payload, values)
+        return decode_small(payload, values)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_FRAME_THREAD, _decode, payload, values)
+    return await loop.run_in_executor(_FRAME_THREAD, decode_small, payload, values)
 
 
 async def read_message(

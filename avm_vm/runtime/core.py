@@ -81,6 +81,7 @@ from avm_vm.vm.frames import DEFAULT_MAX_VALUE_BYTES
 from avm_vm.vm.interpreter import PARKED, PREEMPTED, Fault, Frame, Fuel, Interpreter, Ret, Vis
 
 PROFILES = ("ours", "r")
+new_object = object.__new__  # see `Runtime.enter`
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,8 @@ class Activation:
         behavior: str,
         duct: DuctLink | None,
     ) -> None:
+        # `Runtime.enter` makes the activations of local calls without this __init__, and
+        # sets every field set here.
         self.interpreter = interpreter
         self.frames = [frame]
         self.self_id = self_id
@@ -330,7 +333,7 @@ class Runtime:
         if tx is not None:
             run = self.run
             assert run is not None
-            run.joined, run.changed = True, tx.progress()
+            run.joined_at = tx.progress()
             self.tx, self.journal.world = tx, tx.world
             tx.called(self.journal, self.store, target, message)
         return self._drive(None)
@@ -530,7 +533,7 @@ class Runtime:
                 if len(stack) == 1:
                     self._pay_result(result.value, act)
                     return result.value
-                act, error = self._finish(result.value, None)
+                act, error = self._returned(result.value), None
             elif result is PREEMPTED:
                 return PREEMPTED  # type: ignore[return-value]  # frames stay resumable
             elif result is PARKED:  # a call performed in place went to another machine
@@ -539,7 +542,7 @@ class Runtime:
             else:
                 if len(stack) == 1 or result.error.fatal:
                     raise _Abandon(result.error, result)
-                act, error = self._finish(None, result)
+                act, error = self._failed(result)
             if error is None:
                 result = act.interpreter.run(act.frames, fuel, max_frames)
             else:  # a `call!` whose callee failed fails in the caller
@@ -565,16 +568,23 @@ class Runtime:
             return None
         callee = self.act
         callee.dst = dst
+        frames = callee.frames
+        frame = frames[0]
+        fuel = self.fuel
         self.calling = True
         try:
-            result = callee.interpreter.run(callee.frames, self.fuel, self.options.max_frames)
+            # `Interpreter.run` without its call: nothing is preempted mid-run (no
+            # `Fuel.ahead`), so the fresh frame's runner goes first, the trampoline after.
+            result = frame.function.fast(frame, frames, fuel, self.options.max_frames)
+            if type(result) is not Ret:
+                result = callee.interpreter.go_on(result, frames, fuel, self.options.max_frames)
         finally:
             self.calling = False
         if type(result) is Ret:
-            self._finish(result.value, None)
+            self._returned(result.value)
             return None
         if type(result) is Fault and not result.error.fatal:
-            return self._finish(None, result)[1]
+            return self._failed(result)[1]
         return result
 
     def pay_walk(self, value: Value) -> None:
@@ -583,11 +593,21 @@ class Runtime:
         value that shares itself over and over is cheap to build but not to encode, and
         fails here (FuelExhausted) instead of wedging whoever encodes it."""
         fuel = self.fuel
-        if type(value) is tuple and _NESTING.isdisjoint(map(type, value)):
-            parts = len(value) + 1  # a flat list (a state of scalars), as parts_within counts it
+        if type(value) is tuple and (
+            type(value[0]) not in _NESTING  # a state of one field, the commonest, quickly
+            if len(value) == 1
+            else _NESTING.isdisjoint(map(type, value))
+        ):
+            # A flat list (a state of scalars), as parts_within counts it; paid in place
+            # when the fuel can (`Fuel.take` otherwise).
+            steps = WALK_STEPS * len(value)
+            if fuel.remaining >= steps:
+                fuel.remaining -= steps
+                return
         else:
-            parts = parts_within(value, (fuel.remaining + fuel.reserve) // WALK_STEPS + 1)
-        fuel.take(WALK_STEPS * (parts - 1))
+            budget = (fuel.remaining + fuel.reserve) // WALK_STEPS + 1
+            steps = WALK_STEPS * (parts_within(value, budget) - 1)
+        fuel.take(steps)
 
     def _pay_result(self, value: Value, act: Activation) -> None:
         """The run's value leaves it: printed, or sent as an answer (`pay_walk`)."""
@@ -618,7 +638,7 @@ class Runtime:
         run.stack = []
         if run.joined:
             assert self.tx is not None
-            run.changed = self.tx.progress() != run.changed
+            run.changed = self.tx.progress() != run.joined_at
             self.tx = self.journal.world = None
         self._leave()
 
@@ -648,22 +668,45 @@ class Runtime:
             raise AvmError(ErrorKind.DEPTH_EXCEEDED, limit=self.options.max_depth)
         interpreter = entry.interpreter
         proc = interpreter.procs[entry.function]
-        if proc.nparams == 1:
-            frame = Frame(proc, 0, [message, *proc.rest], [], None)
-        else:
-            frame = interpreter.frame(entry.function, (message,))  # raises
+        if proc.nparams != 1:
+            interpreter.frame(entry.function, (message,))  # raises
         if proc.frame_steps:
             self.fuel.take(proc.frame_steps)  # its frame, like a CALL's
         call_id = self.call_ids
         self.call_ids = call_id + 1
-        duct = DuctLink(target, name, call_id, caller.duct)
-        act = Activation(interpreter, frame, target, message, caller.self_id, machine, name, duct)
+        # Calling the __init__ of the frame, the duct link and the activation would cost
+        # more than making them: made bare, every field their __init__ sets is set here.
+        frame = new_object(Frame)
+        frame.function = proc
+        frame.pc = 0
+        frame.regs = [message, *proc.rest]
+        frame.handlers = []
+        frame.result_reg = None
+        frame.caught = None
+        duct = new_object(DuctLink)
+        duct.object_id = target
+        duct.behavior = name
+        duct.call_id = call_id
+        duct.parent = caller.duct
+        act = new_object(Activation)
+        act.interpreter = interpreter
+        act.frames = [frame]
+        act.self_id = target
+        act.input = message
+        act.sender = caller.self_id
+        act.machine = machine
+        act.behavior = name
+        act.duct = duct
+        act.unreceived = True
+        act.dst = 0
+        act.strict = strict
+        act.trace_mark = self.trace.clock
         if self.ours:
             journal = self.journal
             journal.active = True
             act.mark = len(journal.entries)
-        act.trace_mark = self.trace.clock
-        act.strict = strict
+        else:
+            act.mark = 0
         stack.append(act)
         self.act = act
         return SUSPEND
@@ -672,37 +715,54 @@ class Runtime:
         self.call_ids += 1
         return self.call_ids - 1
 
-    def _finish(
-        self, value: Value | None, fault: Fault | None
-    ) -> tuple[Activation, AvmError | None]:
-        """Complete the top call: ``value`` is its answer, None when it failed with ``fault``
-        (spec §7.1 §9). Answers the caller, and the error it fails with (a failed `call!`)."""
+    def _returned(self, value: Value) -> Activation:
+        """Complete the top call, which answered ``value`` (spec §7.1 step 9); answers the
+        caller, its register set."""
         stack = self.stack
         callee = stack.pop()
         caller = self.act = stack[-1]
-        failure = None
-        if fault is not None:
-            source = callee.interpreter.program.source_name
-            failure = failure_of(fault.error, source, fault.line, fault.col)
-            if self.ours:
-                self.journal.unwind(callee.mark)
-                self.trace.revert_from(callee.trace_mark)
-            else:
-                self.trace.drop_from(callee.trace_mark)
-        self.emit_at(ObjectCalled(callee.self_id, callee.input, value, failure), callee.duct)
-        if len(stack) == 1:  # back at the base activation
-            run = self.run
-            run.failure = failure  # as `note_call`
-            if not run.undoable:  # top level: nothing left that could be undone
-                self.journal.active = False
-                self.journal.entries.clear()
-        if callee.strict:
-            if failure is not None:
-                return caller, CalleeFailed(failure)
-            caller.frames[-1].regs[callee.dst] = value
+        tx = self.tx
+        self.trace.record(
+            None if tx is None else tx.controller,
+            callee.duct,
+            ObjectCalled,
+            callee.self_id,
+            callee.input,
+            value,  # never None: None stands for a failed call's output
+        )
+        if len(stack) == 1:
+            self._back_at_base(None)
+        caller.frames[-1].regs[callee.dst] = value if callee.strict else Just(value)
+        return caller
+
+    def _failed(self, fault: Fault) -> tuple[Activation, AvmError | None]:
+        """Complete the top call, which failed with ``fault`` (spec §7.1 step 9): undo it.
+        Answers the caller, and the error it fails with (a failed `call!`)."""
+        stack = self.stack
+        callee = stack.pop()
+        caller = self.act = stack[-1]
+        source = callee.interpreter.program.source_name
+        failure = failure_of(fault.error, source, fault.line, fault.col)
+        if self.ours:
+            self.journal.unwind(callee.mark)
+            self.trace.revert_from(callee.trace_mark)
         else:
-            caller.frames[-1].regs[callee.dst] = NOTHING if failure is not None else Just(value)
+            self.trace.drop_from(callee.trace_mark)
+        self.emit_at(ObjectCalled(callee.self_id, callee.input, None, failure), callee.duct)
+        if len(stack) == 1:
+            self._back_at_base(failure)
+        if callee.strict:
+            return caller, CalleeFailed(failure)
+        caller.frames[-1].regs[callee.dst] = NOTHING
         return caller, None
+
+    def _back_at_base(self, failure: CallFailure | None) -> None:
+        """A call of the base activation completed."""
+        run = self.run
+        run.failure = failure  # type: ignore[union-attr]  # as `note_call`
+        if not run.undoable:  # type: ignore[union-attr]  # top level: nothing can be undone
+            self.journal.active = False
+            self.journal.entries.clear()
 
     def note_call(self, failure: CallFailure | None) -> None:
         """A call of the executing activation completed: the base activation's last one is

@@ -101,7 +101,7 @@ class Run:
         "entries",
         "failure",
         "fuel",
-        "joined",
+        "joined_at",
         "journal_active",
         "number",
         "request",
@@ -111,6 +111,10 @@ class Run:
         "world",
     )
 
+    @property
+    def joined(self) -> bool:
+        return self.joined_at is not None
+
     def __init__(self, number: int, stack: list[Activation], fuel: Fuel, undoable: bool) -> None:
         self.number = number  # names it (trace entries, a node's resume events)
         self.stack = stack
@@ -119,12 +123,12 @@ class Run:
         # unwind independently whatever order they resume in.
         self.entries: list[tuple] = []
         self.undoable = undoable  # a served call: its base activation is undone on failure
-        # It runs inside a transaction that is not its own (a served call that joined one):
-        # the transaction stays open when the run ends (`Runtime._end`).
-        self.joined = False
-        # A joined run: where its transaction's changes stood when it began, and, once it
-        # ended, whether it changed anything there (the caller counts only calls that did).
-        self.changed: tuple[int, int] | bool = False
+        # A served call that joined a transaction runs inside it and leaves it open when it
+        # ends (`Runtime._end`): where the transaction's changes stood when it began, and,
+        # once it ended, whether it changed anything there (the caller counts only calls
+        # that did).
+        self.joined_at: tuple[int, int] | None = None
+        self.changed = False
         self.request: Request | None = None  # what the run waits for while parked
         self.dst = 0  # the register of the parked instruction's answer
         self.tx: Transaction | None = None  # set aside while parked

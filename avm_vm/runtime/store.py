@@ -36,6 +36,12 @@ def _restore_item(d: dict, key: object, old: object) -> None:
         d[key] = old
 
 
+def _restore_state(store: Store, object_id: int, old: tuple[object, object]) -> None:
+    """Undo `Store.set_state`: ``old`` is the state and version it replaced."""
+    _restore_item(store.states, object_id, old[0])
+    _restore_item(store.versions, object_id, old[1])
+
+
 def _discard(s: set, item: object, _unused: object) -> None:
     s.discard(item)
 
@@ -237,8 +243,18 @@ class Store:
         return self.states.get(object_id, ())
 
     def set_state(self, object_id: int, state: tuple[Value, ...]) -> None:
-        self.journal.put(self.states, object_id, state, world=True)
-        self._changed(object_id)
+        """As `Journal.put` of the state (``world``) and `_changed`, with one undo entry for
+        both: every state write of a call does this."""
+        journal = self.journal
+        states, versions = self.states, self.versions
+        if journal.active:
+            old = (states.get(object_id, MISSING), versions.get(object_id, MISSING))
+            journal.entries.append((_restore_state, self, object_id, old))
+        if journal.world is not None:
+            journal.world.append((states, object_id, states.get(object_id, MISSING)))
+        states[object_id] = state
+        self.clock += 1
+        versions[object_id] = self.clock
 
     def ids(self) -> list[int]:
         """Every object id, in increasing order."""

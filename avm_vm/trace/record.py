@@ -70,19 +70,53 @@ class Trace:
     node, runs interleave while others are parked, and undoing a failed call must touch only
     its own run's entries. A call's mark is the clock when it started, not a position:
     dropping one run's entries (profile R) leaves every other run's marks valid.
+
+    Recording is on the path of every object call, and most runs never read their trace: an
+    event is kept as a row of plain fields (`record`, `emit`) and becomes a `TraceEntry`
+    when `entries` is first read after it, so a run pays for the entry objects only when
+    someone looks at them. The rows sit end to end in one flat list: no object per event
+    for the garbage collector to track.
     """
 
-    __slots__ = ("clock", "entries", "recording", "run")
+    __slots__ = ("_entries", "clock", "pending", "recording", "run")
 
     def __init__(self, recording: bool = True) -> None:
-        self.entries: list[TraceEntry] = []
+        self._entries: list[TraceEntry] = []
+        # Events not yet made entries, `ROW` fields each: stamp, controller, duct, run, kind
+        # and its fields (`record`), or None and the event (`emit`).
+        self.pending: list = []
         self.clock = 0  # the next timestamp; never rolled back
         self.recording = recording  # False: count events but keep no entries (benchmarks)
         self.run = 0  # the number of the run now logging
 
+    @property
+    def entries(self) -> list[TraceEntry]:
+        """Every entry kept, oldest first: a list its readers may also clear."""
+        pending = self.pending
+        if pending:
+            self._entries.extend(_entry(pending, i) for i in range(0, len(pending), ROW))
+            pending.clear()
+        return self._entries
+
     def emit(self, event: Event, controller: str | None, duct_link: DuctLink | None) -> None:
         if self.recording:
-            self.entries.append(TraceEntry(self.clock, event, controller, duct_link, self.run))
+            self.pending += (self.clock, controller, duct_link, self.run, None, event, None, None)
+        self.clock += 1
+
+    def record(
+        self,
+        controller: str | None,
+        duct_link: DuctLink | None,
+        kind: type,
+        a: object,
+        b: object,
+        c: object = None,
+    ) -> None:
+        """`emit` of the event ``kind(a, b)``, or ``kind(a, b, c)`` when ``c`` is not None
+        (so not for an event whose third field may be None), made only if the trace is
+        read."""
+        if self.recording:
+            self.pending += (self.clock, controller, duct_link, self.run, kind, a, b, c)
         self.clock += 1
 
     def mark(self) -> int:
@@ -90,7 +124,8 @@ class Trace:
         return self.clock
 
     def _since(self, mark: int) -> int:
-        """The index of the first entry stamped ``mark`` or later (stamps only grow)."""
+        """The index in `entries` of the first entry stamped ``mark`` or later (stamps only
+        grow)."""
         return bisect_left(self.entries, mark, key=_stamp)
 
     def revert_from(self, mark: int) -> None:
@@ -103,8 +138,21 @@ class Trace:
     def drop_from(self, mark: int) -> None:
         """Forget the running run's entries since ``mark`` (profile R drops a failed callee's)."""
         run = self.run
+        entries = self.entries
         start = self._since(mark)
-        self.entries[start:] = [entry for entry in self.entries[start:] if entry.run != run]
+        entries[start:] = [entry for entry in entries[start:] if entry.run != run]
+
+
+ROW = 8  # fields of a row of `Trace.pending`
+
+
+def _entry(rows: list, at: int) -> TraceEntry:
+    """The entry of the row of `Trace.pending` that starts at ``at``."""
+    stamp, controller, duct_link, run, kind, a, b, c = rows[at : at + ROW]
+    if kind is None:  # kept as it was emitted
+        return TraceEntry(stamp, a, controller, duct_link, run)
+    event = kind(a, b) if c is None else kind(a, b, c)
+    return TraceEntry(stamp, event, controller, duct_link, run)
 
 
 def _stamp(entry: TraceEntry) -> int:

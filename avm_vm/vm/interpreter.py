@@ -229,12 +229,13 @@ class Interpreter:
             outcome = frame.function.fast(frame, frames, fuel, max_frames)
         if type(outcome) is Ret:
             return outcome
-        return self._go_on(outcome, frames, fuel, max_frames)
+        return self.go_on(outcome, frames, fuel, max_frames)
 
-    def _go_on(
+    def go_on(
         self, outcome: object, frames: list[Frame], fuel: Fuel, max_frames: int
     ) -> Ret | Vis | Fault:
-        """The trampoline of `run`, from the ``outcome`` of a runner."""
+        """The trampoline of `run`, from the ``outcome`` of a runner that did not return
+        `Ret` (`Runtime.perform_call` runs a callee's first runner itself)."""
         careful = False  # set once the fuel left no longer pays for a whole block
         while True:
             if outcome is None:  # a CALL or a RET: go on with the new top frame

@@ -3,13 +3,14 @@
 Each function takes and returns AVM values and raises `AvmError` exactly as the op does. The
 VM inlines a fast path for its hottest ops and falls back to these for anything unusual, so
 the semantics and the messages live here once; the compiler's constant folding can call
-them too.
+them too, except `drop_shared` and `slice_shared`: the VM's DROP and SLICE, whose result may be
+a `ListView` sharing the source's storage (never a constant of a program).
 """
 
 from __future__ import annotations
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
-from avm_vm.values import NAT_MAX, Just, Kind, Pair, Value, kind_of
+from avm_vm.values import NAT_MAX, Just, Kind, ListView, Pair, Value, kind_of, plain, sublist
 
 __all__ = [
     "add",
@@ -18,6 +19,7 @@ __all__ = [
     "describe",
     "div",
     "drop",
+    "drop_shared",
     "first",
     "ge",
     "get_field",
@@ -31,6 +33,7 @@ __all__ = [
     "second",
     "set_field",
     "slice_",
+    "slice_shared",
     "sub",
     "truth",
     "unwrap",
@@ -140,17 +143,21 @@ def truth(x: Value) -> bool:
     return x
 
 
+_LISTS = (tuple, ListView)
+
+
 def concat(x: Value, y: Value) -> Value:
-    tx = type(x)
-    if tx is not type(y) or (tx is not str and tx is not tuple):
-        raise _type_error(
-            f"'++' expects two strings or two lists, found {describe(x)} and {describe(y)}"
-        )
-    return x + y  # type: ignore[operator]
+    if type(x) is str and type(y) is str:
+        return x + y
+    if type(x) in _LISTS and type(y) in _LISTS:
+        return x + y  # type: ignore[operator]  # a view adds as its tuple
+    raise _type_error(
+        f"'++' expects two strings or two lists, found {describe(x)} and {describe(y)}"
+    )
 
 
 def _sequence(what: str, x: Value) -> None:
-    if type(x) is not str and type(x) is not tuple:
+    if type(x) is not str and type(x) not in _LISTS:
         raise _type_error(f"{what} expects a string or a list, found {describe(x)}")
 
 
@@ -173,6 +180,19 @@ def index(x: Value, i: Value) -> Value:
 
 
 def slice_(x: Value, start: Value, end: Value) -> Value:
+    _slice_bounds(x, start, end)
+    return x[start:end]  # type: ignore[index]
+
+
+def slice_shared(x: Value, start: Value, end: Value) -> Value:
+    """`slice_`, sharing a list's storage when the slice is long (`sublist`)."""
+    _slice_bounds(x, start, end)
+    if type(x) is str:
+        return x[start:end]  # type: ignore[misc]
+    return sublist(x, start, end)  # type: ignore[arg-type]
+
+
+def _slice_bounds(x: Value, start: Value, end: Value) -> None:
     _sequence("slicing", x)
     if type(start) is not int or type(end) is not int:
         raise _type_error(f"slice bounds must be nats, found {describe(start)} and {describe(end)}")
@@ -181,21 +201,26 @@ def slice_(x: Value, start: Value, end: Value) -> Value:
             ErrorKind.INDEX_OUT_OF_RANGE,
             f"slice [{start}:{end}] out of range for {describe(x)} of length {len(x)}",  # type: ignore[arg-type]
         )
-    return x[start:end]  # type: ignore[index]
 
 
-def _list(what: str, x: Value) -> tuple:
-    if type(x) is not tuple:
+def _list(what: str, x: Value) -> tuple | ListView:
+    if type(x) not in _LISTS:
         raise _type_error(f"{what} expects a list, found {describe(x)}")
-    return x
+    return x  # type: ignore[return-value]
 
 
 def append(xs: Value, item: Value) -> tuple:
-    return (*_list("'append'", xs), item)
+    return (*_list("'append'", xs), plain(item))
 
 
 def drop(xs: Value, count: int) -> tuple:
-    return _list("drop", xs)[count:]
+    return _list("drop", xs)[count:]  # type: ignore[return-value]
+
+
+def drop_shared(xs: Value, count: int) -> tuple | ListView:
+    """`drop`, sharing the list's storage when what is left is long (`sublist`)."""
+    items = _list("drop", xs)
+    return sublist(items, min(count, len(items)), len(items))
 
 
 def first(pair: Value) -> Value:
@@ -219,12 +244,12 @@ def unwrap(maybe: Value) -> Value:
 
 def get_field(state: Value, field: int, defaults: tuple) -> Value:
     """Field ``field`` of an object's state list, or its default when the list is shorter."""
-    if type(state) is tuple and len(state) > field:
-        return state[field]
+    if type(state) in _LISTS and len(state) > field:  # type: ignore[arg-type]
+        return state[field]  # type: ignore[index]
     return defaults[field]
 
 
 def set_field(state: Value, field: int, value: Value, defaults: tuple) -> tuple:
     """The state list padded with the defaults it lacks, with field ``field`` replaced."""
-    padded = _list("a field update", state) + defaults[len(state) :]  # type: ignore[arg-type]
-    return (*padded[:field], value, *padded[field + 1 :])
+    padded = plain(_list("a field update", state)) + defaults[len(state) :]  # type: ignore[arg-type, operator]
+    return (*padded[:field], plain(value), *padded[field + 1 :])

@@ -59,6 +59,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
 from avm_vm.errors import AvmError, ErrorKind, failed, vm_error
 from avm_vm.format.instructions import BY_NAME, INSTRUCTIONS, Layer
@@ -71,6 +72,7 @@ from avm_vm.values import (
     SIZE_UNIT,
     Just,
     Kind,
+    ListView,
     Pair,
     Value,
     compare_within,
@@ -82,7 +84,7 @@ from avm_vm.vm.frames import PREEMPTED, Frame, Fuel, Ret, Vis, call_steps, memor
 
 if TYPE_CHECKING:
     from avm_vm.format.program import Function
-    from avm_vm.vm.interpreter import Proc
+    from avm_vm.vm.interpreter import Interpreter, Proc
 
 _FANOUT = 4  # block starts tested per level of the dispatch tree
 # Register types whose values Python's == compares exactly like values_equal (same kind).
@@ -128,7 +130,22 @@ _CALLS = frozenset({BY_NAME["call"].number, BY_NAME["call_unwrap"].number})
 def _sized(value: Value) -> int:
     """The items or characters of a list or string, else 0: what an op building a list or
     string from ``value`` charges for, known before it runs."""
-    return len(value) if type(value) is str or type(value) is tuple else 0
+    t = type(value)
+    return len(value) if t is str or t is tuple or t is ListView else 0  # type: ignore[arg-type]
+
+
+# Whether a program drops or slices: only then may its registers hold a `ListView`, which
+# its code turns into a tuple wherever a value leaves a register (`_Translator.item`).
+_VIEWS: WeakKeyDictionary[Interpreter, bool] = WeakKeyDictionary()
+
+
+def _makes_views(vm: Interpreter) -> bool:
+    views = _VIEWS.get(vm)
+    if views is None:
+        ops = (Op.DROP, Op.SLICE)
+        code = (instr for function in vm.program.functions for instr in function.code)
+        views = _VIEWS[vm] = any(instr[0] in ops for instr in code)
+    return views
 
 
 def _depth_exceeded(limit: int) -> AvmError:
@@ -222,6 +239,8 @@ _HELPERS: dict[str, object] = {
     "Vis": Vis,
     "Pair": Pair,
     "Just": Just,
+    "ListView": ListView,
+    "LISTS": (tuple, ListView),
     "Kind": Kind,
     "kind_of": kind_of,
     "overdraw": _overdraw,
@@ -325,6 +344,7 @@ class _Translator:
         self.end = 0  # end of the block being translated
         self.namespace: dict[str, object] = {**_HELPERS, "SELF": proc}
         self.reenter = reenter
+        self.views = _makes_views(proc.interpreter)
         self.counted: frozenset[int] = frozenset()  # blocks that count towards tiering
         if careful is None and proc.hot_after > 0 and not direct:
             self.counted = loop_headers(self.function) | {0}
@@ -531,7 +551,7 @@ class _Translator:
         """Before an op whose size charge is at most ``steps``: stop when the fuel is sliced
         and the slice has less left (Ahead)."""
         if self.guarded(pc):
-            with self.block(f"if {steps} > left and fuel.preempt:"):
+            with self.block(f"if fuel.preempt and {steps} > left:"):
                 self.emit("raise Ahead")
 
     def sized(self, r: int) -> str:
@@ -544,7 +564,7 @@ class _Translator:
         items = {
             RegType.LIST: f"{ITEM_BYTES} * size",
             RegType.STR: "size",
-            RegType.ANY: f"({ITEM_BYTES} * size if type(r{a}) is tuple else size)",
+            RegType.ANY: f"(size if type(r{a}) is str else {ITEM_BYTES} * size)",
         }[kind]
         self.charge(f"size // {SIZE_UNIT}", f"{BOX_BYTES} + {items}")
 
@@ -632,13 +652,13 @@ class _Translator:
 
     def op_slice(self, pc: int, a: int, b: int, c: int, d: int) -> None:
         self.ahead(pc, f"{self.sized(b)} // {SIZE_UNIT}")  # at most all of it
-        self.emit(f"r{a} = slice_(r{b}, r{c}, r{d})")
+        self.emit(f"r{a} = slice_shared(r{b}, r{c}, r{d})")
         self.built(a, self.types[b] if self.is_(b, RegType.STR, RegType.LIST) else RegType.ANY)
 
     def op_append(self, pc: int, a: int, b: int, c: int) -> None:
         fast = self.is_(b, RegType.LIST)
         self.ahead(pc, f"({self.sized(b)} + 1) // {SIZE_UNIT}")
-        self.emit(f"r{a} = (*r{b}, r{c})" if fast else f"r{a} = append(r{b}, r{c})")
+        self.emit(f"r{a} = (*r{b}, {self.item(c)})" if fast else f"r{a} = append(r{b}, r{c})")
         self.built(a, RegType.LIST)
 
     def op_mklist(self, pc: int, a: int, items: tuple[int, ...]) -> None:
@@ -646,14 +666,20 @@ class _Translator:
         self.charge(None, str(BOX_BYTES + ITEM_BYTES * len(items)))
 
     def tuple_of(self, regs: tuple[int, ...]) -> str:
-        return "(" + "".join(f"r{r}, " for r in regs) + ")"
+        return "(" + "".join(f"{self.item(r)}, " for r in regs) + ")"
+
+    def item(self, r: int) -> str:
+        """``r{r}`` as it goes into another value or out of the VM: a view as a tuple."""
+        if self.views and self.is_(r, RegType.LIST, RegType.ANY):
+            return f"(r{r}.plain() if type(r{r}) is ListView else r{r})"
+        return f"r{r}"
 
     def op_mkpair(self, pc: int, a: int, b: int, c: int) -> None:
-        self.emit(f"r{a} = Pair(r{b}, r{c})")
+        self.emit(f"r{a} = Pair({self.item(b)}, {self.item(c)})")
         self.charge(None, str(BOX_BYTES))
 
     def op_mkjust(self, pc: int, a: int, b: int) -> None:
-        self.emit(f"r{a} = Just(r{b})")
+        self.emit(f"r{a} = Just({self.item(b)})")
         self.charge(None, str(BOX_BYTES))
 
     def op_fst(self, pc: int, a: int, b: int) -> None:
@@ -669,7 +695,9 @@ class _Translator:
         self.emit(f"r{a} = kind_of(r{b}) is Kind.{Kind(kind).name}")
 
     def length_test(self, a: int, b: int, n: int, symbol: str) -> None:
-        tests = [*self.check(b, "tuple", RegType.LIST), f"len(r{b}) {symbol} {n}"]
+        tests = [f"len(r{b}) {symbol} {n}"]
+        if not self.is_(b, RegType.LIST):
+            tests.insert(0, f"type(r{b}) in LISTS" if self.views else f"type(r{b}) is tuple")
         self.emit(f"r{a} = {' and '.join(tests)}")
 
     def op_islen(self, pc: int, a: int, b: int, n: int) -> None:
@@ -680,7 +708,7 @@ class _Translator:
 
     def op_drop(self, pc: int, a: int, b: int, n: int) -> None:
         self.ahead(pc, f"{self.sized(b)} // {SIZE_UNIT}")  # at most all of it
-        self.emit(f"r{a} = r{b}[{n}:]" if self.is_(b, RegType.LIST) else f"r{a} = drop(r{b}, {n})")
+        self.emit(f"r{a} = drop_shared(r{b}, {n})")
         self.built(a, RegType.LIST)
 
     def op_tostr(self, pc: int, a: int, b: int) -> None:
@@ -772,7 +800,7 @@ class _Translator:
 
     def op_ret(self, pc: int, a: int) -> None:
         if self.direct:
-            self.emit("fuel.remaining = left", f"return r{a}")
+            self.emit("fuel.remaining = left", f"return {self.item(a)}")
             return
         self.emit("frames.pop()")
         with self.block("if frames:"):
@@ -782,7 +810,7 @@ class _Translator:
                     self.emit(f"{self.all_regs()}, = frame.regs")
                 self.jump("frame.pc")
             self.emit("fuel.remaining = left", "return None")
-        self.emit("fuel.remaining = left", f"return Ret(r{a})")
+        self.emit("fuel.remaining = left", f"return Ret({self.item(a)})")
 
     def op_effect(self, pc: int, a: int, instruction: int, args: tuple[int, ...]) -> None:
         if instruction == _CALL_PURE:
@@ -866,14 +894,14 @@ class _Translator:
         tests = [
             "registry is not None",
             f"type(r{name}) is str",
-            f"type(r{args}) is tuple",
+            f"type(r{args}) in LISTS" if self.views else f"type(r{args}) is tuple",
             f"left >= {EFFECT_STEPS}",
             f"fuel.room >= {BOX_BYTES}",
             f"(entry := registry.pures.get(r{name})) is not None",
         ]
         with self.block(f"if not ({' and '.join(tests)}):"):
             self.suspend(pc)
-            self.emit(f"return Vis({_CALL_PURE}, (r{name}, r{args}), {a})")
+            self.emit(f"return Vis({_CALL_PURE}, {self.tuple_of((name, args))}, {a})")
         self.emit(f"fuel.remaining = left - {EFFECT_STEPS}", f"fuel.room -= {BOX_BYTES}")
         with self.block("try:"):
             self.emit(f"r{a} = entry[0].answer_pure(entry[1], r{args}, fuel, max_frames)")

@@ -68,7 +68,9 @@ def set_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
         if rt.ours:
             tx.saw(rt.store, self_id)
         tx.write(rt.journal, self_id, state)
-    rt.emit_at(StateUpdated(self_id, state), act.duct)
+    # Recorded as its fields: the event is made only if the trace is read.
+    controller = None if tx is None else tx.controller
+    rt.trace.record(controller, act.duct, StateUpdated, self_id, state)
     return NOTHING
 
 
