@@ -1,4 +1,6 @@
-"""Assembly: IR (over frame registers) into the loaded-program form of `avm_vm.format.program`.
+"""Assembly: IR into the loaded-program form of `avm_vm.format.program`, each register renamed
+to its frame register (the compiler renames here, from the register allocation, rather than
+building the allocated IR first).
 
 Blocks are laid out in IR order. A final ``JMP`` to the block laid out next is dropped; when
 a block ends ``JMPT r, A; JMP B`` and A comes next, the branch is inverted to ``JMPF r, B``
@@ -11,7 +13,9 @@ from __future__ import annotations
 from avm_vm.format.opcodes import OPCODES, Op, RegType
 from avm_vm.format.program import Behavior, Function, Instr, Program
 from avm_vm.values import Value, value_hash, values_equal
-from avmc.ir import BasicBlock, IrFunction, IrInstr, IrProgram
+from avmc.ir import MOVE, Allocation, BasicBlock, IrFunction, IrInstr, IrProgram
+from avmc.passes.analysis import has_moves
+from avmc.regalloc import ALL_REGISTERS
 
 _INVERSE = {Op.JMPT: Op.JMPF, Op.JMPF: Op.JMPT}
 
@@ -62,6 +66,10 @@ class _Key:
 
 
 def assemble(program: IrProgram) -> Program:
+    """``program``, each function over frame registers (as `regalloc.allocate_program` leaves
+    it) or over virtual registers with its allocation, renamed through it as it is assembled:
+    the same program either way, without building the allocated IR. A copy of a register
+    to itself does nothing and is left out."""
     pool = ConstantPool()
     function_index = {function.name: i for i, function in enumerate(program.functions)}
     functions = tuple(_function(function, pool, function_index) for function in program.functions)
@@ -70,6 +78,23 @@ def assemble(program: IrProgram) -> Program:
     )
     main = None if program.main is None else function_index[program.main]
     return Program(program.source_name, tuple(pool.values), functions, behaviors, main)
+
+
+class _Identity(dict[int, int]):
+    """Every register to itself: the allocation of a function already over frame registers."""
+
+    def __missing__(self, reg: int) -> int:
+        return reg
+
+
+def _allocation(function: IrFunction) -> Allocation:
+    """The function's allocation; for a function over frame registers, each register named
+    (or a parameter's) to itself."""
+    if function.allocation is not None:
+        return function.allocation
+    count = max(function.registers(), default=-1) + 1
+    untyped = RegType.ANY
+    return _Identity(), [function.reg_types.get(reg, untyped) for reg in range(count)]
 
 
 def layout(blocks: list[BasicBlock]) -> list[list[IrInstr]]:
@@ -96,49 +121,72 @@ def layout(blocks: list[BasicBlock]) -> list[list[IrInstr]]:
     return result
 
 
-# Per op, its operands the assembler rewrites (constants, jump targets, functions), with
-# their letters; the others are written as they are.
+# Per op, its operands the assembler rewrites (registers, constants, jump targets,
+# functions), with their letters; the others are written as they are.
 _REWRITTEN = {
-    op: tuple((i, letter) for i, letter in enumerate(info.operands) if letter in "KJF")
+    op: tuple((i, letter) for i, letter in enumerate(info.operands) if letter in "RLKJF")
     for op, info in OPCODES.items()
 }
 
 
 def _function(function: IrFunction, pool: ConstantPool, function_index: dict[str, int]) -> Function:
-    laid_out = layout(function.blocks)
+    # Every frame register of the allocation is a parameter's or named by the code: the
+    # allocator makes one only for a register the code names (a copy dropped below names
+    # its source's frame register, which the source's write names too).
+    mapping, kinds = _allocation(function)
+    frame = mapping.__getitem__
+    blocks = function.blocks
+    if has_moves(function):
+        # A copy between two registers that share a frame register does nothing: dropped
+        # before the layout, which counts the ops of each block.
+        blocks = [
+            BasicBlock(
+                block.label,
+                [
+                    instr
+                    for instr in block.instrs
+                    if not (
+                        instr.op is MOVE and frame(instr.operands[0]) == frame(instr.operands[1])
+                    )
+                ],
+            )
+            for block in blocks
+        ]
+    laid_out = layout(blocks)
     starts: dict[int, int] = {}
     count = 0
-    for block, instrs in zip(function.blocks, laid_out, strict=True):
+    for block, instrs in zip(blocks, laid_out, strict=True):
         starts[block.label] = count
         count += len(instrs)
     code: list[Instr] = []
     lines: list[tuple[int, int]] = []
-    top = function.nparams - 1  # the highest register named (its write and reads are all)
     for instrs in laid_out:
         for instr in instrs:
-            dst, reads = instr.dst, instr.reads
-            if dst is not None and dst > top:
-                top = dst
-            if reads and max(reads) > top:
-                top = max(reads)
-            rewritten = _REWRITTEN[instr.op]
-            if rewritten:
-                operands = list(instr.operands)
-                for i, letter in rewritten:
-                    operand = operands[i]
-                    if letter == "K":
-                        operands[i] = pool.index(operand)
-                    elif letter == "J":
-                        operands[i] = starts[operand]
-                    else:
-                        operands[i] = function_index[operand]
-                code.append((instr.op, *operands))
+            op = instr.op
+            if op in ALL_REGISTERS:  # most ops: renamed in one step
+                code.append((op, *map(frame, instr.operands)))
             else:
-                code.append((instr.op, *instr.operands))
+                rewritten = list(instr.operands)
+                for i, letter in _REWRITTEN[op]:
+                    operand = rewritten[i]
+                    if letter == "R":
+                        rewritten[i] = frame(operand)
+                    elif letter == "L":
+                        rewritten[i] = tuple(map(frame, operand))
+                    elif letter == "K":
+                        rewritten[i] = pool.index(operand)
+                    elif letter == "J":
+                        rewritten[i] = starts[operand]
+                    else:
+                        rewritten[i] = function_index[operand]
+                code.append((op, *rewritten))
             span = instr.span
             lines.append((span.line, span.col) if span is not None else (0, 0))
-    untyped = RegType.ANY
-    reg_types = tuple(function.reg_types.get(reg, untyped) for reg in range(top + 1))
     return Function(
-        function.name, function.kind, function.nparams, reg_types, tuple(code), tuple(lines)
+        function.name,
+        function.kind,
+        function.nparams,
+        tuple(kinds),
+        tuple(code),
+        tuple(lines),
     )

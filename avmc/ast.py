@@ -1,5 +1,8 @@
 """The abstract syntax tree: plain dataclasses with source spans.
 
+The classes have slots: a parse makes nodes by the ten thousand, and a node with slots is
+quicker to make and to read than one with a ``__dict__`` (nodes get no other attributes).
+
 Spans are excluded from equality (``compare=False``) so tests can compare trees built by
 hand with parsed ones. Every node carries a ``span`` as its last positional field; a node
 that names something also has a keyword-only ``name_span``, where the name itself is written.
@@ -27,7 +30,7 @@ def _name_span() -> Span:
 # ---------------------------------------------------------------- expressions
 
 
-@dataclass
+@dataclass(slots=True)
 class Literal:
     """A constant value: nat, bool, string, nothing, obj:N, tx:N."""
 
@@ -35,7 +38,7 @@ class Literal:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Name:
     """A variable, parameter or persistent field of the enclosing behavior."""
 
@@ -43,26 +46,26 @@ class Name:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class ListExpr:
     items: list[Expr]
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class PairExpr:
     first: Expr
     second: Expr
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class JustExpr:
     value: Expr
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class BinOp:
     """``op`` is one of + - * / % == != < <= > >= ++ and or."""
 
@@ -72,20 +75,20 @@ class BinOp:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Not:
     operand: Expr
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Index:
     base: Expr
     index: Expr
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Slice:
     """``base[start:end]``; a missing bound means the start or the end."""
 
@@ -95,7 +98,7 @@ class Slice:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """``name(args)``: a pure function, a builtin (len, fst, ...) or an AVM instruction.
 
@@ -112,7 +115,7 @@ class Call:
     name_span: Span = _name_span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Create:
     """``create Behavior`` or ``create Behavior under controller``."""
 
@@ -122,7 +125,7 @@ class Create:
     name_span: Span = _name_span()
 
 
-@dataclass
+@dataclass(slots=True)
 class ContextExpr:
     """``self``, ``input`` or ``sender``: the introspection instructions with keyword syntax."""
 
@@ -148,18 +151,18 @@ Expr = (
 # ---------------------------------------------------------------- patterns
 
 
-@dataclass
+@dataclass(slots=True)
 class PWildcard:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class PBind:
     name: str
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class PLiteral:
     """Matches a value equal to ``value`` (nat, bool, string or nothing)."""
 
@@ -167,7 +170,7 @@ class PLiteral:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class PList:
     """``[p1, ..., pn]`` or ``[p1, ..., pn, ..rest]``: ``rest`` is a name, ``"_"`` or None."""
 
@@ -176,14 +179,14 @@ class PList:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class PPair:
     first: Pattern
     second: Pattern
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class PJust:
     inner: Pattern
     span: Span = _span()
@@ -194,13 +197,13 @@ Pattern = PWildcard | PBind | PLiteral | PList | PPair | PJust
 # ---------------------------------------------------------------- statements
 
 
-@dataclass
+@dataclass(slots=True)
 class Block:
     stmts: list[Stmt]
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Let:
     name: str
     value: Expr
@@ -208,7 +211,7 @@ class Let:
     name_span: Span = _name_span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Assign:
     """``name = value`` or, with ``op`` set ("+", "-", "*", "/", "%", "++"), ``name op= value``."""
 
@@ -218,7 +221,7 @@ class Assign:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class If:
     cond: Expr
     then: Block
@@ -226,14 +229,14 @@ class If:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class While:
     cond: Expr
     body: Block
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class For:
     var: str
     iterable: Expr
@@ -242,7 +245,7 @@ class For:
     name_span: Span = _name_span()
 
 
-@dataclass
+@dataclass(slots=True)
 class MatchArm:
     pattern: Pattern
     guard: Expr | None
@@ -250,30 +253,30 @@ class MatchArm:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Match:
     subject: Expr
     arms: list[MatchArm]
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Return:
     value: Expr | None
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Break:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Continue:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Fail:
     """``fail message``: the activation fails; a caller's ``call`` answers nothing."""
 
@@ -281,7 +284,7 @@ class Fail:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Atomic:
     """``atomic [under ctrl] { body } [else [(err[, kind])] { handler }]``.
 
@@ -299,13 +302,13 @@ class Atomic:
     kind_name: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class ExprStmt:
     expr: Expr
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Assert:
     """``assert cond [, message]`` (tests only): the test fails unless ``cond`` is true."""
 
@@ -314,7 +317,7 @@ class Assert:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class ExpectFail:
     """``expect_fail [Kind] ["message"] { body }`` (tests only): the test fails unless the
     body fails, with this error kind and this exact message when they are given."""
@@ -345,13 +348,13 @@ Stmt = (
 # ---------------------------------------------------------------- items
 
 
-@dataclass
+@dataclass(slots=True)
 class Param:
     name: str
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class FieldDef:
     """``field name = default``: a persistent field, one slot of the object's state list."""
 
@@ -361,7 +364,7 @@ class FieldDef:
     name_span: Span = _name_span()
 
 
-@dataclass
+@dataclass(slots=True)
 class Clause:
     """``on pattern [if guard] { body }``: handles the messages the pattern matches."""
 
@@ -371,7 +374,7 @@ class Clause:
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class BehaviorDef:
     name: str
     fields: list[FieldDef]
@@ -380,7 +383,7 @@ class BehaviorDef:
     name_span: Span = _name_span()
 
 
-@dataclass
+@dataclass(slots=True)
 class ExternBehavior:
     """``extern behavior Name``: a behavior defined in another .tape file of the node."""
 
@@ -389,7 +392,7 @@ class ExternBehavior:
     name_span: Span = _name_span()
 
 
-@dataclass
+@dataclass(slots=True)
 class FunctionDef:
     """``fn name(params) { body }``: a pure function (no AVM instructions)."""
 
@@ -400,13 +403,13 @@ class FunctionDef:
     name_span: Span = _name_span()
 
 
-@dataclass
+@dataclass(slots=True)
 class MainDef:
     body: Block
     span: Span = _span()
 
 
-@dataclass
+@dataclass(slots=True)
 class TestDef:
     """``test "name" { body }``: a test `avm test` runs like a `main` in a fresh world."""
 
@@ -421,7 +424,7 @@ class TestDef:
 Item = BehaviorDef | ExternBehavior | FunctionDef | MainDef | TestDef
 
 
-@dataclass
+@dataclass(slots=True)
 class Module:
     items: list[Item]
     span: Span = _span()

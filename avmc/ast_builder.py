@@ -11,6 +11,7 @@ tuples. Text that does not parse raises `NoParse`: Lark's parser explains the er
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -137,7 +138,7 @@ class _Table:
     """A Lark LALR table in a form quick to step through: per state, token or rule name ->
     the next state (a shift or goto, >= 0) or ``~i`` to reduce by ``rules[i]``."""
 
-    states: dict[int, dict[str, int]]
+    states: list[dict[str, int]]  # indexed by state number
     start: int
     end: int
     rules: list[Rule]
@@ -167,13 +168,16 @@ def _table(parser: Lark) -> _Table:
     table = parser.parser.parser._parse_table
     rules = list(parser.rules)
     index = {rule: i for i, rule in enumerate(rules)}
-    states = {
-        state: {
+    rows = table.states
+    if sorted(rows) != list(range(len(rows))):
+        raise ValueError("Lark's LALR states are not numbered 0 .. n-1")
+    states = [
+        {
             name: (target if action is Shift else ~index[target])
-            for name, (action, target) in row.items()
+            for name, (action, target) in rows[state].items()
         }
-        for state, row in table.states.items()
-    }
+        for state in range(len(rows))
+    ]
     return _Table(
         states,
         table.start_states["start"],
@@ -220,6 +224,9 @@ def _tokens(lexer: BasicLexer, text: str) -> Iterator[Lexeme]:
     # A callback's verdict depends only on the lexeme (a keyword's type, or a check that
     # passed), so each distinct one is put to Lark's callback once, as a Lark token.
     verdicts: dict[str, dict[str, str]] = {kind: {} for kind in callbacks}
+    # Those of the kinds with a callback that hold no newline and are not ignored (names,
+    # numbers: half the tokens), which skip the line and ignore bookkeeping.
+    one_line = {kind: verdicts[kind] for kind in callbacks.keys() - ignore - newline}
     make = tuple.__new__
     pos, line, line_start = 0, 1, 0
     for found in scanner.token.finditer(text):
@@ -236,6 +243,15 @@ def _tokens(lexer: BasicLexer, text: str) -> Iterator[Lexeme]:
         column = start - line_start + 1
         if kind in plain:
             yield make(Lexeme, (line, column, line, column + len(value), kind, value, start))
+            continue
+        seen = one_line.get(kind)
+        if seen is not None:
+            verdict = seen.get(value)
+            if verdict is None:
+                token = Token(kind, value, start, line, column, line, column + len(value), pos)
+                verdict = seen[value] = callbacks[kind](token).type
+            if verdict not in ignore:
+                yield make(Lexeme, (line, column, line, column + len(value), verdict, value, start))
             continue
         start_line = line
         if kind in newline:
@@ -258,6 +274,34 @@ def _tokens(lexer: BasicLexer, text: str) -> Iterator[Lexeme]:
         raise NoParse
 
 
+_SPAN_FIELDS = ("file", "line", "col", "end_line", "end_col")
+
+
+def _span_maker(filename: str) -> Callable[[int, int, int | None, int | None], Span]:
+    """Spans in ``filename`` made without `Span`'s own ``__init__``, which sets its five
+    frozen fields one call at a time (a parse makes a span per node, and made that way a
+    span cost more than its node). Falls back to that ``__init__`` if `Span` is not the
+    plain frozen dataclass of these fields this relies on."""
+    new, assign = object.__new__, object.__setattr__
+
+    def make(line: int, col: int, end_line: int | None, end_col: int | None) -> Span:
+        span = new(Span)
+        assign(
+            span,
+            "__dict__",
+            {"file": filename, "line": line, "col": col, "end_line": end_line, "end_col": end_col},
+        )
+        return span
+
+    try:
+        works = make(1, 2, 3, 4) == Span(filename, 1, 2, 3, 4)
+    except (AttributeError, TypeError):  # a Span with slots has no __dict__
+        works = False
+    if works and tuple(f.name for f in dataclasses.fields(Span)) == _SPAN_FIELDS:
+        return make
+    return lambda line, col, end_line, end_col: Span(filename, line, col, end_line, end_col)
+
+
 class AstBuilder:
     def __init__(self, filename: str, parser: Lark) -> None:
         self.filename = filename
@@ -269,19 +313,23 @@ class AstBuilder:
         # more than its tallest child): the AST is at most twice as deep (an `else if` adds
         # a block), which spares most programs a walk.
         self.height = 0
+        self._span = _span_maker(filename)
 
     def transform(self, source: str) -> ast.Module:
         """The AST of ``source``, built while the LALR automaton of ``parser`` reads its
         tokens; raises `NoParse` where Lark's own parser would raise a syntax error."""
         table = _table(self.parser)
         # Per rule: what reducing by it makes, how many values it takes, the rule it makes
-        # (for the goto), and the level it adds: only a reduction that makes a node does
-        # (not an inlined `_rule` or a group).
+        # (for the goto), the level it adds (only a reduction that makes a node does, not an
+        # inlined `_rule` or a group), and the method to call with the span and the children
+        # as they are, when that is all it does (one call fewer than through the builder).
         rules = [
-            (self._reduction(rule), size, origin, int(_makes_node(rule)))
+            (self._reduction(rule), size, origin, int(_makes_node(rule)), self._direct(rule))
             for rule, size, origin in zip(table.rules, table.sizes, table.origins, strict=True)
         ]
+        span = self._span
         states, accept = table.states, table.end
+        unit_chains, after_unit_reductions = table.unit_chains, table.after_unit_reductions
         state = table.start
         state_stack = [state]
         values: list[Any] = []
@@ -291,7 +339,7 @@ class AstBuilder:
         heights: list[int] = []
         end = Lexeme(1, 1, 1, 1, "$END", "", 0)
         for token in chain(_tokens(self.parser.parser.lexer, source), (end,)):
-            kind = token.type
+            kind = token[4]  # its type
             while True:
                 action = states[state].get(kind)
                 if action is None:
@@ -303,11 +351,25 @@ class AstBuilder:
                     bounds.append(token)
                     heights.append(0)
                     break
-                build, size, origin, level = rules[~action]
+                build, size, origin, level, method = rules[~action]
                 if build is None:  # `?rule`s passing their only child up: the value stays
-                    state = state_stack[-1] = table.after_unit_reductions(
-                        state, state_stack[-2], kind
-                    )
+                    key = (state, state_stack[-2], kind)
+                    state = unit_chains.get(key)
+                    if state is None:
+                        state = after_unit_reductions(*key)
+                    state_stack[-1] = state
+                    continue
+                if size == 1:  # the commonest: the value is replaced where it stands
+                    b = bounds[-1]  # and so are its bounds
+                    if method is None:
+                        bounds[-1] = covered = (b[0], b[1], b[2], b[3])
+                        values[-1] = value = build([values[-1]], covered)
+                    else:
+                        values[-1] = value = method(span(b[0], b[1], b[2], b[3]), values[-1])
+                    heights[-1] = height = heights[-1] + level
+                    state = state_stack[-1] = states[state_stack[-2]][origin]
+                    if token is end and state == accept:
+                        return self._accepted(value, height)
                     continue
                 if size:
                     children = values[-size:]
@@ -320,17 +382,23 @@ class AstBuilder:
                     del heights[-size:]
                 else:
                     children, covered, height = [], _NO_BOUNDS, level
-                values.append(build(children, covered))
+                if method is None:
+                    values.append(build(children, covered))
+                else:
+                    values.append(method(span(*covered), *children))
                 bounds.append(covered)
                 heights.append(height)
                 state = states[state_stack[-1]][origin]
                 state_stack.append(state)
                 if token is end and state == accept:
-                    if self.deferred is not None:
-                        raise self.deferred
-                    self.height = height
-                    return values[-1]
+                    return self._accepted(values[-1], height)
         raise NoParse
+
+    def _accepted(self, module: ast.Module, height: int) -> ast.Module:
+        if self.deferred is not None:
+            raise self.deferred
+        self.height = height
+        return module
 
     def _reduction(self, rule: Rule) -> Callable[[list[Any], Bounds], Any] | None:
         """What reducing by ``rule`` makes of its children and their bounds; None when it
@@ -347,15 +415,24 @@ class AstBuilder:
             kept = plan[0][0]
             return lambda children, covered: children[kept]
         method = getattr(self, rule.alias or rule.origin.name)
-        filename = self.filename
+        span = self._span
         if not rule.expansion:
-            return lambda children, covered: method(Span(filename, 1, 1))
-        if pick is _whole:  # the commonest case, without a call to pick
-            return lambda children, covered: method(Span(filename, *covered), *children)
-        return lambda children, covered: method(Span(filename, *covered), *pick(children))
+            return lambda children, covered: method(span(1, 1, None, None))
+        # (When ``pick`` is `_whole`, `transform` calls the method itself: see `_direct`.)
+        return lambda children, covered: method(span(*covered), *pick(children))
+
+    def _direct(self, rule: Rule) -> Callable[..., Any] | None:
+        """The method reducing by ``rule`` calls with its span and all its children, in
+        order, if that is what the reduction does."""
+        if not rule.expansion or not _makes_node(rule):
+            return None
+        plan, trailing = _plan(rule)
+        if _picker(plan, trailing, len(rule.expansion)) is not _whole:
+            return None
+        return getattr(self, rule.alias or rule.origin.name)
 
     def _token_span(self, token: Lexeme) -> Span:
-        return Span(self.filename, *token[:4])
+        return self._span(token[0], token[1], token[2], token[3])
 
     # ------------------------------------------------------------ items
 

@@ -417,7 +417,10 @@ class _Checker:
         self.flow.pop()
 
     def _is_local(self, name: str) -> bool:
-        return any(name in scope for scope in self.scopes)
+        for scope in self.scopes:  # noqa: SIM110 (any() makes a generator per name: slower)
+            if name in scope:
+                return True
+        return False
 
     def _assignable(self, name: str, span: Span) -> None:
         if self._is_local(name) or name in self.body.fields:
@@ -534,12 +537,10 @@ class _Checker:
         match expr:
             case ast.Call(name="call", unwrap=False):
                 return "call"
-            case ast.Name(name=name) if name not in self.body.assigned:
-                declared = next(
-                    (scope[name] for scope in reversed(self.scopes) if name in scope), None
-                )
-                if declared is not None and declared in self.call_answers:
-                    return name
+            case ast.Name(name=name) if self.call_answers and name not in self.body.assigned:
+                for scope in reversed(self.scopes):  # the innermost declaration
+                    if name in scope:
+                        return name if scope[name] in self.call_answers else None
         return None
 
     def _controller(self, expr: ast.Expr, where: str) -> None:

@@ -13,6 +13,7 @@ import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,11 +24,11 @@ from avm_vm.format.verify import MAX_REGISTERS, TapeError
 from avmc import ast
 from avmc.assemble import assemble
 from avmc.checks import check
-from avmc.ir import IrProgram
+from avmc.ir import IrFunction, IrProgram
 from avmc.lower import lower
 from avmc.parser import parse
 from avmc.passes import optimize
-from avmc.regalloc import allocate_program
+from avmc.regalloc import allocate_program, assign_registers
 from avmc.source import read_source
 from avmc.types import infer_program_types
 
@@ -42,11 +43,19 @@ class Compilation:
     source: str
     filename: str
     module: ast.Module
-    ir: IrProgram  # after the passes, over frame registers
+    # After the passes and type inference, over virtual registers, each function with its
+    # register allocation.
+    typed_ir: IrProgram
     program: Program
     tape: bytes  # the program's verified `.tape` encoding
     warnings: list[Diagnostic]
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+    @cached_property
+    def ir(self) -> IrProgram:
+        """The IR after the passes, over frame registers (built when first asked for: the
+        assembler renames registers itself)."""
+        return allocate_program(self.typed_ir)
 
 
 def build(
@@ -77,15 +86,17 @@ def _build(source: str, filename: str, optimize_ir: bool, tests: bool) -> Compil
     ir = _timed(timings, "lower", lambda: lower(module, filename, tests=tests))
 
     def run_passes() -> IrProgram:
-        optimized = optimize(ir) if optimize_ir else ir
-        allocated = allocate_program(infer_program_types(optimized))
-        _check_registers(allocated)
-        return allocated
+        # The lowered IR is this build's own, needed no more once optimised: no copy.
+        typed = infer_program_types(optimize(ir, in_place=True) if optimize_ir else ir)
+        for function in typed.functions:
+            function.allocation = assign_registers(function)
+        _check_registers(typed)
+        return typed
 
-    ir = _timed(timings, "passes", run_passes)
+    typed = _timed(timings, "passes", run_passes)
 
     def emit() -> tuple[Program, bytes]:
-        program = assemble(ir)
+        program = assemble(typed)
         try:
             return program, encode(program)
         except TapeError as exc:  # a limit no earlier check caught: still no traceback
@@ -94,7 +105,7 @@ def _build(source: str, filename: str, optimize_ir: bool, tests: bool) -> Compil
             raise DiagnosticError(error(message)) from None
 
     program, tape = _timed(timings, "emit", emit)
-    return Compilation(source, filename, module, ir, program, tape, warnings, timings)
+    return Compilation(source, filename, module, typed, program, tape, warnings, timings)
 
 
 def _check_registers(program: IrProgram) -> None:
@@ -102,16 +113,21 @@ def _check_registers(program: IrProgram) -> None:
     parameters, or too many values live at once) is an error at the function."""
     errors = [
         error(
-            f"function {function.name} needs {len(function.reg_types)} registers, more than "
+            f"function {function.name} needs {_frame_registers(function)} registers, more than "
             f"the {MAX_REGISTERS} a .tape function can hold: split it into smaller functions "
             "or keep fewer values live at once",
             function.span,
         )
         for function in program.functions
-        if len(function.reg_types) > MAX_REGISTERS
+        if _frame_registers(function) > MAX_REGISTERS
     ]
     if errors:
         raise DiagnosticError(errors)
+
+
+def _frame_registers(function: IrFunction) -> int:
+    allocation = function.allocation
+    return len(function.reg_types) if allocation is None else len(allocation[1])
 
 
 def build_path(path: Path | str, *, optimize: bool = True, tests: bool = False) -> Compilation:

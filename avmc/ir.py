@@ -68,7 +68,8 @@ _TARGETS = {op: _gather(places) for op, places in _positions("J").items()}
 _WRITES = {op: info.writes for op, info in OPCODES.items()}
 
 
-@dataclass(init=False)
+# Slots: instructions are made and read by the ten thousand, quicker without a __dict__.
+@dataclass(init=False, slots=True)
 class IrInstr:
     op: Op
     operands: tuple
@@ -110,6 +111,10 @@ class IrInstr:
         return _TARGETS[self.op](self.operands)
 
 
+# A function's registers: virtual register -> frame register, and each frame register's type.
+Allocation = tuple[dict[int, int], list[RegType]]
+
+
 @dataclass
 class BasicBlock:
     label: int
@@ -136,6 +141,9 @@ class IrFunction:
     blocks: list[BasicBlock]  # the entry block first
     reg_types: dict[int, RegType] = field(default_factory=dict)  # missing: ANY
     span: Span | None = field(default=None, compare=False)
+    # Once registers are assigned (`regalloc.assign_registers`): each virtual register's
+    # frame register and each frame register's type. The assembler renames through it.
+    allocation: Allocation | None = field(default=None, compare=False, repr=False)
 
     def block(self, label: int) -> BasicBlock:
         for block in self.blocks:

@@ -11,14 +11,16 @@ each block is the same along every path that reaches it; it is found by one forw
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from operator import attrgetter
 
 from avm_vm.format.opcodes import Op
-from avmc.ir import BasicBlock, IrFunction
+from avmc.ir import BasicBlock, IrFunction, IrInstr
 
 _JUMPS = (Op.JMP, Op.JMPT, Op.JMPF)
 _HANDLER_OPS = frozenset((Op.TRY, Op.ENDTRY))
 _op_of = attrgetter("op")
+_instrs_of = attrgetter("instrs")
 
 
 class Segment:
@@ -44,6 +46,9 @@ class Liveness:
 def segments(function: IrFunction, successors: dict[int, list[int]]) -> dict[int, list[Segment]]:
     """Split each block where the innermost handler changes (after TRY, after ENDTRY);
     ``successors`` are each block's jump targets, in order."""
+    ops = map(_op_of, chain.from_iterable(map(_instrs_of, function.blocks)))
+    if _HANDLER_OPS.isdisjoint(ops):  # no handler anywhere: a block is one segment
+        return {block.label: _whole_block(block.instrs) for block in function.blocks}
     by_label = {block.label: block for block in function.blocks}
     entry = function.blocks[0].label
     stacks: dict[int, tuple[int, ...]] = {entry: ()}
@@ -96,16 +101,30 @@ def _split(
     if lo < len(instrs):
         parts.append(Segment(lo, len(instrs) - 1, stack[-1] if stack else None))
     for part in parts:
-        # Backwards: a register read before any write is one still read once the writes
-        # after its reads are undone.
-        gen, kill = part.gen, part.kill
-        for instr in reversed(instrs[part.lo : part.hi + 1]):
-            dst = instr.dst
-            if dst is not None:
-                gen.discard(dst)
-                kill.add(dst)
-            gen.update(instr.reads)
+        _gen_kill(part, instrs[part.lo : part.hi + 1])
     return parts
+
+
+def _whole_block(instrs: list[IrInstr]) -> list[Segment]:
+    """The segments of a block in a function without handlers: the block, if not empty."""
+    if not instrs:
+        return []
+    part = Segment(0, len(instrs) - 1, None)
+    _gen_kill(part, instrs)
+    return [part]
+
+
+def _gen_kill(part: Segment, instrs: list[IrInstr]) -> None:
+    """Fill in what the segment of ``instrs`` reads before writing, and what it writes."""
+    # Backwards: a register read before any write is one still read once the writes after
+    # its reads are undone.
+    gen, kill = part.gen, part.kill
+    for instr in reversed(instrs):
+        dst = instr.dst
+        if dst is not None:
+            gen.discard(dst)
+            kill.add(dst)
+        gen.update(instr.reads)
 
 
 def liveness(function: IrFunction) -> Liveness:

@@ -105,9 +105,11 @@ class FunctionBuilder:
 
     def emit_value(self, op: Op, operands: tuple, span: Span | None, dst: int | None) -> int:
         """Emit an op that writes a register (``dst``, or a fresh one); return that register."""
-        target = self.reg() if dst is None else dst
-        self.emit(op, (target, *operands), span)
-        return target
+        if dst is None:  # `reg()`, inline: most values go to a fresh register
+            dst = self._next_reg
+            self._next_reg = dst + 1
+        self.emit(op, (dst, *operands), span)
+        return dst
 
     def load(self, value: Value, span: Span | None, dst: int | None = None) -> int:
         return self.emit_value(Op.LOADK, (value,), span, dst)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 
 from avm_vm.format.opcodes import OPCODES, RegType
-from avmc.ir import MOVE, BasicBlock, IrFunction, IrInstr, IrProgram
+from avmc.ir import MOVE, Allocation, BasicBlock, IrFunction, IrInstr, IrProgram
 from avmc.liveness import liveness
 
 
@@ -57,7 +57,7 @@ def live_intervals(function: IrFunction) -> dict[int, tuple[int, int]]:
     return {reg: (start, last[reg]) for reg, start in first.items()}
 
 
-def assign_registers(function: IrFunction) -> tuple[dict[int, int], list[RegType]]:
+def assign_registers(function: IrFunction) -> Allocation:
     """Virtual register -> frame register, and the type of each frame register."""
     intervals = live_intervals(function)
     kinds: list[RegType] = [RegType.ANY] * function.nparams
@@ -86,8 +86,9 @@ def assign_registers(function: IrFunction) -> tuple[dict[int, int], list[RegType
 
 
 def allocate(function: IrFunction) -> IrFunction:
-    """A copy of ``function`` over frame registers (run type inference first)."""
-    mapping, kinds = assign_registers(function)
+    """A copy of ``function`` over frame registers (run type inference first), by its
+    allocation if it has one."""
+    mapping, kinds = function.allocation or assign_registers(function)
     blocks = []
     for block in function.blocks:
         instrs = [rename_registers(instr, mapping) for instr in block.instrs]
@@ -122,7 +123,7 @@ _REGISTER_PLACES = {
 
 # The ops whose operands are all single registers (most of them), and those whose only
 # register is the first operand (LOADK, the branches, RET, FAIL, TRY).
-_ALL_REGISTERS = frozenset(op for op, info in OPCODES.items() if set(info.operands) == {"R"})
+ALL_REGISTERS = frozenset(op for op, info in OPCODES.items() if set(info.operands) == {"R"})
 _FIRST_REGISTER = frozenset(
     op for op, places in _REGISTER_PLACES.items() if places == ((0, False),)
 )
@@ -133,7 +134,7 @@ def rename_registers(instr: IrInstr, mapping: dict[int, int]) -> IrInstr:
     (itself when it has none: instructions are never changed in place)."""
     op = instr.op
     operands = instr.operands
-    if op in _ALL_REGISTERS:
+    if op in ALL_REGISTERS:
         return IrInstr(op, tuple(map(mapping.__getitem__, operands)), instr.span)
     if op in _FIRST_REGISTER:
         return IrInstr(op, (mapping[operands[0]], *operands[1:]), instr.span)

@@ -3,8 +3,9 @@
     python bench/compile_bench.py [--lines N] [--repeat R]
 
 Stages: parse (Lark LALR + AST), check (names, arity, patterns, ...), lower (AST → Tape IR),
-passes (folding, copy propagation, DCE, type inference, register allocation) and emit
-(assembly + bytecode encoding with verification). The grammar is loaded before timing; each
+passes (folding, copy propagation, DCE, type inference, register assignment) and emit
+(assembly, which renames registers to frame registers, + bytecode encoding with
+verification). The grammar is loaded before timing; each
 stage's figure is the best of R runs. The yardstick, timed in the same run: CPython's own
 ``compile()`` of a generated Python program of as many lines and of the same shape (functions
 with arithmetic, branches, loops and a match; classes with a few methods). The last line is

@@ -7,18 +7,21 @@
   tree may be too deep: on programs around the limit, of every shape that nests, it reports
   what the walk reports.
 - The constant pool's shortcut for nats, bools and strings keeps them apart by kind.
+- The spans the builder makes without `Span`'s own constructor are ordinary spans.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lark.exceptions import LarkError
 
-from avm_vm.diagnostics import DiagnosticError
+from avm_vm.diagnostics import DiagnosticError, Span
 from avmc.assemble import ConstantPool
-from avmc.ast_builder import AstBuilder, NoParse, _tokens
+from avmc.ast_builder import AstBuilder, NoParse, _span_maker, _tokens
 from avmc.parser import MAX_NESTING, _BadLexeme, _first_too_deep, lark_parser, parse
 
 FIELDS = ("type", "value", "start_pos", "line", "column", "end_line", "end_column")
@@ -134,3 +137,16 @@ def test_the_constant_pool_keeps_kinds_apart() -> None:
     indices = [pool.index(value) for value in values]
     assert indices == [0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 6]
     assert [type(v) for v in pool.values] == [int, bool, str, int, bool, str, tuple, tuple]
+
+
+def test_the_builders_spans_are_spans() -> None:
+    """Spans made without `Span.__init__` behave as made with it: same type, equality,
+    hash, text, frozen fields, and `dataclasses.replace`."""
+    made = _span_maker("t.avm")(2, 3, 2, 9)
+    expected = Span("t.avm", 2, 3, 2, 9)
+    assert type(made) is Span
+    assert made == expected and hash(made) == hash(expected)
+    assert repr(made) == repr(expected) and str(made) == "t.avm:2:3"
+    assert dataclasses.replace(made, line=4) == Span("t.avm", 4, 3, 2, 9)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.line = 5  # type: ignore[misc]

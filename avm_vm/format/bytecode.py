@@ -45,6 +45,7 @@ _VERSION_AT, _HASH_AT = 8, 14
 _BY_BYTE: list[OpInfo | None] = [OPCODES.get(byte) for byte in range(256)]  # type: ignore[call-overload]
 _REG_TYPES = tuple(RegType)
 _KINDS = tuple(FunctionKind)
+_HAS_LIST = frozenset(op for op, info in OPCODES.items() if "L" in info.operands)
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -155,8 +156,14 @@ def _code(
 ) -> None:
     """The instructions; ``constant`` writes a K operand and ``callee`` renumbers an F one."""
     wide = function.nregs > WIDE_ABOVE
+    # Plain encoding of a narrow function: an op without a register list whose numbers are
+    # all below 0x80 is its own bytes (one byte per register, one-byte varints).
+    plain = not wide and constant is _varint and callee is _same
     for instr in function.code:
         op = instr[0]
+        if plain and op not in _HAS_LIST and max(instr) < 0x80:
+            out += bytes(instr)
+            continue
         out.append(op)
         for letter, operand in zip(OPCODES[op].operands, instr[1:], strict=True):
             if letter == "R":

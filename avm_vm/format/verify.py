@@ -133,6 +133,13 @@ _PRODUCES = {
 }
 # The ops with a rule of their own besides operand ranges and register types.
 _OWN_RULES = frozenset((Op.CALL, Op.EFFECT, Op.ISKIND, Op.GETFIELD, Op.SETFIELD))
+# The ops `check_code`'s quick path takes (scalar operands, no rule of their own), with
+# their operands' places: other ops always get the full checks.
+_QUICK = {
+    op: (len(places) + 1, places)
+    for op, places in _PLACES.items()
+    if op not in _OWN_RULES and all(letter != "L" for _, letter in places)
+}
 # Named once per instruction: an enum member costs a lookup each time it is named.
 _LOADK, _MOVE, _EFFECT = Op.LOADK, Op.MOVE, Op.EFFECT
 _ANY = RegType.ANY
@@ -163,6 +170,19 @@ def _operand_problem(
             _, what, within = limits[letter]
             return f"{what} {operand!r} is outside {within}"
     return None
+
+
+def _limits(bounds: dict[str, int], q: str) -> dict[str, tuple[int, str, str]]:
+    """Per operand letter of function ``q``'s code: its bound, what it is, and what it must
+    lie within, as messages say."""
+    return {
+        "R": (bounds["R"], "register", f"function {q} ({bounds['R']} registers)"),
+        "K": (bounds["K"], "constant", f"the constant pool ({bounds['K']} constants)"),
+        "J": (bounds["J"], "jump target", f"function {q} ({bounds['J']} instructions)"),
+        "F": (bounds["F"], "function", f"the function table ({bounds['F']} functions)"),
+        "E": (bounds["E"], "AVM instruction", f"the instruction set ({bounds['E']} instructions)"),
+        "U": (bounds["U"], "immediate", "0..2**64-1"),
+    }
 
 
 class _Verifier:
@@ -234,21 +254,42 @@ class _Verifier:
         def fail(pc: int, reason: str) -> NoReturn:
             self.fail(reason, f"function {q} pc {pc}", lambda o: o.code[index][pc])
 
-        # What each operand letter must stay below, what it is, and what it must lie within.
-        n = len(program.functions)
-        limits = {
-            "R": (len(types), "register", f"function {q} ({len(types)} registers)"),
-            "K": (len(program.constants), "constant", f"the constant pool "
-                                                      f"({len(program.constants)} constants)"),
-            "J": (len(code), "jump target", f"function {q} ({len(code)} instructions)"),
-            "F": (n, "function", f"the function table ({n} functions)"),
-            "E": (len(INSTRUCTIONS), "AVM instruction", f"the instruction set "
-                                                        f"({len(INSTRUCTIONS)} instructions)"),
-            "U": (NAT_MAX + 1, "immediate", "0..2**64-1"),
-        }  # fmt: skip
-        bounds = {letter: limit[0] for letter, limit in limits.items()}
+        # What each operand letter must stay below; what it is and what it must lie within
+        # (for messages) are spelled out when an instruction first needs the full checks.
+        bounds = {
+            "R": len(types),
+            "K": len(program.constants),
+            "J": len(code),
+            "F": len(program.functions),
+            "E": len(INSTRUCTIONS),
+            "U": NAT_MAX + 1,
+        }
+        limits: dict[str, tuple[int, str, str]] | None = None
         pure = function.kind is FunctionKind.PURE
+        constants = program.constants
         for pc, instr in enumerate(code):
+            # The quick path accepts only an op of scalar operands, each an int in range,
+            # whose register type rule holds: what `_operand_problem` and `rule_problem`
+            # would pass. Anything else, or anything it doubts, goes the full way below.
+            if type(instr) is tuple and instr and type(op := instr[0]) is Op:
+                quick = _QUICK.get(op)
+                if quick is not None and len(instr) == quick[0]:
+                    for i, letter in quick[1]:
+                        operand = instr[i]
+                        if type(operand) is not int or not 0 <= operand < bounds[letter]:
+                            break
+                    else:
+                        produced = _PRODUCES[op]
+                        if produced is None or (declared := types[instr[1]]) is _ANY:
+                            continue
+                        if produced is _LOADK:
+                            produced = const_type(constants[instr[2]])
+                        elif produced is _MOVE:
+                            produced = types[instr[2]]
+                        if declared is produced:
+                            continue
+            if limits is None:
+                limits = _limits(bounds, q)
             problem = _operand_problem(instr, limits, bounds) or self.rule_problem(instr, types)
             if not problem and pure and instr[0] is _EFFECT:
                 # CALL and call_pure treat a pure function as effect-free (a `fn` may not

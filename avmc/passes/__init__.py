@@ -24,12 +24,23 @@ PASSES: tuple[Callable[[IrFunction], bool], ...] = (
     simplify_cfg,
 )
 
+# The passes that leave no work for a second run straight after them. Dead-code elimination
+# repeats until it finds nothing more to remove. The control-flow clean-up: once jumps are
+# threaded, each goes to a block that is not a bare jump or to one in a loop of bare jumps
+# (which stays as it is); dropping unreachable blocks and merging a block into its only
+# predecessor leave every block reachable and make no new bare jump, except a loop of
+# bare jumps into a bare jump to itself; and one merging pass follows each chain to its end.
+IDEMPOTENT = frozenset((eliminate_dead_code, simplify_cfg))
 
-def optimize(program: IrProgram) -> IrProgram:
-    """An optimised copy of ``program`` (the input is left unchanged)."""
+
+def optimize(program: IrProgram, *, in_place: bool = False) -> IrProgram:
+    """An optimised copy of ``program`` (the input is left unchanged), or with ``in_place``
+    the program over its own functions, optimised where they are (for a caller that has no
+    further use for the input)."""
+    functions = program.functions if in_place else [_copy(f) for f in program.functions]
     return IrProgram(
         program.source_name,
-        [optimize_function(_copy(function)) for function in program.functions],
+        [optimize_function(function) for function in functions],
         program.behaviors,
         program.main,
     )
@@ -37,16 +48,20 @@ def optimize(program: IrProgram) -> IrProgram:
 
 def optimize_function(function: IrFunction) -> IrFunction:
     """Run the passes over ``function`` in place until none changes anything (bounded)."""
-    # A pass is a function of the IR alone, so once every pass in a row has found nothing
-    # to change, a further round would find nothing either: stop there, mid-round.
-    unchanged = 0
+    # A pass is a function of the IR alone, and one that finds nothing changes nothing: so a
+    # pass would find nothing again while the IR is as its last run left it, if that run
+    # found nothing or the pass is idempotent. Such a pass is skipped, and once every pass
+    # is, a further round could change nothing: stop there, mid-round.
+    settled: set[Callable[[IrFunction], bool]] = set()
     for _ in range(MAX_ROUNDS):
         for run in PASSES:
+            if run in settled:
+                continue
             if run(function):
-                unchanged = 0
+                settled = {run} if run in IDEMPOTENT else set()
             else:
-                unchanged += 1
-                if unchanged == len(PASSES):
+                settled.add(run)
+                if len(settled) == len(PASSES):
                     return function
     return function
 
