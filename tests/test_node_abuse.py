@@ -53,6 +53,7 @@ behavior Cell {
 CELL: Program = compile_source(SOURCE, "cell.avm")
 WAIT_BOUND = 1.0  # seconds another client's call or status may take while the node is abused
 ANSWER_TIMEOUT = 30.0  # seconds any one answer may take at all
+CLOSE_BOUND = 20.0  # seconds after which a client that reads nothing must have been closed
 
 
 # --------------------------------------------------------------------------- helpers
@@ -509,27 +510,33 @@ def test_an_os_error_on_the_event_loop_is_one_line_without_traceback(
 def test_the_findings_flood_200000_calls(nodes: Nodes, tmp_path: Path) -> None:
     """The adversarial run's flood: 200,000 pipelined calls, none read. The other client's
     wait stays under the bound, memory under the bound, and the flooder, which reads none of
-    its answers, is closed after the idle timeout."""
+    its answers, is closed after the idle timeout. (It is blocked once the socket buffers
+    hold all the answers they can, which takes a machine-dependent share of the flood: the
+    close is awaited, up to CLOSE_BOUND seconds, rather than expected within the 8 s.)"""
     node = nodes.start("alpha", [compile_tape(SOURCE, tmp_path, "cell")],
                        options=["--idle-timeout", "5"])  # fmt: skip
     with Session(node) as session:
         cell = session.create("Cell")
     memory = [rss_mb(node)]
+    closed = "has read none of its answers for 5 s"
 
-    async def scenario() -> tuple[list[float], list[str]]:
+    async def scenario() -> tuple[list[float], bool]:
         _, writer = await raw_client(node.port)
         writer.write(calls(cell, ("inc",), 200_000))
         other = await Client.connect(HOST, node.port)
         ask = lambda: other.call(cell, ("get",), ANSWER_TIMEOUT)  # noqa: E731
         waits = await waits_of(ask, 8.0, lambda: memory.append(rss_mb(node)))
         await other.close()
+        deadline = time.monotonic() + CLOSE_BOUND
+        while closed not in node.log() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
         writer.transport.abort()
-        return waits, node.log().splitlines()
+        return waits, closed in node.log()
 
-    waits, log = asyncio.run(scenario())
+    waits, was_closed = asyncio.run(scenario())
     assert max(waits) < WAIT_BOUND, max(waits)
     assert max(memory) - memory[0] < FLOOD_MEMORY_MB
-    assert any("has read none of its answers for 5 s" in line for line in log), log
+    assert was_closed, node.log()
 
 
 @pytest.mark.slow
