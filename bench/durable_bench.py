@@ -10,7 +10,8 @@ Every event is the same client call: ``["add", n]`` on one of 64 tally objects. 
   alternate in rounds, each round's two pipelined runs back to back (which goes first
   alternates too), so a busy machine or disk slows both alike. The line
   ``durable/plain: R`` is the median over the rounds of the pipelined ratio: it is near 1
-  only if the node shares one fsync among many events.
+  only if the node shares one fsync among many events. Also the CPU time (user + system,
+  all threads, from /proc) each node process spent per pipelined call.
 - recording in process: events per second through `Recorder.record` with no log, with an
   fsync per event (``sync_each``) and with a flush per 256 events (group commit): what the
   data layer allows, without the network.
@@ -49,7 +50,7 @@ from avm_vm.values import ObjectRef
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the node-process harness the tests use
-from node_harness import Node, Nodes, Session, avm, compile_tape  # noqa: E402
+from node_harness import Node, Nodes, Session, avm, compile_tape, cpu_seconds  # noqa: E402
 
 TALLIES = """
 behavior tally {
@@ -71,6 +72,7 @@ class Feeder:
     """One node and a client session on it, with tallies to call."""
 
     def __init__(self, node: Node) -> None:
+        self.node = node
         self.session = Session(node, timeout=120.0)
         self.targets = [self.session.create("tally") for _ in range(OBJECTS)]
         self.next = 0
@@ -98,10 +100,11 @@ class Feeder:
 
 def logging_rates(
     nodes: Nodes, tape: Path, data: Path, calls: int
-) -> tuple[dict[str, float], list[float]]:
-    """Calls per second with and without --data, pipelined and one at a time; and the
+) -> tuple[dict[str, float], list[float], dict[str, float]]:
+    """Calls per second with and without --data, pipelined and one at a time; the
     pipelined ratio of each round (the two nodes' runs of a round are back to back, in
-    turn first, so a slow spell of the machine or its disk weighs on one round only)."""
+    turn first, so a slow spell of the machine or its disk weighs on one round only); and
+    each node's CPU seconds per pipelined call."""
     durable = nodes.start("bench", [tape], options=["--data", str(data), "--prefix", "7"])
     plain = nodes.start("bench", [tape], options=["--prefix", "7"], label="plain")
     feeders = {"with --data": Feeder(durable), "without --data": Feeder(plain)}
@@ -110,11 +113,14 @@ def logging_rates(
     for feeder in feeders.values():  # warm-up: code paths, JIT, page cache
         feeder.pipelined(min(2_000, per_round))
     ratios = []
+    cpu = dict.fromkeys(feeders, 0.0)
     for number in range(ROUNDS):
         order = list(feeders.items())
         taken = {}
         for name, feeder in order if number % 2 == 0 else reversed(order):
+            before = cpu_seconds(feeder.node)
             taken[name] = feeder.pipelined(per_round)
+            cpu[name] += cpu_seconds(feeder.node) - before
             seconds[name, "pipelined"] += taken[name]
         ratios.append(taken["without --data"] / taken["with --data"])
         for name, feeder in order:
@@ -126,7 +132,7 @@ def logging_rates(
     durable.terminate()
     counts = {"pipelined": per_round * ROUNDS, "one by one": sequential * ROUNDS}
     rates = {f"{name}, {mode}": counts[mode] / s for (name, mode), s in seconds.items()}
-    return rates, ratios
+    return rates, ratios, {name: spent / counts["pipelined"] for name, spent in cpu.items()}
 
 
 def launch_seconds(
@@ -279,7 +285,7 @@ def main() -> None:
         try:
             tape = compile_tape(TALLIES, tmp, "tallies")
             data = tmp / "data"
-            rates, ratios = logging_rates(nodes, tape, data, args.calls)
+            rates, ratios, cpu = logging_rates(nodes, tape, data, args.calls)
 
             start = time.perf_counter()
             report = replay(data, from_start=True)
@@ -316,6 +322,9 @@ def main() -> None:
     for name, rate in rates.items():
         base = rates[f"without --data, {name.split(', ')[1]}"]
         print(f"  {name:<40} {rate:10,.0f} {rate / base:12.2f}x")
+    print(f"\n  {'node CPU per pipelined call':<40} {'us':>10} {'vs no --data':>13}")
+    for name, spent in cpu.items():
+        print(f"  {name:<40} {spent * 1e6:10.1f} {spent / cpu['without --data']:12.2f}x")
     title = f"replaying {events:,} events"
     print(f"\n  {title:<40} {'events/s':>10} {'vs logging':>13}")
     for name, seconds in (

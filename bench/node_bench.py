@@ -21,8 +21,10 @@ second floor server over one connection between them, and the answer back (three
 processes, as client, A and B are).
 
 Each workload runs one at a time (p50/p99 of single round trips) and pipelined (up to 256
-calls in flight on one connection, calls/s). The client keeps one connection open
-(`avm_vm.node.client.Client`), so process start-up and the handshake are not measured.
+calls in flight on one connection, calls/s; "CPU us" is the CPU time the servers of the
+workload spent per pipelined call, both nodes or both floor servers for two hops). The
+client keeps one connection open (`avm_vm.node.client.Client`), so process start-up and
+the handshake are not measured.
 Workloads alternate in rounds, so a busy machine slows all alike; the ratios on the last
 line compare figures from this one run (for calls/s, the median over the rounds of each
 round's ratio):
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import struct
 import subprocess
@@ -262,12 +265,22 @@ def pipelined(client: RawClient, forwarder: int, target: int, n: int) -> float:
     return time.perf_counter() - start
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes ``pids`` have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 class Figures:
     def __init__(self) -> None:
         self.latency: list[float] = []
         self.seconds = 0.0
         self.calls = 0
         self.rounds: list[float] = []  # pipelined calls/s of each round
+        self.cpu = 0.0  # server-side CPU seconds of the pipelined calls (all its processes)
 
     def over(self, other: Figures) -> float:
         """The median over the rounds of this pipelined rate over ``other``'s: the two
@@ -280,7 +293,8 @@ class Figures:
 
     def row(self, name: str) -> str:
         p50, p99 = percentile(self.latency, 0.5) * 1e3, percentile(self.latency, 0.99) * 1e3
-        return f"  {name:<36} {self.rate():11,.0f} {p50:9.3f} {p99:9.3f}"
+        cpu = self.cpu / self.calls * 1e6
+        return f"  {name:<36} {self.rate():11,.0f} {p50:9.3f} {p99:9.3f} {cpu:8.1f}"
 
 
 def main() -> None:
@@ -317,13 +331,18 @@ def main() -> None:
                     "local": (raw, forwarder, here),
                     "remote": (raw, forwarder, there),
                 }
+                servers = [floor.process.pid], [near_floor.process.pid, far_floor.process.pid]
+                node_pids = [node.process.pid for node in (alpha, beta) if node.process]
+                pids = dict(zip(clients, [*servers, node_pids, node_pids], strict=True))
                 for client, f, t in clients.values():
                     one_at_a_time(client, f, t, WARM_UP)
                     pipelined(client, f, t, WARM_UP)
                 for _ in range(ROUNDS):
                     for name, (client, f, t) in clients.items():
                         figures[name].latency += one_at_a_time(client, f, t, per_round)
+                        used = cpu_seconds(pids[name])
                         seconds = pipelined(client, f, t, per_round * 3)
+                        figures[name].cpu += cpu_seconds(pids[name]) - used
                         figures[name].seconds += seconds
                         figures[name].calls += per_round * 3
                         figures[name].rounds.append(per_round * 3 / seconds)
@@ -343,7 +362,7 @@ def main() -> None:
         f"  in {ROUNDS} alternating rounds after {WARM_UP} warm-up calls, one client connection"
         " on 127.0.0.1\n"
     )
-    print(f"  {'workload':<36} {'pipelined/s':>11} {'p50 ms':>9} {'p99 ms':>9}")
+    print(f"  {'workload':<36} {'pipelined/s':>11} {'p50 ms':>9} {'p99 ms':>9} {'CPU us':>8}")
     print(figures["floor"].row("floor: asyncio + JSON framing, no VM"))
     print(figures["two hops"].row("two-hop floor: forwarded, no VM"))
     print(figures["local"].row("client → A, echo on A (local)"))

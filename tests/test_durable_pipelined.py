@@ -13,8 +13,9 @@ import random
 import threading
 from pathlib import Path
 
-from node_harness import HOST, Node, Nodes, Session, compile_tape
-from test_durable_processes import COUNTERS, peek_seen, start_durable
+import pytest
+from node_harness import HOST, Node, Nodes, Session, avm, compile_tape
+from test_durable_processes import COUNTERS, peek_seen, replayed_hash, start_durable
 
 from avm_vm.node.client import Client
 from avm_vm.node.messages import message
@@ -58,12 +59,22 @@ async def _stream(port: int, calls: list[tuple[int, int]], acked: list[int]) -> 
         client.writer.close()
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param((), id="default"),
+        # Periodic snapshots written while calls keep coming: each starts a log segment
+        # at its index while later events are being recorded.
+        pytest.param(("--snapshot-every", "300"), id="snapshots", marks=pytest.mark.slow),
+    ],
+)
 def test_sigkill_under_pipelined_calls_keeps_a_prefix_with_every_acknowledged_call(
-    nodes: Nodes, tmp_path: Path
+    nodes: Nodes, tmp_path: Path, options: tuple[str, ...]
 ) -> None:
     rng = random.Random(SEED)
     tape = compile_tape(COUNTERS, tmp_path, "counters")
-    durable: Node = start_durable(nodes, tape, tmp_path / "data")
+    data = tmp_path / "data"
+    durable: Node = start_durable(nodes, tape, data, *options)
     with Session(durable) as session:
         objects = [session.create("counter") for _ in range(3)]
     kept: list[tuple[int, int]] = []  # (object, argument) the node holds, in order
@@ -92,3 +103,12 @@ def test_sigkill_under_pipelined_calls_keeps_a_prefix_with_every_acknowledged_ca
         kept = expected
         report.append(f"{len(acked)} acked/{held} kept")
     print(f"\n{KILLS} kills under pipelined calls: " + ", ".join(report))
+    with Session(durable) as session:
+        live = session.state_hash()
+    durable.kill()
+    if options:
+        assert len(list(data.glob("snapshot-*"))) >= 2, "no periodic snapshots were written"
+    checked = avm("log", "verify", str(data), timeout=120.0)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert replayed_hash(data, "--from-start") == live
+    assert replayed_hash(data) == live

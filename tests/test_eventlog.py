@@ -86,6 +86,15 @@ def state(recorder: Recorder) -> str:
     return full_hash(capture(recorder.engine))
 
 
+def restarted_state(data: Path) -> str:
+    """The state a restart on ``data`` rebuilds."""
+    again = reopen(data)
+    try:
+        return state(again)
+    finally:
+        again.close()
+
+
 class LogIO:
     """Counts os.write, os.fsync and os.ftruncate calls on the recorder's current log file,
     and makes chosen ones fail: ``fail["fsync"] = 2`` fails the second fsync from now on."""
@@ -352,7 +361,7 @@ def test_a_snapshot_without_its_segment_is_read_from_the_segment_before(
     recorder, target = fresh(tmp_path, sync_each=False)
     for n in range(1, 6):
         add(recorder, target, n)
-    monkeypatch.setattr(EventLog, "rotate", lambda log: None)
+    monkeypatch.setattr(EventLog, "rotate", lambda log, start: None)
     snap = recorder.snapshot()
     monkeypatch.undo()
     for n in range(6, 9):
@@ -360,9 +369,58 @@ def test_a_snapshot_without_its_segment_is_read_from_the_segment_before(
     before = state(recorder)
     recorder.close()
     assert snap is not None and [start for start, _ in segments(tmp_path)] == [0]
-    again = reopen(tmp_path)
-    assert state(again) == before
-    again.close()
+    assert restarted_state(tmp_path) == before
+
+
+def test_a_snapshot_job_written_while_events_are_recorded_starts_its_segment_at_its_index(
+    tmp_path: Path,
+) -> None:
+    """As a node does it: the state is captured at a seal, and the snapshot and the new
+    segment are written after that seal's write, while later events are being recorded
+    (and even sealed); those go to the new segment, which starts at the snapshot."""
+    recorder, target = fresh(tmp_path, sync_each=False)
+    for n in range(1, 6):
+        add(recorder, target, n)
+    write = recorder.seal()
+    job = recorder.snapshot_job()
+    at = recorder.engine.applied
+    add(recorder, target, 6)  # recorded before the snapshot is written...
+    write()
+    add(recorder, target, 7)
+    later = recorder.seal()  # ...and one sealed before it, written after it
+    snap = job()
+    later()
+    add(recorder, target, 8)
+    before = state(recorder)
+    recorder.close()
+    assert snap.index == at and snapshot_indexes(tmp_path) == [at]
+    assert [start for start, _ in segments(tmp_path)] == [0, at]
+    assert read_log(tmp_path, at).start == at
+    assert added(tmp_path) == list(range(1, 9))
+    assert restarted_state(tmp_path) == before
+    assert replay(tmp_path, from_start=True).divergence is None
+
+
+def test_a_snapshot_job_after_a_failed_write_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The events it covers never reached the log: a snapshot would be ahead of the log."""
+    recorder, target = fresh(tmp_path, sync_each=False)
+    add(recorder, target, 1)
+    write = recorder.seal()
+    job = recorder.snapshot_job()
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(LogWriteError, match="out of space"):
+        write()
+    monkeypatch.undo()
+    with pytest.raises(LogWriteError, match="no snapshot is written"):
+        job()
+    assert snapshot_indexes(tmp_path) == [] and len(segments(tmp_path)) == 1
+    recorder.close()
 
 
 def test_a_segment_that_cannot_be_created_leaves_the_log_in_use(
@@ -473,9 +531,7 @@ def test_a_log_missing_its_oldest_segments_restarts_and_replays_what_it_can(
     for start, path in segments(tmp_path):
         if start < oldest:
             path.unlink()
-    again = reopen(tmp_path)
-    assert state(again) == before
-    again.close()
+    assert restarted_state(tmp_path) == before
     report = replay(tmp_path, from_start=True)
     assert report.divergence is None and report.start == oldest
     assert any("no longer holds events 0 to" in note for note in report.notes)

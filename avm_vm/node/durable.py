@@ -227,7 +227,9 @@ class Recorder:
     with one write and one fsync; the caller must flush before any output of those events
     (an answer, a request, a notice) leaves the node. `pending` tells whether a flush is due.
     `flush` may run on another thread than `record`, but never at the same time as it (or
-    as `snapshot`): whoever flushes holds the VM meanwhile.
+    as `snapshot`): whoever flushes holds the VM meanwhile. The writes `seal` answers and the
+    jobs `snapshot_job` answers run one at a time in the order they were made, and may run
+    while `record` does: they touch only what was sealed or captured, and the log's file.
     """
 
     engine: Engine
@@ -236,8 +238,9 @@ class Recorder:
     snapshot_every: int = 10_000
     checkpoint_every: int = 1_000
     sync_each: bool = True
-    # A node writes its log on its VM thread while the loop records: it takes snapshots
-    # there too, when it sees `snapshot_wanted`, so that no two writers meet in the log.
+    # A node writes its log on its VM thread while the loop records: when it sees
+    # `snapshot_wanted`, its group commit captures the state and writes the snapshot on that
+    # thread after the commit's write (`snapshot_job`), so no two writers meet in the log.
     defer_snapshots: bool = False
     last: bytes | None = None  # the digest of the last applied event's step
     since_snapshot: int = 0
@@ -329,19 +332,36 @@ class Recorder:
             self.snapshot_wanted = self.data is not None
             return None
         self.flush()
+        return self.snapshot_job()()
+
+    def snapshot_job(self) -> Callable[[], Snapshot]:
+        """Capture the state of a quiescent engine now, for a snapshot at the events
+        recorded so far, which must all be sealed (`seal`). Calling the answer hashes and
+        writes the snapshot and starts the log's next segment at its index: it runs where
+        the log's writes run, after the write of those events, and needs neither the VM nor
+        the recorder meanwhile, so events may be recorded while it writes."""
+        self._refuse_ahead()
+        state, index, data = capture(self.engine), self.engine.applied, self.data
+        assert data is not None
+        node = (self.engine.here, self.engine.runtime.options.node_prefix)
+        self.since_snapshot = 0
+        self.snapshot_wanted = False
+
+        def write() -> Snapshot:
+            self._refuse_ahead()  # the write of its events failed
+            snap = Snapshot(index, state, state_hash(state), full_hash(state), node)
+            snapshot.write(data, snap)
+            if self.log is not None:
+                self.log.rotate(index)
+            return snap
+
+        return write
+
+    def _refuse_ahead(self) -> None:
         if self.log is not None and self.log.broken is not None:
             # The engine applied events the log lacks: a snapshot of it would be ahead of
             # the log, a state no replay of the log reaches.
             raise LogWriteError(f"no snapshot is written: {self.log.broken}")
-        state = capture(self.engine)
-        node = (self.engine.here, self.engine.runtime.options.node_prefix)
-        snap = Snapshot(self.engine.applied, state, state_hash(state), full_hash(state), node)
-        snapshot.write(self.data, snap)
-        self.since_snapshot = 0
-        self.snapshot_wanted = False
-        if self.log is not None:
-            self.log.rotate()
-        return snap
 
     def close(self) -> None:
         """Flush and close the log (what a failed flush lost stays lost), then let go of

@@ -11,8 +11,8 @@ Writing (`EventLog`): `append` buffers a record; `flush` writes everything buffe
 write and makes it durable with one fsync, so a batch of events shares one fsync (group
 commit). A write or fsync that fails cuts the segment back to its last durable record and
 raises `LogWriteError`: the log is exactly as it was before that flush. `rotate` starts a new
-segment at the next event; the node rotates after each snapshot, so a restart reads only the
-segments from its snapshot on.
+segment where the written log ends; the node rotates after each snapshot, so a restart
+reads only the segments from its snapshot on.
 
 Reading (`read_log`): only a torn tail, the newest segment's last record cut off by a write
 that never finished (so never acknowledged), is dropped, with a warning on stderr (and, with
@@ -432,20 +432,27 @@ class EventLog:
                 "restart the node to continue from its log"
             )
 
-    def rotate(self) -> None:
-        """Start a new segment at the next event, after flushing. A failure to create it
-        raises OSError and leaves the current segment in use, the log unchanged."""
-        self.flush()
-        if self.count == self.start:
+    def rotate(self, start: int) -> None:
+        """Start a new segment at event ``start``, where the written log ends; events
+        appended since stay buffered and their write goes to the new segment. It runs where
+        the writes run, after the write that brought the log to ``start``. A failure to
+        create it raises OSError and leaves the current segment in use, the log unchanged."""
+        self._check()
+        if self.durable != start:  # a write before it failed, or one ran out of order
+            raise LogWriteError(
+                f"no new segment at event {start}: the log written so far ends at event "
+                f"{self.durable}"
+            )
+        if start == self.start:
             return  # the current segment already starts here
-        path = self._create(self.count)
+        path = self._create(start)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         except OSError as error:
             self.broken = f"the new segment {path} cannot be opened ({error})"
             raise LogWriteError(self.broken) from error
         os.close(self.fd)
-        self.fd, self.path, self.start, self.size = fd, path, self.count, len(MAGIC)
+        self.fd, self.path, self.start, self.size = fd, path, start, len(MAGIC)
 
     def _create(self, start: int) -> Path:
         """A new, durable, empty segment starting at event ``start``. It is written under a

@@ -896,17 +896,23 @@ class Node:
         """Make what was recorded durable now (the caller holds the VM); see `_write`."""
         return await self._write(self.recorder.seal())
 
-    async def _write(self, write: Callable[[], None]) -> bool:
-        """Run a sealed write (`Recorder.seal`) on the VM thread. False when the log could
-        not keep it: those events were applied here but are not in the log, so their
-        outputs must never leave, and the node halts (a restart goes on from the log,
-        which is as it was before them)."""
-        if write is nothing_to_write:
-            return True
+    async def _write(
+        self, write: Callable[[], None], then: Callable[[], object] | None = None
+    ) -> bool:
+        """Run a sealed write (`Recorder.seal`) on the VM thread, and after it ``then`` (a
+        snapshot's job, whose end is not awaited). False when the log could not keep the
+        write: those events were applied here but are not in the log, so their outputs
+        must never leave, and the node halts (a restart goes on from the log, which is as
+        it was before them)."""
         loop = asyncio.get_running_loop()
         began = time.monotonic()
+        writing = None if write is nothing_to_write else loop.run_in_executor(self.executor, write)
+        if then is not None:  # submitted now: the VM thread runs it right after the write
+            self._spawn(self._snapshot_written(loop.run_in_executor(self.executor, then)))
+        if writing is None:
+            return True
         try:
-            await loop.run_in_executor(self.executor, write)
+            await writing
         except LogWriteError as error:
             self._halt(str(error))
             return False
@@ -967,15 +973,15 @@ class Node:
                 finally:
                     self.busy = False
             self._flush_output()
-            if self.recorder.snapshot_wanted and not self.engine.unsettled:
-                await self._on_vm(lambda engine: self._snapshot_due(), thread=True)
             await asyncio.sleep(0)  # let the loop read, write and answer between batches
 
     async def _commit(self) -> None:
         """Group commit (with `--data`): everything recorded since the last write goes in
         one write and one fsync on the VM thread, while the next batch computes here; then
         the outputs of those events leave. One write is in flight at a time, so the batches
-        that ran meanwhile share the next one."""
+        that ran meanwhile share the next one. A snapshot that is due captures the state
+        here and is written on the VM thread after the write, holding neither the VM nor
+        the loop."""
         while True:
             await self.uncommitted.wait()
             if len(self.held) < COMMIT_GATHER:
@@ -984,11 +990,12 @@ class Node:
             async with self.vm:  # between batches: nothing is being recorded
                 held, self.held = self.held, []
                 write = self.recorder.seal()
+                snap = self._snapshot_job()
             if write is not nothing_to_write:
                 write = self._flagged(write)
             self.committing = len(held)
             try:
-                durable = await self._write(write)
+                durable = await self._write(write, snap)
             finally:
                 self.committing = 0
                 self.written = False
@@ -1018,14 +1025,28 @@ class Node:
 
         return flagged
 
-    def _snapshot_due(self) -> None:
-        """The periodic snapshot the recorder asked for, on the VM thread (after the log's
-        writes, which run there too)."""
+    def _snapshot_job(self) -> Callable[[], object] | None:
+        """The periodic snapshot the recorder asked for, if the VM is quiescent: its state
+        captured now (the caller holds the VM and has sealed every event), to be written on
+        the VM thread after that seal's write (`Recorder.snapshot_job`)."""
+        if not self.recorder.snapshot_wanted or self.engine.unsettled:
+            return None
         try:
-            self.recorder.snapshot()
-        except (OSError, StateError) as error:  # the log has every event: restarts slow down
-            self.recorder.snapshot_wanted = False
-            logger.warning("a snapshot could not be written: %s", error)
+            return self.recorder.snapshot_job()
+        except (LogWriteError, StateError) as error:
+            self._snapshot_failed(error)
+            return None
+
+    def _snapshot_failed(self, error: Exception) -> None:
+        """The log still has every event: only restarts slow down until the next one."""
+        self.recorder.snapshot_wanted = False
+        logger.warning("a snapshot could not be written: %s", error)
+
+    async def _snapshot_written(self, writing: asyncio.Future) -> None:
+        try:
+            await writing
+        except (OSError, LogError) as error:  # a broken log halts the node at its next write
+            self._snapshot_failed(error)
 
     async def _batch(self) -> None:
         loop = asyncio.get_running_loop()

@@ -35,13 +35,17 @@ from avm_vm.node.auth import Hello
 from avm_vm.node.logs import logger
 from avm_vm.node.messages import Message, message
 from avm_vm.node.wire import (
+    HEAD_BYTES,
     LARGE_FRAME,
     MAX_FRAME,
+    TAG_BYTES,
     WireError,
+    check_tag,
+    cut_short,
     decode_payload,
     decode_small,
     encode_frame,
-    read_payload,
+    frame_length,
 )
 
 PING_INTERVAL = 1.0  # seconds between pings to a silent peer
@@ -109,6 +113,8 @@ _TLS_CLOSED = frozenset({"APPLICATION_DATA_AFTER_CLOSE_NOTIFY"})
 class Connection:
     """A connection after its handshake, to a peer node or a client."""
 
+    _dispatch: Callable[[Connection, Message], None]  # what `serve` hands each message
+
     def __init__(
         self,
         reader: asyncio.StreamReader,
@@ -147,9 +153,15 @@ class Connection:
         self.paused = False  # not reading: too many requests in flight
         self.blocked_since: float | None = None  # a write waits for the peer to read
         self.dropped = False  # closed by `drop`: read nothing more
-        self._room = asyncio.Event()  # set when a held request is let go
+        self._resuming = False  # `_resume` is due
         self._answers: dict[int, list[_Hold]] = {}  # request id → places its answer frees
         self.frame_size = 0  # bytes of the frame being dispatched
+        # Reading (`serve`): bytes not framed yet, the decoding of a large frame under way,
+        # the end of the peer's stream seen, and what reading ends with.
+        self._buffer = bytearray()
+        self._aside: asyncio.Task | None = None
+        self._eof = False
+        self._over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @property
     def is_node(self) -> bool:
@@ -178,7 +190,10 @@ class Connection:
         place.released = True
         self.in_flight -= 1
         self.in_flight_bytes -= place.size
-        self._room.set()
+        if self.paused and not self._resuming:
+            # Not now: `release` runs inside the node's writes, which must not dispatch.
+            self._resuming = True
+            asyncio.get_running_loop().call_soon(self._resume)
 
     def send(self, outgoing: Message) -> None:
         """Queue a message; raises `WireError` when it cannot be framed (nothing is queued).
@@ -253,52 +268,10 @@ class Connection:
             watcher = asyncio.create_task(self._watch_idle(self.limits.idle_timeout))
         else:
             watcher = None
+        self._dispatch = dispatch
         try:
-            while True:
-                if self._full():
-                    await self._wait_for_room()
-                try:
-                    payload = await read_payload(self.reader, seal=self.incoming)
-                    if payload is None or self.dropped:
-                        break
-                    # Values stay in their JSON form: the node logs and forwards that form,
-                    # and its engine decodes a value once, when a run needs it.
-                    if len(payload) < LARGE_FRAME:  # inline: no coroutine per frame
-                        incoming = decode_small(payload, values=False)
-                    else:
-                        incoming = await decode_payload(payload, values=False)
-                except WireError as error:
-                    if not self.dropped:
-                        self.broken = True
-                        logger.warning("closing %s: %s", self.describe(), error)
-                        with suppress(WireError):
-                            self.send(message("error", message=str(error)[:500]))
-                    break
-                except ssl.SSLError as error:
-                    if self.dropped:
-                        pass
-                    elif error.reason in _TLS_CLOSED:  # the peer closed its side first
-                        logger.debug("connection to %s closed: %s", self.describe(), error)
-                    else:  # a TLS record altered, dropped or replayed
-                        self.broken = True
-                        logger.warning("closing %s: TLS error: %s", self.describe(), error)
-                    break
-                except (OSError, asyncio.IncompleteReadError) as error:
-                    if not self.dropped:  # else `drop` said why
-                        level = logging.INFO if self.is_node else logging.DEBUG
-                        logger.log(level, "connection to %s lost: %s", self.describe(), error)
-                    break
-                if self.dropped:
-                    break
-                self.heard = self.active = time.monotonic()
-                self.received += 1
-                self.frame_size = len(payload)
-                try:
-                    dispatch(self, incoming)
-                except Exception as error:  # a bug must not take the node down
-                    logger.error(
-                        "error handling %s from %s: %r", incoming["type"], self.describe(), error
-                    )
+            self._take_over()
+            await self._over
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -311,6 +284,154 @@ class Connection:
             with suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(writer_task, 1.0)
             await self.close()
+
+    def _take_over(self) -> None:
+        """Read through `_FrameReader` from now on: the bytes the handshake's StreamReader
+        already holds are framed first, and an end it already saw ends reading."""
+        transport = self.writer.transport
+        transport.set_protocol(_FrameReader(self, transport.get_protocol()))
+        if not transport.is_closing():
+            transport.resume_reading()  # the StreamReader pauses it when its buffer is full
+        # The stream's buffer and end flag (no public way to take them over): what the peer
+        # sent right behind its handshake, and whether it stopped there.
+        held, self.reader._buffer = bytes(self.reader._buffer), bytearray()  # type: ignore[attr-defined]
+        if held:
+            self._data(held)
+        if self.reader._eof or transport.is_closing():  # type: ignore[attr-defined]
+            self._end(self.reader.exception())
+
+    def _data(self, data: bytes) -> None:
+        """Bytes read (`_FrameReader.data_received`)."""
+        if self._over.done():
+            return  # reading stopped: whatever follows is not acted on
+        self._buffer += data
+        if not (self.paused or self._aside is not None):
+            self._take_frames()
+
+    def _take_frames(self) -> None:
+        """Dispatch every whole frame buffered, in order, until reading must wait: for room
+        (`_full`, backpressure) or for a large frame being decoded off the loop."""
+        buffer, seal = self._buffer, self.incoming
+        tail = HEAD_BYTES + (0 if seal is None else TAG_BYTES)
+        start = 0
+        now = time.monotonic()
+        try:
+            while not (self.dropped or self._over.done()):
+                if self._full():
+                    self._pause()
+                    break
+                if len(buffer) - start < HEAD_BYTES:
+                    break
+                length = frame_length(buffer, at=start)
+                end = start + tail + length
+                if len(buffer) < end:
+                    break
+                body = start + HEAD_BYTES
+                payload = bytes(buffer[body : body + length])
+                if seal is not None:
+                    tag = bytes(buffer[body + length : end])
+                    check_tag(seal, bytes(buffer[start:body]), payload, tag)
+                start = end
+                if length >= LARGE_FRAME:
+                    self._decode_aside(payload)
+                    break
+                # Values stay in their JSON form: the node logs and forwards that form,
+                # and its engine decodes a value once, when a run needs it.
+                self._deliver(decode_small(payload, values=False), length, now)
+        except WireError as error:
+            self._broken(error)
+        finally:
+            del buffer[:start]
+        if self.dropped or (self._eof and not self.paused and self._aside is None):
+            self._end(None)
+
+    def _deliver(self, incoming: Message, size: int, now: float) -> None:
+        self.heard = self.active = now
+        self.received += 1
+        self.frame_size = size
+        try:
+            self._dispatch(self, incoming)
+        except Exception as error:  # a bug must not take the node down
+            logger.error("error handling %s from %s: %r", incoming["type"], self.describe(), error)
+
+    def _decode_aside(self, payload: bytes) -> None:
+        """Decode a large frame off the loop (`decode_payload`), reading nothing meanwhile,
+        then go on with the frames behind it."""
+        self.writer.transport.pause_reading()
+
+        async def decode() -> None:
+            try:
+                incoming = await decode_payload(payload, values=False)
+            except WireError as error:
+                self._aside = None
+                self._broken(error)
+                return
+            self._aside = None
+            if self._over.done() or self.dropped:
+                return
+            self._deliver(incoming, len(payload), time.monotonic())
+            self._resume()
+
+        self._aside = asyncio.create_task(decode())
+
+    def _pause(self) -> None:
+        """Read nothing while the node holds too much of this connection's work: the socket
+        buffers fill and TCP makes the sender wait. `release` makes room."""
+        self.paused = True
+        self.writer.transport.pause_reading()
+
+    def _resume(self) -> None:
+        """Go on reading after a pause (for room or for a large frame)."""
+        self._resuming = False
+        if self._over.done() or self.closed.is_set() or self._aside is not None:
+            return
+        if self.paused:
+            if self._full():
+                return
+            self.paused = False
+            self.heard = time.monotonic()  # we were not listening: the silence says nothing
+        self.writer.transport.resume_reading()
+        self._take_frames()
+
+    def _broken(self, error: WireError) -> None:
+        """A protocol violation: say why (log and peer), stop reading."""
+        if not self.dropped:
+            self.broken = True
+            logger.warning("closing %s: %s", self.describe(), error)
+            with suppress(WireError):
+                self.send(message("error", message=str(error)[:500]))
+        self._end(None)
+
+    def _end(self, error: BaseException | None) -> None:
+        """Reading stops: the peer closed its side (``error`` None: the frames buffered are
+        dispatched first, once there is room) or the connection failed."""
+        if self._over.done():
+            return
+        waiting = self.paused or self._aside is not None
+        if error is None and waiting and not self.closed.is_set():
+            self._eof = True  # `_take_frames` ends reading once it has taken what is left
+            return
+        if self._aside is not None:
+            self._aside.cancel()
+        if self.dropped:
+            pass  # `drop` said why
+        elif error is None:
+            if self._buffer and not self.broken:  # the stream ended inside a frame
+                length = frame_length(self._buffer) if len(self._buffer) >= HEAD_BYTES else None
+                received = len(self._buffer) - (0 if length is None else HEAD_BYTES)
+                self._buffer.clear()
+                self._broken(cut_short(received, length))  # ends reading
+                return
+        elif isinstance(error, ssl.SSLError):
+            if error.reason in _TLS_CLOSED:  # the peer closed its side first
+                logger.debug("connection to %s closed: %s", self.describe(), error)
+            else:  # a TLS record altered, dropped or replayed
+                self.broken = True
+                logger.warning("closing %s: TLS error: %s", self.describe(), error)
+        else:
+            level = logging.INFO if self.is_node else logging.DEBUG
+            logger.log(level, "connection to %s lost: %s", self.describe(), error)
+        self._over.set_result(None)
 
     async def close(self) -> None:
         if self.closed.is_set():
@@ -355,19 +476,6 @@ class Connection:
             del self._answers[outgoing["request_id"]]
         return place
 
-    async def _wait_for_room(self) -> None:
-        """Read nothing while the node holds too much of this connection's work: the socket
-        buffers fill and TCP makes the sender wait. Answers being written make room."""
-        self.paused = True
-        try:
-            while self._full() and not self.closed.is_set():
-                self._room.clear()
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._room.wait(), WATCH_INTERVAL)
-        finally:
-            self.paused = False
-            self.heard = time.monotonic()  # we were not listening: the silence says nothing
-
     async def _write_loop(self) -> None:
         try:
             while (item := await self.queue.get()) is not None:
@@ -397,7 +505,7 @@ class Connection:
 
     async def _keepalive(self) -> None:
         """Ping while the peer is quiet; close when it has said nothing for `DEAD_AFTER`
-        (not counting the time this side did not read it, `_wait_for_room`)."""
+        (not counting the time this side did not read it, `_pause`)."""
         while not self.closed.is_set():
             await asyncio.sleep(PING_INTERVAL)
             silent = time.monotonic() - self.heard
@@ -421,3 +529,33 @@ class Connection:
             elif not self.in_flight and self.queue.empty() and now - self.active >= timeout:
                 self.drop(f"idle for {timeout:g} s", tell=True)
                 return
+
+
+class _FrameReader(asyncio.Protocol):
+    """A connection's protocol after its handshake: the bytes read go straight to
+    `Connection._data`, which frames and dispatches all the whole frames of one read in one
+    go (no coroutine per frame, no wake-up of a reading task). Flow control and the end of
+    the connection go on to the stream protocol it replaces as well, so the connection's
+    `StreamWriter` (``drain``, ``close``, ``wait_closed``) works as before."""
+
+    def __init__(self, conn: Connection, streams: asyncio.BaseProtocol) -> None:
+        self.conn = conn
+        self.streams = streams
+
+    def data_received(self, data: bytes) -> None:
+        self.conn._data(data)
+
+    def eof_received(self) -> bool | None:
+        self.conn._end(None)
+        # The stream protocol's answer: keep a plain socket open for the answers still due.
+        return self.streams.eof_received()  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn._end(exc)
+        self.streams.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.streams.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.streams.resume_writing()

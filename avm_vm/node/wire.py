@@ -37,17 +37,22 @@ from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-
 from typing import NoReturn
 
 from avm_vm.node.codec import MAX_VALUE_DEPTH, WireError, has_lone_surrogate, snippet
-from avm_vm.node.messages import Message, decode_message, encode_message
+from avm_vm.node.messages import KINDS, U64, Message, decode_message, encode_message
+from avm_vm.values import NAT_MAX, Just, NothingType, ObjectRef, Pair, TxRef
 
 __all__ = [
+    "HEAD_BYTES",
     "LARGE_FRAME",
     "MAX_FRAME",
     "TAG_BYTES",
     "FrameSeal",
     "WireError",
+    "check_tag",
+    "cut_short",
     "decode_payload",
     "decode_small",
     "encode_frame",
+    "frame_length",
     "parse_payload",
     "read_frame",
     "read_message",
@@ -61,6 +66,7 @@ MAX_FRAME = 16 * 1024 * 1024
 MAX_JSON_DEPTH = 2 * MAX_VALUE_DEPTH + 64
 
 _LENGTH = struct.Struct(">I")
+HEAD_BYTES = _LENGTH.size  # the length prefix of a frame
 # Payloads from this size on are decoded off the event loop (module docstring).
 LARGE_FRAME = 64 * 1024
 _FRAME_THREAD = ThreadPoolExecutor(1, thread_name_prefix="avm-frames")
@@ -112,6 +118,7 @@ def _no_constant(name: str) -> NoReturn:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+_SCAN = _DECODER.scan_once
 
 
 def _not_json(obj: object) -> NoReturn:
@@ -141,7 +148,10 @@ _ENCODE_SORTED = _compact_encoder(sort_keys=True)
 def encode_frame(message: Message, seal: FrameSeal | None = None) -> bytes:
     """The frame for ``message`` (tagged by ``seal`` if given); ``WireError`` if it breaks
     the message table or is too big."""
-    text = _dumps(encode_message(message))
+    direct = _DIRECT.get(message["type"])
+    text = None if direct is None else direct(message)
+    if text is None:
+        text = _dumps(encode_message(message))
     try:
         payload = text.encode("utf-8")
     except UnicodeEncodeError:
@@ -150,6 +160,102 @@ def encode_frame(message: Message, seal: FrameSeal | None = None) -> bytes:
         raise WireError(f"{message['type']} message is {len(payload)} bytes, over {MAX_FRAME}")
     frame = _LENGTH.pack(len(payload)) + payload
     return frame if seal is None else seal.seal(frame)
+
+
+# --- The text of the frames of a call, written directly ---------------------------------------
+# A node sends one ``call_response`` per call served and one ``call`` per remote call made.
+# Written here straight from the message, their text skips the JSON form of the value and
+# the generic printer (the fields are checked by the table's own field types), for the same
+# text the general way makes; any other shape, or anything the direct way is not sure of,
+# takes the general way, which also names any problem.
+
+_ANSWER_FIELDS = frozenset({"type", "request_id", "ok", "value", "error_kind", "error"})
+_ANSWER = (
+    '{"type":"call_response","request_id":%d,"ok":true,"value":%s,"error_kind":null,"error":null}'
+)
+_CALL = KINDS["call"].fields
+_CALL_FIELDS = frozenset({"type", *KINDS["call"].required})  # no transaction
+_CALL_TEXT = (
+    '{"type":"call","request_id":%d,"target":%d,"input":%s,"sender":%d,"sender_machine":%s,'
+    '"duct":[%s]}'
+)
+
+
+def _answer_text(message: Message) -> str | None:
+    """The JSON text of a plain ok ``call_response``, or None to take the general way."""
+    if (
+        message.keys() != _ANSWER_FIELDS
+        or message["ok"] is not True
+        or message["error_kind"] is not None
+        or message["error"] is not None
+    ):
+        return None
+    try:
+        request_id = U64.check(message["request_id"])
+        return _ANSWER % (request_id, _value_text(message["value"], 0))
+    except (ValueError, _NotPlain, RecursionError):
+        return None
+
+
+def _call_text(message: Message) -> str | None:
+    """The JSON text of a ``call`` outside transactions, or None to take the general way."""
+    if message.keys() != _CALL_FIELDS:
+        return None
+    try:
+        ids = [_CALL[name].check(message[name]) for name in ("request_id", "target", "sender")]
+        machine = encode_basestring(_CALL["sender_machine"].check(message["sender_machine"]))
+        _CALL["duct"].check(message["duct"])
+        duct = ",".join([f"[{encode_basestring(m)},{o},{c}]" for m, o, c in message["duct"]])
+        value = _value_text(message["input"], 0)
+    except (ValueError, _NotPlain, RecursionError):
+        return None
+    return _CALL_TEXT % (ids[0], ids[1], value, ids[2], machine, duct)
+
+
+_DIRECT: dict[str, Callable[[Message], str | None]] = {
+    "call_response": _answer_text,
+    "call": _call_text,
+}
+
+
+class _NotPlain(Exception):
+    """`_value_text` gives up: the general way handles (or refuses) this value."""
+
+
+_TEXT_DEPTH = 48  # deeper values take the general (iterative) way
+
+
+def _value_text(value: object, depth: int) -> str:
+    """The compact JSON text of ``value``'s wire form (`codec.value_to_json`), as the
+    general way prints it."""
+    t = type(value)
+    if t is int:
+        if not 0 <= value <= NAT_MAX:  # type: ignore[operator]
+            raise _NotPlain
+        return f'{{"Nat":{value}}}'
+    if t is str:
+        if not value.isascii():  # type: ignore[union-attr]
+            raise _NotPlain  # the general way checks for lone surrogates
+        return '{"Str":' + encode_basestring(value) + "}"
+    if depth > _TEXT_DEPTH:
+        raise _NotPlain
+    if t is Just:
+        return '{"Just":' + _value_text(value.value, depth + 1) + "}"  # type: ignore[attr-defined]
+    if t is tuple:
+        items = ",".join([_value_text(item, depth + 1) for item in value])  # type: ignore[attr-defined]
+        return '{"List":[' + items + "]}"
+    if t is bool:
+        return '{"Bool":true}' if value else '{"Bool":false}'
+    if t is NothingType:
+        return '"Nothing"'
+    if t is ObjectRef or t is TxRef:
+        if not 0 <= value.id <= NAT_MAX:  # type: ignore[attr-defined]
+            raise _NotPlain
+        return f'{{"{t.__name__}":{value.id}}}'  # type: ignore[attr-defined]
+    if t is Pair:
+        first = _value_text(value.first, depth + 1)  # type: ignore[attr-defined]
+        return '{"Pair":[' + first + "," + _value_text(value.second, depth + 1) + "]}"  # type: ignore[attr-defined]
+    raise _NotPlain
 
 
 async def write_message(
@@ -174,28 +280,44 @@ async def read_payload(
     except asyncio.IncompleteReadError as error:
         if not error.partial:
             return None
-        raise WireError(
-            f"connection closed inside a length prefix ({len(error.partial)} of 4 bytes)"
-        ) from None
-    (length,) = _LENGTH.unpack(head)
-    if length > limit:
-        raise WireError(f"frame of {length} bytes is over the limit of {limit}")
+        raise cut_short(len(error.partial), None) from None
+    length = frame_length(head, limit)
     try:
         payload = await reader.readexactly(length)
         if seal is None:
             return payload
         tag = await reader.readexactly(TAG_BYTES)
     except asyncio.IncompleteReadError as error:
-        raise WireError(
-            f"connection closed inside a frame ({len(error.partial)} of {length} bytes)"
-        ) from None
+        raise cut_short(len(error.partial), length) from None
+    check_tag(seal, head, payload, tag)
+    return payload
+
+
+def frame_length(buffer: bytes | bytearray, limit: int = MAX_FRAME, at: int = 0) -> int:
+    """The payload length announced by the 4-byte prefix at ``at`` in ``buffer``;
+    ``WireError`` when it is over ``limit`` (checked before any of the payload is kept)."""
+    (length,) = _LENGTH.unpack_from(buffer, at)
+    if length > limit:
+        raise WireError(f"frame of {length} bytes is over the limit of {limit}")
+    return length
+
+
+def check_tag(seal: FrameSeal, head: bytes, payload: bytes, tag: bytes) -> None:
+    """``WireError`` unless ``tag`` is the tag of the next frame ``seal`` expects."""
     number = seal.sequence
     if not hmac.compare_digest(tag, seal.tag(head, payload)):
         raise WireError(
             f"frame {number} fails its authentication (altered, dropped, replayed, reordered "
             "or injected on the way)"
         )
-    return payload
+
+
+def cut_short(received: int, length: int | None) -> WireError:
+    """The error for a stream that ended ``received`` bytes into a length prefix (``length``
+    None) or into a frame of ``length`` payload bytes."""
+    if length is None:
+        return WireError(f"connection closed inside a length prefix ({received} of 4 bytes)")
+    return WireError(f"connection closed inside a frame ({received} of {length} bytes)")
 
 
 def parse_payload(payload: bytes) -> object:
@@ -245,6 +367,17 @@ def loads_json(text: str | bytes) -> object:
     parser's recursion allows); raises ValueError."""
     if isinstance(text, bytes):
         text = text.decode("utf-8")
+    try:
+        # The C scanner straight away: a frame holds one value with nothing around it.
+        # Anything else (whitespace around, extra data, nothing) goes the library's way,
+        # which raises the same errors for the same text.
+        obj, end = _SCAN(text, 0)
+        if end == len(text):
+            return obj
+    except StopIteration:
+        pass
+    except RecursionError:
+        return _parse_deep(text)
     try:
         return _DECODER.decode(text)
     except RecursionError:
