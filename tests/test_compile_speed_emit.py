@@ -34,6 +34,7 @@ def both(function: Function) -> tuple[bytes, bytes]:
     return bytes(fast), bytes(reference)
 
 
+@pytest.mark.slow  # the per-opcode tests below cover the encoders in the default run
 def test_every_program_of_the_repository() -> None:
     checked = 0
     for name, source in programs().items():

@@ -85,7 +85,7 @@ def timed_run(tape: Path, mode: str) -> tuple[str, float]:
 # ---------------------------------------------------------------------- the bomb
 
 
-@pytest.mark.parametrize("make", [bomb_source, many_source])
+@pytest.mark.parametrize("make", [bomb_source, pytest.param(many_source, marks=pytest.mark.slow)])
 def test_the_bomb_runs_about_as_fast_with_the_jit_as_without(
     tmp_path: Path, make: Callable[[], str]
 ) -> None:

@@ -427,7 +427,8 @@ QUICK_SUITES = [
 @pytest.mark.parametrize(
     ("suites", "views"),
     [
-        pytest.param(QUICK_SUITES, 100, id="conformance-trace-limits"),
+        # Slow: the default run keeps the focused tests above; these rerun whole suites.
+        pytest.param(QUICK_SUITES, 100, id="conformance-trace-limits", marks=pytest.mark.slow),
         pytest.param(
             ["tests/test_jit_differential.py"], 5, id="jit-differential", marks=pytest.mark.slow
         ),

@@ -84,7 +84,8 @@ def _run(
     return _settle(runtime, outcome, slice_size is not None and slice_size <= 2)
 
 
-@pytest.mark.parametrize("jit", ["off", "auto"])
+# jit auto in the slow suite: tests/test_jit_call_pure.py covers the native path by default.
+@pytest.mark.parametrize("jit", ["off", pytest.param("auto", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_the_vm_answers_what_the_runtime_answers(name: str, jit: str) -> None:
     source = PROGRAMS[name]

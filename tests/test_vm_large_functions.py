@@ -34,7 +34,8 @@ def _run(source: str) -> tuple[str, int, list[str], Runtime]:
     return value, runtime.fuel.used, trace, runtime
 
 
-@pytest.mark.parametrize("clause", [1, CLAUSES - 1])
+# The first clause in the default run, the last (found after the most blocks) in the slow.
+@pytest.mark.parametrize("clause", [1, pytest.param(CLAUSES - 1, marks=pytest.mark.slow)])
 def test_a_large_behavior_runs_by_blocks_as_it_would_whole(
     clause: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
