@@ -427,7 +427,10 @@ def test_explicit_begin_and_commit_search_too() -> None:
     assert answer(source) == "[3, tx:0]"
 
 
-@pytest.mark.parametrize("jit", JITS)
+# Without the JIT in the slow suite: tests/test_examples.py checks the same output on the VM.
+@pytest.mark.parametrize(
+    "jit", [pytest.param(j, marks=pytest.mark.slow) if j == "off" else j for j in JITS]
+)
 def test_the_nqueens_example_with_and_without_the_jit(jit: str) -> None:
     examples = Path(__file__).parents[1] / "examples"
     ran = CliRunner().invoke(avm_cli.main, ["run", str(examples / "nqueens.avm"), "--jit", jit])
