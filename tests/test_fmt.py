@@ -142,6 +142,7 @@ def _parses(source: str) -> bool:
     return True
 
 
+@pytest.mark.slow  # 60 random sources through the formatter twice
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sprinkled())
 def test_comments_anywhere_survive(case: tuple[str, str]) -> None:

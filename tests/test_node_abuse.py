@@ -346,6 +346,7 @@ def big_frames_leave_the_node_serving(
     return kinds, waits
 
 
+@pytest.mark.slow  # the default run keeps the valid 16 MiB call and test_node_reader's aside
 def test_a_16_mib_frame_is_decoded_off_the_event_loop(nodes: Nodes, tmp_path: Path) -> None:
     """A bad 16 MiB frame that takes seconds to decode (it fails only at the end): the node
     answers status within a second meanwhile and its peer stays connected. (Decoded on the
