@@ -332,7 +332,7 @@ def parts_within(value: Value, budget: int) -> int:
     return count
 
 
-_LISTS = (tuple, ListView)
+LISTS = (tuple, ListView)  # the Python types of an AVM list
 
 
 def _copy_of(view: Value, items: Value) -> bool:
@@ -361,7 +361,7 @@ def compare_within(a: Value, b: Value, budget: int) -> tuple[bool, int]:
             continue
         tx = type(x)
         if tx is not type(y) or tx is ListView:
-            if tx not in _LISTS or type(y) not in _LISTS:
+            if tx not in LISTS or type(y) not in LISTS:
                 return False, cost
             if _copy_of(x, y) or _copy_of(y, x):
                 continue  # the same list as far as `is` goes where views are copies

@@ -10,7 +10,7 @@ a `ListView` sharing the source's storage (never a constant of a program).
 from __future__ import annotations
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
-from avm_vm.values import NAT_MAX, Just, Kind, ListView, Pair, Value, kind_of, plain, sublist
+from avm_vm.values import LISTS, NAT_MAX, Just, Kind, ListView, Pair, Value, kind_of, plain, sublist
 
 __all__ = [
     "add",
@@ -143,13 +143,10 @@ def truth(x: Value) -> bool:
     return x
 
 
-_LISTS = (tuple, ListView)
-
-
 def concat(x: Value, y: Value) -> Value:
     if type(x) is str and type(y) is str:
         return x + y
-    if type(x) in _LISTS and type(y) in _LISTS:
+    if type(x) in LISTS and type(y) in LISTS:
         return x + y  # type: ignore[operator]  # a view adds as its tuple
     raise _type_error(
         f"'++' expects two strings or two lists, found {describe(x)} and {describe(y)}"
@@ -157,7 +154,7 @@ def concat(x: Value, y: Value) -> Value:
 
 
 def _sequence(what: str, x: Value) -> None:
-    if type(x) is not str and type(x) not in _LISTS:
+    if type(x) is not str and type(x) not in LISTS:
         raise _type_error(f"{what} expects a string or a list, found {describe(x)}")
 
 
@@ -204,7 +201,7 @@ def _slice_bounds(x: Value, start: Value, end: Value) -> None:
 
 
 def _list(what: str, x: Value) -> tuple | ListView:
-    if type(x) not in _LISTS:
+    if type(x) not in LISTS:
         raise _type_error(f"{what} expects a list, found {describe(x)}")
     return x  # type: ignore[return-value]
 
@@ -244,7 +241,7 @@ def unwrap(maybe: Value) -> Value:
 
 def get_field(state: Value, field: int, defaults: tuple) -> Value:
     """Field ``field`` of an object's state list, or its default when the list is shorter."""
-    if type(state) in _LISTS and len(state) > field:  # type: ignore[arg-type]
+    if type(state) in LISTS and len(state) > field:  # type: ignore[arg-type]
         return state[field]  # type: ignore[index]
     return defaults[field]
 
