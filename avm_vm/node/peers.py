@@ -239,6 +239,10 @@ class Connection:
                 self.queue.put_nowait((b"", place))  # empty: only its place is let go
                 self.queued_bytes -= len(frame)
             return
+        self._written(frames)
+
+    def _written(self, frames: list[tuple[bytes, _Hold | None]]) -> None:
+        """``frames`` left for the socket: their bytes and places are let go."""
         self.active = time.monotonic()
         for frame, place in frames:
             self.queued_bytes -= len(frame)
@@ -493,11 +497,7 @@ class Connection:
                     self.blocked_since = time.monotonic()
                 await self.writer.drain()
                 self.blocked_since = None
-                self.active = time.monotonic()
-                for frame, place in frames:
-                    self.queued_bytes -= len(frame)
-                    if place is not None:
-                        self.release(place)
+                self._written(frames)
                 if end:
                     return
         except (OSError, ConnectionError):
