@@ -32,6 +32,7 @@ from avm_vm.errors import AvmError, ErrorKind, vm_error
 from avm_vm.format.program import Program
 from avm_vm.runtime.failures import CalleeFailed, failure_of
 from avm_vm.runtime.handlers import PARK, RESTART, SUSPEND, handler_table
+from avm_vm.runtime.handlers.common import values
 from avm_vm.runtime.handlers.events import EntropyPool
 from avm_vm.runtime.handlers.machine import complete_fetch, complete_move
 from avm_vm.runtime.handlers.objects import complete_remote_call, remote_call_failed
@@ -63,6 +64,7 @@ from avm_vm.trace import (
     Event,
     ExecutionMoved,
     ObjectCalled,
+    StateUpdated,
     Trace,
     TransactionAborted,
 )
@@ -78,7 +80,19 @@ from avm_vm.values import (
     parts_within,
 )
 from avm_vm.vm.frames import DEFAULT_MAX_VALUE_BYTES
-from avm_vm.vm.interpreter import PARKED, PREEMPTED, Fault, Frame, Fuel, Interpreter, Ret, Vis
+from avm_vm.vm.interpreter import (
+    CALLING,
+    LEAF_CREDIT_MAX,
+    PARKED,
+    PREEMPTED,
+    RETRY,
+    Fault,
+    Frame,
+    Fuel,
+    Interpreter,
+    Ret,
+    Vis,
+)
 
 PROFILES = ("ours", "r")
 new_object = object.__new__  # see `Runtime.enter`
@@ -549,25 +563,29 @@ class Runtime:
                 result = act.interpreter.throw(act.frames, error, fuel, max_frames)
 
     def perform_call(self, instruction: int, args: tuple[Value, ...], dst: int) -> object:
-        """``call`` or ``call!`` performed in place by translated code (vm_translate): its
-        charges are paid and the caller's frame is suspended after its EFFECT, as for a
-        `Vis`. A local callee runs here, one level deep (its own calls are `Vis`), and is
-        completed as `_loop` completes it. Answers None once the answer is in the caller's
-        register ``dst``; otherwise what the caller's runner answers instead: the
-        callee's `Vis` or `PREEMPTED` (the loop goes on with the callee), its fatal
-        `Fault`, `PARKED`, or the `AvmError` the instruction fails with."""
-        try:
-            answer = self.handlers[instruction](self, args)
-        except AvmError as error:
-            return error
+        """``call`` or ``call!`` performed in place by translated code (vm_translate), its
+        charges paid: answers the value for the caller's register ``dst`` when the call
+        completed at once (a leaf call, `call_leaf`, or a remote call the transport
+        answered); `CALLING` when the callee's activation was pushed (the caller suspends
+        and has `run_callee` run it); `PARKED` when the call waits on another machine.
+        Raises the `AvmError` the instruction fails with."""
+        answer = self.handlers[instruction](self, args)
+        if answer is SUSPEND:
+            self.act.dst = dst
+            return CALLING
         if answer is PARK:
             self.run.dst = dst  # type: ignore[union-attr]  # `_loop` parks the run
             return PARKED
-        if answer is not SUSPEND:  # a remote call the transport answered
-            self.act.frames[-1].regs[dst] = answer
-            return None
+        return answer
+
+    def run_callee(self) -> object:
+        """Run the local callee `perform_call` pushed, one level deep (its own calls are
+        `Vis`), and complete it as `_loop` completes it; the caller is suspended after its
+        EFFECT. Answers None once the answer is in the caller's register; otherwise what
+        the caller's runner answers instead: the callee's `Vis` or `PREEMPTED` (the loop
+        goes on with the callee), its fatal `Fault`, or the `AvmError` a `call!` fails
+        with."""
         callee = self.act
-        callee.dst = dst
         frames = callee.frames
         frame = frames[0]
         fuel = self.fuel
@@ -711,6 +729,62 @@ class Runtime:
         self.act = act
         return SUSPEND
 
+    def call_leaf(
+        self, entry: BehaviorEntry, target: int, message: Value, name: str, strict: bool
+    ) -> Value:
+        """A local call outside any transaction whose callee has a direct translation (a
+        leaf: it calls nothing, catches nothing, and reads and writes only its own state,
+        `translate_direct`) runs to its end here, without an activation; answers what the
+        caller's register gets, or `RETRY` when the callee did not simply return. Then
+        everything it did is undone, the fuel, the ids, the clocks and the trace included,
+        and the call is made again as any other (`enter`), which does the same work and
+        ends as it must. Undoing needs the journal (profile ours). A behavior whose
+        calls mostly go back to a frame (a clause that performs other instructions, say)
+        is soon no longer tried (`Proc.leaf_credit`)."""
+        stack = self.stack
+        proc = entry.interpreter.procs[entry.function]
+        leaf = proc.direct
+        if (
+            leaf is None
+            or proc.leaf_credit <= 0
+            or proc.nparams != 1
+            or len(stack) > self.options.max_depth
+        ):
+            return RETRY
+        fuel = self.fuel
+        remaining, reserve, room = fuel.remaining, fuel.reserve, fuel.room
+        if proc.frame_steps > remaining:
+            return RETRY
+        fuel.remaining = remaining - proc.frame_steps
+        call_id = self.call_ids
+        self.call_ids = call_id + 1
+        duct = new_object(DuctLink)  # as `enter` makes it
+        duct.object_id = target
+        duct.behavior = name
+        duct.call_id = call_id
+        duct.parent = self.act.duct
+        journal, store, trace = self.journal, self.store, self.trace
+        active, mark, clock = journal.active, len(journal.entries), store.clock
+        stamp, rows = trace.clock, len(trace.pending)
+        journal.active = True
+        value = leaf(fuel, self, duct, message)
+        if value is RETRY:
+            journal.unwind(mark)
+            journal.active = active
+            store.clock = clock
+            del trace.pending[rows:]
+            trace.clock = stamp
+            self.call_ids = call_id
+            fuel.remaining, fuel.reserve, fuel.room = remaining, reserve, room
+            proc.leaf_credit -= 4  # a behavior whose calls mostly go back stops trying
+            return RETRY
+        if proc.leaf_credit < LEAF_CREDIT_MAX:
+            proc.leaf_credit += 1
+        trace.record(None, duct, ObjectCalled, target, message, value)
+        if len(stack) == 1:
+            self._back_at_base(None)
+        return value if strict else Just(value)
+
     def next_call_id(self) -> int:
         self.call_ids += 1
         return self.call_ids - 1
@@ -816,6 +890,23 @@ class Runtime:
     def _pay(self, steps: int) -> None:
         """Charge the executing run ``steps`` of fuel for work a handler does (the solver)."""
         self.fuel.take(steps)
+
+    def write_state(self, self_id: int, duct: DuctLink | None, state: Value) -> Value:
+        """`set_state` by the object ``self_id`` in the call ``duct``."""
+        if type(state) is not tuple:
+            values(state, "set_state")  # raises
+        self.pay_walk(state)  # snapshots and state hashes encode it
+        tx = self.tx
+        if tx is None:
+            self.store.set_state(self_id, state)
+        else:
+            if self.ours:
+                tx.saw(self.store, self_id)
+            tx.write(self.journal, self_id, state)
+        # Recorded as its fields: the event is made only if the trace is read.
+        controller = None if tx is None else tx.controller
+        self.trace.record(controller, duct, StateUpdated, self_id, state)
+        return NOTHING
 
     def emit(self, event: Event) -> None:
         """Log ``event`` with the executing controller (spec §10.3) and the current duct."""

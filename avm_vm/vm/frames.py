@@ -32,6 +32,12 @@ PREEMPTED = object()
 PARKED = object()
 
 
+# What `Runtime.perform_call` answers when the call it performs for translated code did not
+# complete at once: the callee's activation was pushed, and the caller, suspended after its
+# EFFECT, has `Runtime.run_callee` run it.
+CALLING = object()
+
+
 # Bytes of values a run may build by default (`RuntimeOptions.max_value_bytes`).
 DEFAULT_MAX_VALUE_BYTES = 256 << 20
 

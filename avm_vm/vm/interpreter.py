@@ -35,6 +35,7 @@ from avm_vm.format.opcodes import INITIAL_VALUE
 from avm_vm.format.program import Function, Program
 from avm_vm.values import NOTHING, Value
 from avm_vm.vm.frames import (
+    CALLING,
     DEOPT,
     PARKED,
     PREEMPTED,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from avm_vm.runtime.registry import Registry
 
 __all__ = [
+    "CALLING",
     "DEOPT",
     "JIT_MODES",
     "PARKED",
@@ -81,6 +83,11 @@ LARGE_FUNCTION = 20_000
 # it looks again.
 SLICE_OVERRUN = 4096
 
+# A behavior's first leaf calls that go back to a frame before the runtime stops trying
+# (`Proc.leaf_credit`), and the most credit completed ones build up.
+LEAF_CREDIT = 16
+LEAF_CREDIT_MAX = 256
+
 Runner = Callable[[Frame, list[Frame], Fuel, int], object]
 
 
@@ -97,6 +104,7 @@ class Proc:
         "index",
         "interpreter",
         "jit",
+        "leaf_credit",
         "native",
         "nparams",
         "procs",
@@ -121,6 +129,9 @@ class Proc:
         # For call_pure (`Interpreter.answer_pure`): `translate_direct`, made on first use;
         # None once the function does not qualify.
         self.direct: Callable[..., object] | None = self._translate_direct
+        # Leaf calls tried before giving up on them (`Runtime.call_leaf`): a call that went
+        # back to a frame takes 4, one that completed gives 1 back.
+        self.leaf_credit = LEAF_CREDIT
         self.careful_blocks: dict[int, Runner] = {}
         self.resumes: dict[int, Runner] = {}  # by pc: see `resume`
         self.jit: ProgramJit | None = None  # the program's JIT state, unless jit is off
@@ -157,10 +168,10 @@ class Proc:
         self.fast = self._run_by_blocks if large else translate(self)
         return self.fast(*args)
 
-    def _translate_direct(self, fuel: Fuel, *args: Value) -> object:
+    def _translate_direct(self, *args: object) -> object:
         large = len(self.function.code) > LARGE_FUNCTION  # see `_run_by_blocks`
         self.direct = None if large else translate_direct(self)
-        return RETRY if self.direct is None else self.direct(fuel, *args)
+        return RETRY if self.direct is None else self.direct(*args)
 
     def _run_by_blocks(
         self, frame: Frame, frames: list[Frame], fuel: Fuel, max_frames: int
@@ -302,7 +313,7 @@ class Interpreter:
             remaining, reserve, room = fuel.remaining, fuel.reserve, fuel.room
             preempt, fuel.preempt = fuel.preempt, False  # as `_run_unpreempted`
             try:
-                value = direct(fuel, *args)
+                value = direct(fuel, None, None, *args)
             finally:
                 fuel.preempt = preempt
             if value is not RETRY:

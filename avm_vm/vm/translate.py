@@ -44,10 +44,12 @@ function that also has native code): reaching one of the given block starts, oth
 one the call began at, leaves the frame there and returns ``None``, so the trampoline hands
 it back to native code (a loop that left native code once goes back at its next iteration).
 
-A pure function that calls nothing and catches nothing also gets a *direct* translation for
-`call_pure` (`translate_direct`): it takes its arguments as parameters instead of a frame and
-answers its result, and on anything but a plain return answers `RETRY`, so that the caller
-runs it again on a frame.
+A function that calls nothing and catches nothing also gets a *direct* translation
+(`translate_direct`): it takes its arguments as parameters instead of a frame and answers its
+result, and on anything but a plain return answers `RETRY`, so that the caller undoes what
+it did and runs it again on a frame. `call_pure` runs pure functions that way, and the
+runtime runs a behavior's clause that way when it only reads and writes its own state (a
+*leaf call*, `Runtime.call_leaf`).
 
 Only ints taken from the verified program reach the source text; constants, functions and
 helpers are globals of the generated function.
@@ -74,6 +76,7 @@ from avm_vm.values import (
     Just,
     Kind,
     ListView,
+    ObjectRef,
     Pair,
     Value,
     compare_within,
@@ -81,7 +84,17 @@ from avm_vm.values import (
     render_within,
 )
 from avm_vm.vm import ops
-from avm_vm.vm.frames import PREEMPTED, Frame, Fuel, Ret, Vis, call_steps, memory_exhausted
+from avm_vm.vm.frames import (
+    CALLING,
+    PARKED,
+    PREEMPTED,
+    Frame,
+    Fuel,
+    Ret,
+    Vis,
+    call_steps,
+    memory_exhausted,
+)
 
 if TYPE_CHECKING:
     from avm_vm.format.program import Function
@@ -111,8 +124,13 @@ class OutOfFuel(Exception):
 
 OUT_OF_FUEL = object()  # what a translated function returns after an OutOfFuel
 RETRY = object()  # what a direct translation returns when it cannot finish (`translate_direct`)
-# Ops a direct translation cannot run: they need the frame (or never occur in a pure function).
-_NOT_DIRECT = frozenset({Op.CALL, Op.TRY, Op.ENDTRY, Op.EFFECT})
+# Ops a direct translation cannot run: they need the frame.
+_NOT_DIRECT = frozenset({Op.CALL, Op.TRY, Op.ENDTRY})
+# The instructions a direct translation performs itself, for the object it runs as a leaf
+# call (`translate_direct`); it gives up at any other EFFECT.
+_GET_STATE, _SET_STATE, _SELF = (
+    BY_NAME[name].number for name in ("get_state", "set_state", "self")
+)
 
 
 class Ahead(Exception):
@@ -134,6 +152,9 @@ def _sized(value: Value) -> int:
     t = type(value)
     return len(value) if t is str or t is tuple or t is ListView else 0  # type: ignore[arg-type]
 
+
+# States of at most this many fields are rebuilt item by item by SETFIELD, not by slicing.
+_SPELLED_FIELDS = 8
 
 # Whether a program drops or slices: only then may its registers hold a `ListView`, which
 # its code turns into a tuple wherever a value leaves a register (`_Translator.item`).
@@ -233,6 +254,8 @@ _HELPERS: dict[str, object] = {
     "OUT_OF_FUEL": OUT_OF_FUEL,
     "Ahead": Ahead,
     "PREEMPTED": PREEMPTED,
+    "CALLING": CALLING,
+    "PARKED": PARKED,
     "sized": _sized,
     "Frame": Frame,
     "new_object": object.__new__,
@@ -240,6 +263,7 @@ _HELPERS: dict[str, object] = {
     "Vis": Vis,
     "Pair": Pair,
     "Just": Just,
+    "ObjectRef": ObjectRef,
     "ListView": ListView,
     "LISTS": LISTS,
     "Kind": Kind,
@@ -255,12 +279,15 @@ _HELPERS: dict[str, object] = {
 }
 
 
-def block_starts(function: Function) -> list[int]:
-    """Where the blocks of ``function`` start, in order."""
+def block_starts(function: Function, direct: bool = False) -> list[int]:
+    """Where the blocks of ``function`` start, in order. A ``direct`` translation never
+    suspends at an EFFECT, so one does not end its block there: its blocks only pay their
+    fuel earlier, and when that makes one fail, its caller runs the function on a frame."""
     code = function.code
     starts = {0}
+    ends = _BLOCK_ENDS - {Op.EFFECT} if direct else _BLOCK_ENDS
     for pc, (op, *operands) in enumerate(code):
-        if op in _BLOCK_ENDS:
+        if op in ends:
             starts.add(pc + 1)
         if op in (Op.JMPT, Op.JMPF, Op.TRY):
             starts.add(operands[1])
@@ -295,14 +322,20 @@ def translate(
 
 
 def translate_direct(proc: Proc) -> Callable[..., object] | None:
-    """A pure function that calls nothing and catches nothing, as ``run(fuel, *args)``:
-    its registers start as arguments and initial values, not as a frame, and it answers
-    its result itself (no `Ret`). It charges fuel and memory as the frame's translation
-    does; when that would go anywhere but to a plain return (a failure, fuel running out
-    before a block), it answers `RETRY` and leaves the fuel however far it got: the caller
-    puts the fuel back and runs the function on a frame instead, which does the same work
-    again (a pure function has no other effect) and ends as it must. It counts nothing
-    towards tiering up. None when the function does not qualify."""
+    """A function that calls nothing and catches nothing, as ``run(fuel, host, duct,
+    *args)``: its registers start as arguments and initial values, not as a frame, and it
+    answers its result itself (no `Ret`). It charges fuel and memory as the frame's
+    translation does; when that would go anywhere but to a plain return (a failure, fuel
+    running out before a block), it answers `RETRY` and leaves the fuel however far it
+    got: the caller puts the fuel back, undoes what the function did, and runs it on a
+    frame instead, which does the same work again and ends as it must. It counts nothing
+    towards tiering up. None when the function does not qualify.
+
+    A pure function (`call_pure`) has no EFFECT: ``host`` and ``duct`` are None. A
+    behavior runs as a *leaf call* (`Runtime.call_leaf`), outside any transaction, for the
+    object of the call ``duct``: ``host`` (the runtime) performs `get_state`, `set_state`
+    and `self` with the handlers' charges, and reaching any other instruction answers
+    `RETRY`, so a clause that performs one runs on a frame."""
     if any(instr[0] in _NOT_DIRECT for instr in proc.function.code):
         return None
     source, namespace = _Translator(proc, None, frozenset(), False, direct=True).source()
@@ -332,7 +365,7 @@ class _Translator:
         self.types = proc.function.reg_types
         self.careful = careful is not None
         self.unguarded = careful if resume else -1  # the op a resume translation runs first
-        starts = proc.starts
+        starts = block_starts(self.function, direct=True) if direct else proc.starts
         if careful is None:
             ends = [*starts[1:], len(self.function.code)]
             self.blocks = list(zip(starts, ends, strict=True))
@@ -417,7 +450,7 @@ class _Translator:
         self.namespace["INIT"] = self.proc.rest
         registers = [f"r{n}" for n in range(nparams)]
         registers += [f"r{n}=INIT[{n - nparams}]" for n in range(nparams, len(self.types))]
-        with self.block(f"def run({', '.join(['fuel', *registers])}):"):
+        with self.block(f"def run({', '.join(['fuel', 'host', 'duct', *registers])}):"):
             self.emit("left = fuel.remaining", "pc = 0")
             with self.block("try:"), self.block("while True:"):
                 self.dispatch(self.blocks)
@@ -456,10 +489,12 @@ class _Translator:
         code = self.function.code
         for pc in range(start, end):
             op, *operands = _checked(code[pc])
-            if (OPCODES[op].may_fail or op is Op.ENDTRY or op in _CHARGED) and pc != start:
+            where = OPCODES[op].may_fail or op is Op.ENDTRY or op in _CHARGED
+            if where and pc != start and not self.direct:  # a direct run does not say where
                 self.emit(f"pc = {pc}")  # where an error happened
             getattr(self, f"op_{op.name.lower()}")(pc, *operands)
-        if code[end - 1][0] not in _BLOCK_ENDS:
+        last = code[end - 1][0]
+        if last not in _BLOCK_ENDS or (self.direct and last is Op.EFFECT):
             self.emit(f"pc = {end}")  # fall through to the next block
 
     # -- names
@@ -719,14 +754,24 @@ class _Translator:
             self.emit(f"r{a}, left = tostr(r{b}, fuel, left, {self.guarded(pc)})")
 
     def op_getfield(self, pc: int, a: int, b: int, field: int, k: int) -> None:
-        self.emit(f"r{a} = get_field(r{b}, {field}, {self.const(k)})")
+        tests = [f"type(r{b}) is tuple", f"len(r{b}) > {field}"]
+        self.fast_or(a, tests, f"r{b}[{field}]", f"get_field(r{b}, {field}, {self.const(k)})")
 
     def op_setfield(self, pc: int, a: int, b: int, field: int, c: int, k: int) -> None:
         args = f"r{b}, {field}, r{c}, {self.const(k)}"
         # The state list as long as its fields at most: the longer of it and the defaults.
         fields = len(self.program.constants[k])  # type: ignore[arg-type]
         self.ahead(pc, f"max({self.sized(b)}, {fields}) // {SIZE_UNIT}")
-        self.emit(f"r{a} = set_field({args})")
+        # A state with every field (its items plain, as in any tuple) is copied with one
+        # item replaced; any other goes through `set_field`, which pads it.
+        items = [f"r{b}[{n}]" for n in range(fields)] if fields <= _SPELLED_FIELDS else []
+        if items:
+            items[field] = self.item(c)
+            fast = f"({', '.join(items)},)"
+        else:
+            fast = f"(*r{b}[:{field}], {self.item(c)}, *r{b}[{field + 1}:])"
+        tests = [f"type(r{b}) is tuple", f"len(r{b}) == {fields}"]
+        self.fast_or(a, tests, fast, f"set_field({args})")
         self.built(a, RegType.LIST)
 
     def jump(self, target: int | str, pc: int | None = None) -> None:
@@ -814,6 +859,9 @@ class _Translator:
         self.emit("fuel.remaining = left", f"return Ret({self.item(a)})")
 
     def op_effect(self, pc: int, a: int, instruction: int, args: tuple[int, ...]) -> None:
+        if self.direct:
+            self.leaf_effect(pc, a, instruction, args)
+            return
         if instruction == _CALL_PURE:
             self.call_pure(pc, a, *args)
             return
@@ -826,6 +874,25 @@ class _Translator:
         self.suspend(pc)
         self.emit(f"return Vis({instruction}, {self.tuple_of(args)}, {a})")
 
+    def leaf_effect(self, pc: int, a: int, instruction: int, args: tuple[int, ...]) -> None:
+        """`get_state`, `set_state` or `self` in a leaf call (`translate_direct`), with the
+        charges `in_place` pays; anything the fuel cannot pay, or any other instruction,
+        goes back to the frame. The state is read as the handler reads it outside a
+        transaction."""
+        with self.block(f"if left < {EFFECT_STEPS} or fuel.room < {BOX_BYTES}:"):
+            self.emit("raise OutOfFuel")
+        self.emit(f"left -= {EFFECT_STEPS}", f"fuel.room -= {BOX_BYTES}")
+        if instruction not in (_GET_STATE, _SET_STATE, _SELF):
+            self.emit("raise OutOfFuel")  # not for a leaf: the call runs on a frame
+        elif instruction == _GET_STATE:
+            self.emit(f"r{a} = host.store.states.get(duct.object_id, ())")
+        elif instruction == _SELF:
+            self.emit(f"r{a} = ObjectRef(duct.object_id)")
+        else:
+            self.emit("fuel.remaining = left")
+            self.emit(f"r{a} = host.write_state(duct.object_id, duct, r{args[0]})")
+            self.emit("left = fuel.remaining")
+
     def in_place(self, pc: int, a: int, instruction: int, args: tuple[int, ...]) -> None:
         """An instruction of `_IN_PLACE`, performed here by its handler in the host's table
         (`Interpreter.host`, whose table a profile or an observer may have replaced)
@@ -835,8 +902,15 @@ class _Translator:
         runtime's loop locates it: a fatal error after the EFFECT, any other at it."""
         self.host_test(pc, a, instruction, args, "here")
         self.emit(f"fuel.remaining = left - {EFFECT_STEPS}", f"fuel.room -= {BOX_BYTES}")
+        self.perform(pc, f"r{a} = host.handlers[{instruction}](host, {self.tuple_of(args)})")
+        self.emit("left = fuel.remaining", f"pc = {pc + 1}")
+
+    def perform(self, pc: int, line: str) -> None:
+        """``line``, which has the host perform the EFFECT at ``pc``; an error it raises is
+        this runner's outcome, with the frame suspended after the EFFECT (a fatal error)
+        or at it (any other), as the runtime's loop locates it."""
         with self.block("try:"):
-            self.emit(f"r{a} = host.handlers[{instruction}](host, {self.tuple_of(args)})")
+            self.emit(line)
         with self.block("except BaseException as error:"):
             self.suspend(pc, leaving=False)
             with self.block("if isinstance(error, AvmError):"):
@@ -844,23 +918,32 @@ class _Translator:
                     self.emit(f"frame.pc = {pc}")
                 self.emit("return error")
             self.emit("raise")
-        self.emit("left = fuel.remaining", f"pc = {pc + 1}")
 
     def call_in_place(self, pc: int, a: int, instruction: int, args: tuple[int, ...]) -> None:
-        """``call`` or ``call!``: with this frame suspended after the EFFECT and the
-        instruction's charges paid (as `in_place`), the host performs it and runs a local
-        callee (`Runtime.perform_call`), unless it already runs one that way; then this
-        frame goes on here, or the host's outcome is this runner's (a failure of the
-        instruction located at the EFFECT, as `in_place`)."""
+        """``call`` or ``call!``: with the instruction's charges paid (as `in_place`), the
+        host performs it (`Runtime.perform_call`), unless it already runs a callee in
+        place. A call that completed at once (a leaf or remote callee) answers here;
+        otherwise this frame is suspended after the EFFECT and the host runs the callee
+        one level deep (`Runtime.run_callee`) or the run parks. Then this frame goes on
+        here, or the host's outcome is this runner's (a failure of the instruction
+        located at the EFFECT, as `in_place`)."""
         self.host_test(pc, a, instruction, args, "calls")
-        self.suspend(pc, leaving=False)
         self.emit(f"fuel.remaining = left - {EFFECT_STEPS}", f"fuel.room -= {BOX_BYTES}")
-        self.emit(f"outcome = host.perform_call({instruction}, {self.tuple_of(args)}, {a})")
-        with self.block("if outcome is not None:"):
-            with self.block("if isinstance(outcome, AvmError) and not outcome.fatal:"):
-                self.emit(f"frame.pc = {pc}")
-            self.emit("return outcome")
-        self.emit(f"r{a} = frame.regs[{a}]", "left = fuel.remaining", f"pc = {pc + 1}")
+        self.perform(pc, f"answer = host.perform_call({instruction}, {self.tuple_of(args)}, {a})")
+        with self.block("if answer is CALLING:"):
+            self.suspend(pc, leaving=False)
+            self.emit("outcome = host.run_callee()")
+            with self.block("if outcome is not None:"):
+                with self.block("if isinstance(outcome, AvmError) and not outcome.fatal:"):
+                    self.emit(f"frame.pc = {pc}")
+                self.emit("return outcome")
+            self.emit(f"r{a} = frame.regs[{a}]")
+        with self.block("elif answer is PARKED:"):
+            self.suspend(pc, leaving=False)
+            self.emit("return PARKED")
+        with self.block("else:"):
+            self.emit(f"r{a} = answer")
+        self.emit("left = fuel.remaining", f"pc = {pc + 1}")
 
     def hosted(self) -> bool:
         """Whether the code translated performs an instruction in place (`in_place`,

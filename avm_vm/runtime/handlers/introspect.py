@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from avm_vm.runtime.handlers.common import values
-from avm_vm.trace import StateUpdated
 from avm_vm.values import NOTHING, Just, ObjectRef, Value
 
 if TYPE_CHECKING:
@@ -55,23 +53,8 @@ def get_state_r(rt: Runtime, args: tuple[Value, ...]) -> Value:
 
 
 def set_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
-    state = args[0]
-    if type(state) is not tuple:
-        values(state, "set_state")  # raises
-    rt.pay_walk(state)  # snapshots and state hashes encode it
     act = rt.act
-    self_id = act.self_id
-    tx = rt.tx
-    if tx is None:
-        rt.store.set_state(self_id, state)
-    else:
-        if rt.ours:
-            tx.saw(rt.store, self_id)
-        tx.write(rt.journal, self_id, state)
-    # Recorded as its fields: the event is made only if the trace is read.
-    controller = None if tx is None else tx.controller
-    rt.trace.record(controller, act.duct, StateUpdated, self_id, state)
-    return NOTHING
+    return rt.write_state(act.self_id, act.duct, args[0])
 
 
 HANDLERS = {

@@ -26,6 +26,7 @@ from avm_vm.trace import (
     ObjectDestroyed,
 )
 from avm_vm.values import NOTHING, Just, ObjectRef, Value
+from avm_vm.vm.interpreter import RETRY
 
 if TYPE_CHECKING:
     from avm_vm.runtime.core import Runtime
@@ -92,6 +93,10 @@ def call(rt: Runtime, args: tuple[Value, ...], strict: bool = False) -> Value:
     entry = rt.registry.behaviors.get(behavior)
     if entry is None:
         raise AvmError(ErrorKind.BEHAVIOR_NOT_FOUND, name=behavior)
+    if tx is None and rt.ours:
+        answer = rt.call_leaf(entry, target, message, behavior, strict)
+        if answer is not RETRY:
+            return answer
     return rt.enter(entry, target, message, machine, behavior, strict)
 
 
