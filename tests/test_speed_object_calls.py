@@ -12,11 +12,10 @@ measured by bench/vm_bench.py.
 from __future__ import annotations
 
 import pytest
+from run_observations import observe, run_sliced
 
-from avm_vm.runtime.core import RunError, Runtime, RuntimeOptions
-from avm_vm.runtime.runs import Done, Failed, Preempted
-from avm_vm.trace import render_text
-from avm_vm.values import WALK_STEPS, Just, Pair, Value, parts_within, render
+from avm_vm.runtime.core import Runtime, RuntimeOptions
+from avm_vm.values import WALK_STEPS, Just, Pair, Value, parts_within
 from avm_vm.vm.interpreter import RETRY
 from avmc.compiler import compile_source
 
@@ -90,17 +89,6 @@ PROGRAMS = {
 }
 
 
-def observe(runtime: Runtime) -> tuple[object, ...]:
-    """Everything a run shows: its answer or failure, fuel, trace and store."""
-    try:
-        shown = render(runtime.run_main())
-    except RunError as failure:
-        shown = (str(failure), failure.function, failure.line, failure.col, failure.duct)
-    entries = runtime.trace.entries
-    marks = [(e.timestamp, e.reverted, e.controller, e.duct) for e in entries]
-    return shown, runtime.fuel.used, render_text(entries), marks, runtime.store.dump()
-
-
 def run_both(source: str, **options: object) -> tuple[tuple[object, ...], tuple[object, ...]]:
     """The observations of ``source`` run in place and with a round trip per instruction."""
     program = compile_source(source, "calls.avm")
@@ -162,16 +150,8 @@ def test_sliced_runs_agree() -> None:
         runtime = Runtime(program, RuntimeOptions(jit="off"))
         if not in_place:
             runtime.interpreters[0].host = None
-        runtime.slice = 37
-        outcome = runtime.start(runtime.interpreters[0], program.main)  # type: ignore[arg-type]
-        stops = 0
-        while type(outcome) is Preempted and stops < 100_000:
-            stops += 1
-            outcome = runtime.proceed(sliced=True)
-        assert type(outcome) is Done or type(outcome) is Failed
-        value = render(outcome.value) if type(outcome) is Done else str(outcome.failure)
-        observed.append((value, outcome.run.fuel.used, render_text(runtime.trace.entries)))
-        assert stops > 10
+        observed.append(run_sliced(runtime, program, 37))
+        assert observed[-1][1] > 10
     assert observed[0] == observed[1]
 
 
