@@ -335,6 +335,19 @@ def parts_within(value: Value, budget: int) -> int:
 LISTS = (tuple, ListView)  # the Python types of an AVM list
 
 
+def walk_steps(value: Value, budget: int) -> int:
+    """What walking ``value`` as a tree costs: WALK_STEPS per part after the first, counted
+    no further than past ``budget`` parts (`parts_within`). A flat list of scalars, the
+    commonest state, is counted without a walk."""
+    if type(value) is tuple and (
+        type(value[0]) not in _NESTING  # a state of one field, quickly
+        if len(value) == 1
+        else _NESTING.isdisjoint(map(type, value))
+    ):
+        return WALK_STEPS * len(value)
+    return WALK_STEPS * (parts_within(value, budget) - 1)
+
+
 def _copy_of(view: Value, items: Value) -> bool:
     """Whether ``items`` is ``view``'s own copy (`ListView.plain`). Where views are copies,
     the view and its copy are one tuple, whose comparison with itself costs nothing."""

@@ -1,8 +1,9 @@
 """Leaf calls (`Runtime.call_leaf`): a local callee outside any transaction whose clause
-calls nothing, catches nothing and only reads and writes its own state runs to its end
-without an activation, through its direct translation (`translate_direct`). When it does
-not simply return (a failure, fuel or the value budget running out, a fuel slice ending)
-everything it did is undone and the call is made again on a frame.
+calls nothing and catches nothing runs to its end without an activation, through its
+direct translation (`translate_direct`), which reads and writes its own state and keeps
+its writes until it returns. When it does not simply return (a failure, another
+instruction, fuel or the value budget running out, a fuel slice ending) the fuel is put
+back and the call is made again on a frame.
 
 Every program here runs twice, with leaf calls and with `call_leaf` always declining, and
 everything observable must agree: the answer or failure (with its location and duct), the
@@ -132,8 +133,8 @@ def test_leaf_calls_show_what_calls_on_frames_show(name: str, jit: str) -> None:
 
 
 def test_failing_leaves_are_undone_and_retried() -> None:
-    """A leaf that fails after writing its state: the write, its version, the clocks and
-    the trace come back as they were, and the call on a frame fails as it must."""
+    """A leaf that fails after setting its state: nothing of it is kept (no write, version,
+    clock tick or trace entry), and the call on a frame fails as it must."""
     leaves, frames, done = run_both(PROGRAMS["failures after a write"], jit="off")
     assert leaves == frames
     assert leaves[0] == "[nothing, nothing, nothing, nothing, 11]"

@@ -32,8 +32,8 @@ from avm_vm.errors import AvmError, ErrorKind, vm_error
 from avm_vm.format.program import Program
 from avm_vm.runtime.failures import CalleeFailed, failure_of
 from avm_vm.runtime.handlers import PARK, RESTART, SUSPEND, handler_table
-from avm_vm.runtime.handlers.common import values
 from avm_vm.runtime.handlers.events import EntropyPool
+from avm_vm.runtime.handlers.introspect import store_state
 from avm_vm.runtime.handlers.machine import complete_fetch, complete_move
 from avm_vm.runtime.handlers.objects import complete_remote_call, remote_call_failed
 from avm_vm.runtime.handlers.solver import ConstraintStore
@@ -64,12 +64,10 @@ from avm_vm.trace import (
     Event,
     ExecutionMoved,
     ObjectCalled,
-    StateUpdated,
     Trace,
     TransactionAborted,
 )
 from avm_vm.values import (
-    _NESTING,
     BOX_BYTES,
     EFFECT_STEPS,
     NO_OBJECT_ID,
@@ -77,7 +75,7 @@ from avm_vm.values import (
     WALK_STEPS,
     Just,
     Value,
-    parts_within,
+    walk_steps,
 )
 from avm_vm.vm.frames import DEFAULT_MAX_VALUE_BYTES
 from avm_vm.vm.interpreter import (
@@ -606,26 +604,16 @@ class Runtime:
         return result
 
     def pay_walk(self, value: Value) -> None:
-        """Charge the run for walking ``value`` as a tree, WALK_STEPS per part after the
-        first (like `str()`), before it leaves the run to be printed, sent or stored: a
-        value that shares itself over and over is cheap to build but not to encode, and
-        fails here (FuelExhausted) instead of wedging whoever encodes it."""
+        """Charge the run for walking ``value`` as a tree (`walk_steps`), before it leaves
+        the run to be printed, sent or stored: a value that shares itself over and over is
+        cheap to build but not to encode, and fails here (FuelExhausted) instead of
+        wedging whoever encodes it."""
         fuel = self.fuel
-        if type(value) is tuple and (
-            type(value[0]) not in _NESTING  # a state of one field, the commonest, quickly
-            if len(value) == 1
-            else _NESTING.isdisjoint(map(type, value))
-        ):
-            # A flat list (a state of scalars), as parts_within counts it; paid in place
-            # when the fuel can (`Fuel.take` otherwise).
-            steps = WALK_STEPS * len(value)
-            if fuel.remaining >= steps:
-                fuel.remaining -= steps
-                return
+        steps = walk_steps(value, (fuel.remaining + fuel.reserve) // WALK_STEPS + 1)
+        if fuel.remaining >= steps:  # paid in place (`Fuel.take` borrows from the reserve)
+            fuel.remaining -= steps
         else:
-            budget = (fuel.remaining + fuel.reserve) // WALK_STEPS + 1
-            steps = WALK_STEPS * (parts_within(value, budget) - 1)
-        fuel.take(steps)
+            fuel.take(steps)
 
     def _pay_result(self, value: Value, act: Activation) -> None:
         """The run's value leaves it: printed, or sent as an answer (`pay_walk`)."""
@@ -733,14 +721,13 @@ class Runtime:
         self, entry: BehaviorEntry, target: int, message: Value, name: str, strict: bool
     ) -> Value:
         """A local call outside any transaction whose callee has a direct translation (a
-        leaf: it calls nothing, catches nothing, and reads and writes only its own state,
-        `translate_direct`) runs to its end here, without an activation; answers what the
-        caller's register gets, or `RETRY` when the callee did not simply return. Then
-        everything it did is undone, the fuel, the ids, the clocks and the trace included,
-        and the call is made again as any other (`enter`), which does the same work and
-        ends as it must. Undoing needs the journal (profile ours). A behavior whose
-        calls mostly go back to a frame (a clause that performs other instructions, say)
-        is soon no longer tried (`Proc.leaf_credit`)."""
+        leaf: it calls nothing and catches nothing, `translate_direct`) runs to its end
+        here, without an activation: answers what the caller's register gets, or `RETRY`
+        when the callee did not simply return. The callee keeps its state writes to
+        itself until it returns, so nothing but the fuel has to be put back then, and the
+        call is made again as any other (`enter`), which does the same work and ends as it
+        must. A behavior whose calls mostly go back to a frame (a clause that performs
+        other instructions, say) is soon no longer tried (`Proc.leaf_credit`)."""
         stack = self.stack
         proc = entry.interpreter.procs[entry.function]
         leaf = proc.direct
@@ -756,6 +743,14 @@ class Runtime:
         if proc.frame_steps > remaining:
             return RETRY
         fuel.remaining = remaining - proc.frame_steps
+        done = leaf(fuel, self, target, message)
+        if done is RETRY:
+            fuel.remaining, fuel.reserve, fuel.room = remaining, reserve, room
+            proc.leaf_credit -= 4  # a behavior whose calls mostly go back stops trying
+            return RETRY
+        if proc.leaf_credit < LEAF_CREDIT_MAX:
+            proc.leaf_credit += 1
+        value, writes = done
         call_id = self.call_ids
         self.call_ids = call_id + 1
         duct = new_object(DuctLink)  # as `enter` makes it
@@ -763,24 +758,11 @@ class Runtime:
         duct.behavior = name
         duct.call_id = call_id
         duct.parent = self.act.duct
-        journal, store, trace = self.journal, self.store, self.trace
-        active, mark, clock = journal.active, len(journal.entries), store.clock
-        stamp, rows = trace.clock, len(trace.pending)
-        journal.active = True
-        value = leaf(fuel, self, duct, message)
-        if value is RETRY:
-            journal.unwind(mark)
-            journal.active = active
-            store.clock = clock
-            del trace.pending[rows:]
-            trace.clock = stamp
-            self.call_ids = call_id
-            fuel.remaining, fuel.reserve, fuel.room = remaining, reserve, room
-            proc.leaf_credit -= 4  # a behavior whose calls mostly go back stops trying
-            return RETRY
-        if proc.leaf_credit < LEAF_CREDIT_MAX:
-            proc.leaf_credit += 1
-        trace.record(None, duct, ObjectCalled, target, message, value)
+        # Written as `enter` would have: undoably unless nothing of this run can be undone
+        # (at its base, where `_back_at_base` would forget the undo entries at once).
+        for state in writes:
+            store_state(self, target, duct, state)
+        self.trace.record(None, duct, ObjectCalled, target, message, value)
         if len(stack) == 1:
             self._back_at_base(None)
         return value if strict else Just(value)
@@ -890,23 +872,6 @@ class Runtime:
     def _pay(self, steps: int) -> None:
         """Charge the executing run ``steps`` of fuel for work a handler does (the solver)."""
         self.fuel.take(steps)
-
-    def write_state(self, self_id: int, duct: DuctLink | None, state: Value) -> Value:
-        """`set_state` by the object ``self_id`` in the call ``duct``."""
-        if type(state) is not tuple:
-            values(state, "set_state")  # raises
-        self.pay_walk(state)  # snapshots and state hashes encode it
-        tx = self.tx
-        if tx is None:
-            self.store.set_state(self_id, state)
-        else:
-            if self.ours:
-                tx.saw(self.store, self_id)
-            tx.write(self.journal, self_id, state)
-        # Recorded as its fields: the event is made only if the trace is read.
-        controller = None if tx is None else tx.controller
-        self.trace.record(controller, duct, StateUpdated, self_id, state)
-        return NOTHING
 
     def emit(self, event: Event) -> None:
         """Log ``event`` with the executing controller (spec §10.3) and the current duct."""

@@ -313,7 +313,7 @@ class Interpreter:
             remaining, reserve, room = fuel.remaining, fuel.reserve, fuel.room
             preempt, fuel.preempt = fuel.preempt, False  # as `_run_unpreempted`
             try:
-                value = direct(fuel, None, None, *args)
+                value = direct(fuel, *args)
             finally:
                 fuel.preempt = preempt
             if value is not RETRY:

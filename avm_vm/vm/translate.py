@@ -66,13 +66,16 @@ from weakref import WeakKeyDictionary
 from avm_vm.errors import AvmError, ErrorKind, failed, vm_error
 from avm_vm.format.instructions import BY_NAME, INSTRUCTIONS, Layer
 from avm_vm.format.opcodes import OPCODES, Op, RegType
+from avm_vm.format.program import FunctionKind
 from avm_vm.values import (
     BOX_BYTES,
     EFFECT_STEPS,
     ITEM_BYTES,
     LISTS,
     NAT_MAX,
+    NOTHING,
     SIZE_UNIT,
+    WALK_STEPS,
     Just,
     Kind,
     ListView,
@@ -82,6 +85,7 @@ from avm_vm.values import (
     compare_within,
     kind_of,
     render_within,
+    walk_steps,
 )
 from avm_vm.vm import ops
 from avm_vm.vm.frames import (
@@ -264,6 +268,8 @@ _HELPERS: dict[str, object] = {
     "Pair": Pair,
     "Just": Just,
     "ObjectRef": ObjectRef,
+    "NOTHING": NOTHING,
+    "walk_steps": walk_steps,
     "ListView": ListView,
     "LISTS": LISTS,
     "Kind": Kind,
@@ -322,20 +328,22 @@ def translate(
 
 
 def translate_direct(proc: Proc) -> Callable[..., object] | None:
-    """A function that calls nothing and catches nothing, as ``run(fuel, host, duct,
-    *args)``: its registers start as arguments and initial values, not as a frame, and it
+    """A function that calls nothing and catches nothing, as a Python function taking its
+    arguments: its registers start as arguments and initial values, not as a frame, and it
     answers its result itself (no `Ret`). It charges fuel and memory as the frame's
     translation does; when that would go anywhere but to a plain return (a failure, fuel
     running out before a block), it answers `RETRY` and leaves the fuel however far it
-    got: the caller puts the fuel back, undoes what the function did, and runs it on a
-    frame instead, which does the same work again and ends as it must. It counts nothing
-    towards tiering up. None when the function does not qualify.
+    got: the caller puts the fuel back and runs the function on a frame instead, which
+    does the same work again and ends as it must. It counts nothing towards tiering up.
+    None when the function does not qualify.
 
-    A pure function (`call_pure`) has no EFFECT: ``host`` and ``duct`` are None. A
-    behavior runs as a *leaf call* (`Runtime.call_leaf`), outside any transaction, for the
-    object of the call ``duct``: ``host`` (the runtime) performs `get_state`, `set_state`
-    and `self` with the handlers' charges, and reaching any other instruction answers
-    `RETRY`, so a clause that performs one runs on a frame."""
+    A pure function (`call_pure`) is ``run(fuel, *args)``. A behavior is ``run(fuel, host,
+    self_id, message)`` and runs as a *leaf call* (`Runtime.call_leaf`), outside any
+    transaction, for the object ``self_id``: it performs `get_state`, `set_state` and
+    `self` with the handlers' charges, but keeps the states it writes to itself, and
+    answers its result with them, in order, for ``host`` (the runtime) to write; reaching
+    any other instruction answers `RETRY`, so a clause that performs one runs on a
+    frame."""
     if any(instr[0] in _NOT_DIRECT for instr in proc.function.code):
         return None
     source, namespace = _Translator(proc, None, frozenset(), False, direct=True).source()
@@ -360,6 +368,7 @@ class _Translator:
     ) -> None:
         self.proc = proc
         self.direct = direct  # see `translate_direct`
+        self.leaf = direct and proc.function.kind is not FunctionKind.PURE
         self.function = proc.function
         self.program = proc.program
         self.types = proc.function.reg_types
@@ -450,8 +459,11 @@ class _Translator:
         self.namespace["INIT"] = self.proc.rest
         registers = [f"r{n}" for n in range(nparams)]
         registers += [f"r{n}=INIT[{n - nparams}]" for n in range(nparams, len(self.types))]
-        with self.block(f"def run({', '.join(['fuel', 'host', 'duct', *registers])}):"):
+        context = ["host", "self_id"] if self.leaf else []
+        with self.block(f"def run({', '.join(['fuel', *context, *registers])}):"):
             self.emit("left = fuel.remaining", "pc = 0")
+            if self.leaf:
+                self.emit("writes = []")  # the states set, written when it returns
             with self.block("try:"), self.block("while True:"):
                 self.dispatch(self.blocks)
                 self.emit("raise bad_pc(pc)")
@@ -846,7 +858,8 @@ class _Translator:
 
     def op_ret(self, pc: int, a: int) -> None:
         if self.direct:
-            self.emit("fuel.remaining = left", f"return {self.item(a)}")
+            self.emit("fuel.remaining = left")
+            self.emit(f"return {self.item(a)}, writes" if self.leaf else f"return {self.item(a)}")
             return
         self.emit("frames.pop()")
         with self.block("if frames:"):
@@ -876,22 +889,27 @@ class _Translator:
 
     def leaf_effect(self, pc: int, a: int, instruction: int, args: tuple[int, ...]) -> None:
         """`get_state`, `set_state` or `self` in a leaf call (`translate_direct`), with the
-        charges `in_place` pays; anything the fuel cannot pay, or any other instruction,
-        goes back to the frame. The state is read as the handler reads it outside a
-        transaction."""
+        charges `in_place` pays, the walk of a state written included; anything the fuel
+        cannot pay, a state that is not a list, or any other instruction, goes back to the
+        frame. The state is read as the handler reads it outside a transaction, the call's
+        own writes first."""
         with self.block(f"if left < {EFFECT_STEPS} or fuel.room < {BOX_BYTES}:"):
             self.emit("raise OutOfFuel")
         self.emit(f"left -= {EFFECT_STEPS}", f"fuel.room -= {BOX_BYTES}")
         if instruction not in (_GET_STATE, _SET_STATE, _SELF):
             self.emit("raise OutOfFuel")  # not for a leaf: the call runs on a frame
         elif instruction == _GET_STATE:
-            self.emit(f"r{a} = host.store.states.get(duct.object_id, ())")
+            self.emit(f"r{a} = writes[-1] if writes else host.store.states.get(self_id, ())")
         elif instruction == _SELF:
-            self.emit(f"r{a} = ObjectRef(duct.object_id)")
+            self.emit(f"r{a} = ObjectRef(self_id)")
         else:
-            self.emit("fuel.remaining = left")
-            self.emit(f"r{a} = host.write_state(duct.object_id, duct, r{args[0]})")
-            self.emit("left = fuel.remaining")
+            state = f"r{args[0]}"
+            with self.block(f"if type({state}) is not tuple:"):
+                self.emit("raise OutOfFuel")  # set_state fails: on the frame
+            self.emit(f"left -= walk_steps({state}, left // {WALK_STEPS} + 1)")
+            with self.block("if left < 0:"):
+                self.emit("raise OutOfFuel")
+            self.emit(f"writes.append({state})", f"r{a} = NOTHING")
 
     def in_place(self, pc: int, a: int, instruction: int, args: tuple[int, ...]) -> None:
         """An instruction of `_IN_PLACE`, performed here by its handler in the host's table

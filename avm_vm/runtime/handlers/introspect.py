@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from avm_vm.runtime.handlers.common import values
+from avm_vm.trace import DuctLink, StateUpdated
 from avm_vm.values import NOTHING, Just, ObjectRef, Value
 
 if TYPE_CHECKING:
@@ -53,8 +55,28 @@ def get_state_r(rt: Runtime, args: tuple[Value, ...]) -> Value:
 
 
 def set_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
+    state = args[0]
+    if type(state) is not tuple:
+        values(state, "set_state")  # raises
+    rt.pay_walk(state)  # snapshots and state hashes encode it
     act = rt.act
-    return rt.write_state(act.self_id, act.duct, args[0])
+    store_state(rt, act.self_id, act.duct, state)
+    return NOTHING
+
+
+def store_state(rt: Runtime, self_id: int, duct: DuctLink | None, state: tuple) -> None:
+    """Write the state the object ``self_id`` set in the call ``duct`` (checked and paid
+    for): `set_state`, and what a leaf call wrote (`Runtime.call_leaf`)."""
+    tx = rt.tx
+    if tx is None:
+        rt.store.set_state(self_id, state)
+    else:
+        if rt.ours:
+            tx.saw(rt.store, self_id)
+        tx.write(rt.journal, self_id, state)
+    # Recorded as its fields: the event is made only if the trace is read.
+    controller = None if tx is None else tx.controller
+    rt.trace.record(controller, duct, StateUpdated, self_id, state)
 
 
 HANDLERS = {
