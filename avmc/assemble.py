@@ -13,7 +13,7 @@ from __future__ import annotations
 from avm_vm.format.opcodes import OPCODES, Op, RegType
 from avm_vm.format.program import Behavior, Function, Instr, Program
 from avm_vm.values import Value, value_hash, values_equal
-from avmc.ir import MOVE, Allocation, BasicBlock, IrFunction, IrInstr, IrProgram
+from avmc.ir import JMP, MOVE, Allocation, BasicBlock, IrFunction, IrInstr, IrProgram
 from avmc.passes.analysis import has_moves
 from avmc.regalloc import ALL_REGISTERS
 
@@ -29,6 +29,10 @@ class ConstantPool:
         # Nats, bools and strings, the bulk of constants, keyed by their Python type and
         # value (kind-exact as well: 1 and True differ in type); no other value equals one.
         self._scalars: dict[tuple[type, Value], int] = {}
+        # Containers met before, by identity (hashing one walks it): a behavior's field
+        # defaults are one tuple named by each of its field reads and writes. Each entry
+        # holds its value, so no other value can take its id while the pool lives.
+        self._seen: dict[int, tuple[Value, int]] = {}
 
     def index(self, value: Value) -> int:
         kind = type(value)
@@ -38,10 +42,14 @@ class ConstantPool:
             if found is None:
                 found = self._scalars[scalar] = self._add(value)
             return found
+        seen = self._seen.get(id(value))
+        if seen is not None and seen[0] is value:
+            return seen[1]
         key = _Key(value)
         found = self._index.get(key)
         if found is None:
             found = self._index[key] = self._add(value)
+        self._seen[id(value)] = (value, found)
         return found
 
     def _add(self, value: Value) -> int:
@@ -98,16 +106,17 @@ def _allocation(function: IrFunction) -> Allocation:
 
 
 def layout(blocks: list[BasicBlock]) -> list[list[IrInstr]]:
-    """Each block's ops as laid out: jumps to the next block dropped or inverted away."""
+    """Each block's ops as laid out: jumps to the next block dropped or inverted away (a
+    block laid out as it is gives its own list, to be read only)."""
     result = []
     for position, block in enumerate(blocks):
-        instrs = list(block.instrs)
+        instrs = block.instrs
         following = blocks[position + 1].label if position + 1 < len(blocks) else None
         last = instrs[-1]
-        if last.op is Op.JMP and last.operands[0] == following:
-            instrs.pop()
+        if last.op is JMP and last.operands[0] == following:
+            instrs = instrs[:-1]
         elif (
-            last.op is Op.JMP
+            last.op is JMP
             and len(instrs) > 1
             and instrs[-2].op in _INVERSE
             and instrs[-2].operands[1] == following
@@ -116,7 +125,7 @@ def layout(blocks: list[BasicBlock]) -> list[list[IrInstr]]:
             inverted = IrInstr(
                 _INVERSE[branch.op], (branch.operands[0], last.operands[0]), branch.span
             )
-            instrs[-2:] = [inverted]
+            instrs = [*instrs[:-2], inverted]
         result.append(instrs)
     return result
 
@@ -160,6 +169,9 @@ def _function(function: IrFunction, pool: ConstantPool, function_index: dict[str
         count += len(instrs)
     code: list[Instr] = []
     lines: list[tuple[int, int]] = []
+    # The previous op's span and position: ops in a row often come from one node.
+    last_span: object = None
+    position = (0, 0)
     for instrs in laid_out:
         for instr in instrs:
             op = instr.op
@@ -181,7 +193,10 @@ def _function(function: IrFunction, pool: ConstantPool, function_index: dict[str
                         rewritten[i] = function_index[operand]
                 code.append((op, *rewritten))
             span = instr.span
-            lines.append((span.line, span.col) if span is not None else (0, 0))
+            if span is not last_span:
+                last_span = span
+                position = (span.line, span.col) if span is not None else (0, 0)
+            lines.append(position)
     return Function(
         function.name,
         function.kind,

@@ -12,7 +12,7 @@ from avm_vm.diagnostics import Span
 from avm_vm.format.opcodes import OPCODES, Op
 from avm_vm.format.program import FunctionKind
 from avm_vm.values import NOTHING, Value
-from avmc.ir import BasicBlock, IrFunction, IrInstr
+from avmc.ir import JMP, JMPF, LOADK, BasicBlock, IrFunction, IrInstr
 from avmc.passes.simplify import remove_unreachable
 
 _ENDS_BLOCK = frozenset(op for op, info in OPCODES.items() if info.ends_block)
@@ -112,10 +112,10 @@ class FunctionBuilder:
         return dst
 
     def load(self, value: Value, span: Span | None, dst: int | None = None) -> int:
-        return self.emit_value(Op.LOADK, (value,), span, dst)
+        return self.emit_value(LOADK, (value,), span, dst)
 
     def jump(self, target: int, span: Span | None) -> None:
-        self.emit(Op.JMP, (target,), span)
+        self.emit(JMP, (target,), span)
 
     def goto(self, target: int, span: Span | None) -> None:
         """Jump to ``target`` unless the block already ended (return, fail, break...)."""
@@ -124,8 +124,8 @@ class FunctionBuilder:
 
     def branch(self, reg: int, if_true: int, if_false: int, span: Span | None) -> None:
         """End the block: go to ``if_true`` when ``reg`` is true, else to ``if_false``."""
-        self.emit(Op.JMPF, (reg, if_false), span)
-        self.emit(Op.JMP, (if_true,), span)
+        self.emit(JMPF, (reg, if_false), span)
+        self.emit(JMP, (if_true,), span)
 
     # ------------------------------------------------------------ result
 

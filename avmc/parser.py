@@ -1,8 +1,9 @@
 """Parse AVM source text into the AST: ``parse(source, filename) -> ast.Module``.
 
 The grammar is grammar/avm.lark, loaded once into Lark. The AST is built as Lark's LALR
-table is stepped through (avmc/ast_builder.py), with no parse tree in between; Lark's own
-tree-building parse serves the formatter and explains syntax errors. Every failure is a
+table is stepped through (avmc/ast_builder.py, with reductions generated from the grammar
+by avmc/lalr_driver.py), with no parse tree in between; Lark's own tree-building parse
+serves the formatter and explains syntax errors. Every failure is a
 ``DiagnosticError``: a syntax error, a malformed literal, or a program nested deeper than
 the later (recursive) passes can follow.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.resources
-import os
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -24,6 +24,7 @@ from avm_vm.diagnostics import DiagnosticError, Span, error
 
 from . import ast
 from .ast_builder import AstBuilder, NoParse
+from .lalr_driver import cache_directory
 from .literals import LiteralError, check_block_comment, nat_value, ref_value, string_value
 from .syntax_errors import syntax_error
 
@@ -60,17 +61,12 @@ def _grammar_text() -> str:
 
 def _cache_file(grammar: str) -> str | bool:
     """Where Lark keeps its analysis of the grammar between processes (loading it takes a
-    tenth of the time of building it): beside the JIT's cache, under ``$XDG_CACHE_HOME`` or
-    ``~/.cache``, named after the grammar; False (no cache) when there is no such place. Lark
-    checks a cached file against the grammar and options, and rebuilds on any mismatch or
-    unreadable file."""
+    tenth of the time of building it), named after the grammar; False (no cache) when there
+    is no such place. Lark checks a cached file against the grammar and options, and
+    rebuilds on any mismatch or unreadable file."""
     digest = hashlib.sha256(grammar.encode("utf-8")).hexdigest()[:16]
-    try:
-        directory = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "avm"
-        directory.mkdir(parents=True, exist_ok=True)
-    except (OSError, RuntimeError):  # RuntimeError: no home directory
-        return False
-    return str(directory / f"avmc-grammar-{digest}.lark")
+    directory = cache_directory()
+    return False if directory is None else str(directory / f"avmc-grammar-{digest}.lark")
 
 
 @cache

@@ -65,11 +65,13 @@ def assign_registers(function: IrFunction) -> Allocation:
     active = [(intervals[param][1], param) for param in range(function.nparams)]
     heapq.heapify(active)
     free: dict[RegType, list[int]] = {kind: [] for kind in RegType}
+    nparams = function.nparams
+    # By start, then register (distinct: the ends, carried along, never decide the order).
     others = sorted(
-        (start, reg) for reg, (start, _) in intervals.items() if reg >= function.nparams
+        [(start, reg, end) for reg, (start, end) in intervals.items() if reg >= nparams]
     )
     reg_types, push, pop, untyped = function.reg_types, heapq.heappush, heapq.heappop, RegType.ANY
-    for start, reg in others:
+    for start, reg, end in others:
         while active and active[0][0] < start:
             physical = pop(active)[1]
             free[kinds[physical]].append(physical)
@@ -81,7 +83,7 @@ def assign_registers(function: IrFunction) -> Allocation:
             physical = len(kinds)
             kinds.append(kind)
         mapping[reg] = physical
-        push(active, (intervals[reg][1], physical))
+        push(active, (end, physical))
     return mapping, kinds
 
 

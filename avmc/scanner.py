@@ -7,6 +7,12 @@ same patterns in the same order, but only those that can begin with the characte
 that cannot be read is kept for every character), so it finds the token Lark would. It also
 reads the run of blanks before a token in the same match: only the WHITESPACE terminal
 begins with a blank, and it takes the whole run.
+
+Two forms of it: one with a group per terminal, whose last group names the token's
+terminal, and one with just the blanks and the token, for a scan of a whole text at once
+(`re.findall`, with no per-match work). In the second, a character where no terminal
+matches is a token of its own, so the scan skips nothing and the reader sees it where Lark
+would stop.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ class Scanner:
     token: re.Pattern[str]
     kinds: tuple[str | None, ...]
     blanks: re.Pattern[str]  # a run of blanks, or nothing
+    # The same with two groups: the blanks, and the token, or the one character where no
+    # terminal matches (so a scan for every match skips nothing).
+    pairs: re.Pattern[str]
 
 
 def build_scanner(lexer: BasicLexer) -> Scanner:
@@ -47,6 +56,7 @@ def build_scanner(lexer: BasicLexer) -> Scanner:
             by_signature.setdefault(signature, []).append(chr(code))
     kinds: list[str | None] = [None, None]
     branches: list[str] = []
+    plain_branches: list[str] = []  # without a group per terminal
 
     def alternatives(indices: tuple[int, ...] | range) -> str:
         parts = []
@@ -57,6 +67,9 @@ def build_scanner(lexer: BasicLexer) -> Scanner:
             parts.append(f"({patterns[i]})")
         return "|".join(parts)
 
+    def plain_alternatives(indices: tuple[int, ...] | range) -> str:
+        return "|".join(f"(?:{patterns[i]})" for i in indices)
+
     # Classes in the order of how common their characters are in programs (only speed
     # depends on it: no character is in two classes).
     def rank(item: tuple[tuple[int, ...], list[str]]) -> int:
@@ -65,11 +78,23 @@ def build_scanner(lexer: BasicLexer) -> Scanner:
     for signature, chars in sorted(by_signature.items(), key=rank):
         members = "".join(re.escape(char) for char in chars)
         branches.append(f"(?=[{members}])(?:{alternatives(signature)})")
+        plain_branches.append(f"(?=[{members}])(?:{plain_alternatives(signature)})")
     if any(first is None or max(first, default=0) >= _ASCII for first in firsts):
-        branches.append(f"(?=[^\\x00-\\x7f])(?:{alternatives(range(len(terminals)))})")
+        everything = range(len(terminals))
+        branches.append(f"(?=[^\\x00-\\x7f])(?:{alternatives(everything)})")
+        plain_branches.append(f"(?=[^\\x00-\\x7f])(?:{plain_alternatives(everything)})")
     blank = next(t for t in terminals if t.name == "WHITESPACE").pattern.to_regexp()
-    token = re.compile(f"((?>(?:{blank})?))(?:{'|'.join(branches)})", flags)
-    return Scanner(token, tuple(kinds), re.compile(f"(?:{blank})?", flags))
+    # The blanks before a token, possibly none, taken whole (possessive: never given back).
+    # A repeated class, `[...]+`, is written `[...]*+`, which the engine runs quicker.
+    if blank.endswith("+") and re.fullmatch(r"\[[^\[\]]*\]", blank[:-1]):
+        blanks = f"({blank[:-1]}*+)"
+    else:
+        blanks = f"((?:{blank})?+)"
+    token = re.compile(f"{blanks}(?:{'|'.join(branches)})", flags)
+    pairs = re.compile(f"{blanks}({'|'.join(plain_branches)}|[\\s\\S])", flags)
+    if pairs.groups != 2:
+        raise ValueError("a terminal's pattern has groups of its own")
+    return Scanner(token, tuple(kinds), re.compile(f"(?:{blank})?", flags), pairs)
 
 
 def _first_chars(pattern: str, flags: int) -> frozenset[int] | None:

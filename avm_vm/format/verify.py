@@ -234,7 +234,11 @@ class _Verifier:
                 f"function {q} has {len(function.lines)} line table entries "
                 f"for {len(function.code)} instructions"
             )
+        previous = None
         for position in function.lines:
+            if position is previous:  # one entry for several ops in a row: checked already
+                continue
+            previous = position
             if not (type(position) is tuple and len(position) == 2):
                 fail(f"function {q} has a malformed line table entry {position!r}")
             line, column = position

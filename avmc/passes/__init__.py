@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from avmc.ir import BasicBlock, IrFunction, IrProgram
+from avmc.passes.analysis import has_moves
 from avmc.passes.copyprop import coalesce_copies, propagate_copies
 from avmc.passes.dce import eliminate_dead_code
 from avmc.passes.fold import fold_constants
@@ -32,6 +33,11 @@ PASSES: tuple[Callable[[IrFunction], bool], ...] = (
 # bare jumps into a bare jump to itself; and one merging pass follows each chain to its end.
 IDEMPOTENT = frozenset((eliminate_dead_code, simplify_cfg))
 
+# The passes with nothing to do in a function without a copy (MOVE). No pass makes a copy
+# (folding turns one into a LOADK, coalescing two into one, the others only remove ops or
+# retarget jumps), so in a function without one they stay idle: not run at all.
+COPY_PASSES = frozenset((coalesce_copies, propagate_copies))
+
 
 def optimize(program: IrProgram, *, in_place: bool = False) -> IrProgram:
     """An optimised copy of ``program`` (the input is left unchanged), or with ``in_place``
@@ -52,13 +58,14 @@ def optimize_function(function: IrFunction) -> IrFunction:
     # pass would find nothing again while the IR is as its last run left it, if that run
     # found nothing or the pass is idempotent. Such a pass is skipped, and once every pass
     # is, a further round could change nothing: stop there, mid-round.
-    settled: set[Callable[[IrFunction], bool]] = set()
+    idle = frozenset() if has_moves(function) else COPY_PASSES
+    settled: set[Callable[[IrFunction], bool]] = set(idle)
     for _ in range(MAX_ROUNDS):
         for run in PASSES:
             if run in settled:
                 continue
             if run(function):
-                settled = {run} if run in IDEMPOTENT else set()
+                settled = {run, *idle} if run in IDEMPOTENT else set(idle)
             else:
                 settled.add(run)
                 if len(settled) == len(PASSES):

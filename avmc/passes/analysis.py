@@ -5,7 +5,8 @@ Instructions are treated as immutable values: passes replace them, never mutate 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from itertools import chain
 from operator import attrgetter
 
@@ -16,34 +17,34 @@ WRITES = frozenset(op for op, info in OPCODES.items() if info.writes)
 JUMPS = frozenset(op for op, info in OPCODES.items() if "J" in info.operands)
 
 
-def def_counts(function: IrFunction) -> defaultdict[int, int]:
-    """How many ops write each register; a parameter counts its arrival as one write."""
-    counts: defaultdict[int, int] = defaultdict(int, dict.fromkeys(range(function.nparams), 1))
-    for block in function.blocks:
-        for instr in block.instrs:
-            dst = instr.dst
-            if dst is not None:
-                counts[dst] += 1
-    return counts
-
-
 _op_of = attrgetter("op")
+_dst_of = attrgetter("dst")
+_reads_of = attrgetter("reads")
 _instrs_of = attrgetter("instrs")
+
+
+def _ops(function: IrFunction) -> Iterator[IrInstr]:
+    return chain.from_iterable(map(_instrs_of, function.blocks))
+
+
+def def_counts(function: IrFunction) -> Counter[int]:
+    """How many ops write each register (0 for one none writes); a parameter counts its
+    arrival as one write. Counted in C: every pass asks."""
+    counts = Counter(map(_dst_of, _ops(function)))
+    counts.pop(None, None)  # type: ignore[call-overload]
+    counts.update(range(function.nparams))
+    return counts
 
 
 def has_moves(function: IrFunction) -> bool:
     """Whether any op is a MOVE (the copy passes have nothing to do otherwise); the search
     runs in C, over every block's ops chained."""
-    return MOVE in map(_op_of, chain.from_iterable(map(_instrs_of, function.blocks)))
+    return MOVE in map(_op_of, _ops(function))
 
 
-def use_counts(function: IrFunction) -> defaultdict[int, int]:
-    counts: defaultdict[int, int] = defaultdict(int)
-    for block in function.blocks:
-        for instr in block.instrs:
-            for reg in instr.reads:
-                counts[reg] += 1
-    return counts
+def use_counts(function: IrFunction) -> Counter[int]:
+    """How many times ops read each register (0 for one none reads), counted in C."""
+    return Counter(chain.from_iterable(map(_reads_of, _ops(function))))
 
 
 def predecessor_counts(function: IrFunction) -> defaultdict[int, int]:

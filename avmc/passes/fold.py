@@ -55,8 +55,8 @@ def fold_constants(function: IrFunction) -> bool:
                         break
                     continue  # never taken: the final JMP remains
             out.append(instr)
-            if local and instr.dst is not None:
-                local.pop(instr.dst, None)
+            if instr.dst in local:  # written again: no longer the loaded constant
+                del local[instr.dst]
         block.instrs = out
     return changed
 
