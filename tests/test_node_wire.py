@@ -931,3 +931,25 @@ def test_secret_files(tmp_path: Any) -> None:
         auth.read_secret_file(path)
     with pytest.raises(auth.SecretFileError, match="cannot read"):
         auth.read_secret_file(tmp_path / "missing")
+
+
+@settings(deadline=None, max_examples=200)
+@given(values(), st.integers(0, (1 << 64) - 1))
+def test_an_answer_framed_from_its_known_text_is_the_general_frame(
+    value: Value, request_id: int
+) -> None:
+    """A durable node prints a finished run's value once, for its step digest, and frames
+    the answer with that text (`wire.value_text`): the frame must be the one the general
+    way makes, and a value the short way cannot print has no text to reuse."""
+    known = wire.value_text(value)
+    answer = {
+        "type": "call_response",
+        "request_id": request_id,
+        "ok": True,
+        "value": value,
+        "error_kind": None,
+        "error": None,
+    }
+    if known is not None:
+        assert json.loads(known) == value_to_json(value)
+    assert encode_frame(answer, known=known) == encode_frame(answer)

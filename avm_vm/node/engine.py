@@ -40,7 +40,7 @@ from avm_vm.node.transfer import (
     import_activation,
     install_object,
 )
-from avm_vm.node.wire import dumps_json
+from avm_vm.node.wire import dumps_json, value_text
 from avm_vm.runtime import entry
 from avm_vm.runtime.core import Runtime, RuntimeOptions
 from avm_vm.runtime.handlers.events import EntropyPool
@@ -72,6 +72,9 @@ class Step:
     reply: Message | None = None  # the answer to a peer's prepare (a vote)
     # Transactions across nodes decided here: (id, committed, the nodes to tell).
     decisions: list[tuple[int, bool, frozenset[str]]] = field(default_factory=list)
+    # The wire text of a finished run's value (`wire.value_text`), once `digest` made it:
+    # the answer carries the same text, so it is not printed twice.
+    text: str | None = None
 
     @property
     def preempted(self) -> bool:
@@ -82,6 +85,11 @@ class Step:
         """8 bytes summing up what the step let out, so replay can tell the first event
         whose effects differ (docs/durability.md)."""
         outcome = self.outcome
+        if type(outcome) is Done and not self.notices:  # most steps: the text below, directly
+            self.text = value_text(outcome.value)
+            if self.text is not None:
+                text = f'{{"n":[],"o":["done",{self.text}]}}'
+                return hashlib.sha256(text.encode()).digest()[:8]
         if outcome is None:
             shown: object = ["error", self.error_kind, self.error]
         elif type(outcome) is Done:

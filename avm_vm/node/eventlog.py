@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from avm_vm.node.logs import logger
 from avm_vm.node.wire import dumps_json, loads_json
 
@@ -55,7 +57,17 @@ class LogWriteError(LogError):
 
 def encode_event(event: Event) -> bytes:
     """The canonical bytes of an event: sorted keys, no spaces."""
+    if event.get("k") in _PLAIN_KINDS:
+        try:
+            return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # a number past 64 bits, a lone surrogate: the general way
+            pass
     return dumps_json(event, sort_keys=True).encode()
+
+
+# Calls, the most common events, hold only integers, strings and values (no floats), which
+# orjson prints as the general way does and five times faster.
+_PLAIN_KINDS = frozenset({"client_call", "call"})
 
 
 def segment_name(start: int) -> str:
@@ -372,10 +384,10 @@ class EventLog:
 
     def append(self, event: Event) -> int:
         """Buffer one event (not durable until `flush`); answers its index."""
-        self._check()
+        if self.broken is not None:
+            self._check()
         payload = encode_event(event)
-        self.buffer += _HEAD.pack(len(payload), zlib.crc32(payload))
-        self.buffer += payload
+        self.buffer += _HEAD.pack(len(payload), zlib.crc32(payload)) + payload
         self.count += 1
         return self.count - 1
 

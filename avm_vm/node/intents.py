@@ -325,7 +325,8 @@ class _Sink:
     def __init__(self) -> None:
         self.answer: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
 
-    def send(self, answer: Message) -> None:
+    def send(self, answer: Message, known: str | None = None) -> None:
+        """As `Connection.send` (``known``, the value's text, is for framing: unused)."""
         if not self.answer.done():
             self.answer.set_result(answer)
 

@@ -1120,7 +1120,9 @@ class Node:
                 log_failed_call(run.number, failure)
             self.metrics.answered("ok" if failure is None else "failed", origin.since)
             changed = run.changed if run.joined else None
-            self._reply(origin, call_answer(origin.request_id, outcome.value, failure, changed))
+            answer = call_answer(origin.request_id, outcome.value, failure, changed)
+            plain = failure is None and changed is None  # then the answer's text is the step's
+            self._reply(origin, answer, step.text if plain else None)
         else:
             assert type(outcome) is Failed
             self.counters.failed_runs += 1
@@ -1133,9 +1135,10 @@ class Node:
             failure = outcome.failure.call_failure() if origin.peer is not None else None
             self._reply(origin, failed_answer(origin.request_id, kind, text, failure))
 
-    def _reply(self, origin: Origin, answer: Message) -> None:
-        """Answer a run's requester; an answer that cannot be framed (too big, too deep)
-        becomes an error answer, so the requester does not wait for nothing."""
+    def _reply(self, origin: Origin, answer: Message, known: str | None = None) -> None:
+        """Answer a run's requester (``known``: the text of its value, if made already); an
+        answer that cannot be framed (too big, too deep) becomes an error answer, so the
+        requester does not wait for nothing."""
         if origin.peer is not None:
             self.counters.calls_served += 1
             conn = self.links.get(origin.peer)
@@ -1144,7 +1147,7 @@ class Node:
         if conn is None:
             return  # the requester left
         try:
-            conn.send(answer)
+            conn.send(answer, known)
         except WireError as error:
             failed = {**answer, "ok": False, "value": None}
             failed.update(error_kind="Failed", error=f"the answer cannot be sent: {error}")

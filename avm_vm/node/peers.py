@@ -195,12 +195,13 @@ class Connection:
             self._resuming = True
             asyncio.get_running_loop().call_soon(self._resume)
 
-    def send(self, outgoing: Message) -> None:
-        """Queue a message; raises `WireError` when it cannot be framed (nothing is queued).
-        A connection that leaves more than `Limits.queued_bytes` unread is closed."""
+    def send(self, outgoing: Message, known: str | None = None) -> None:
+        """Queue a message (``known``: its value's text, as for `encode_frame`); raises
+        `WireError` when it cannot be framed (nothing is queued). A connection that leaves
+        more than `Limits.queued_bytes` unread is closed."""
         if self.closed.is_set():
             return
-        frame = encode_frame(outgoing, self.outgoing)  # a dropped connection sends no more
+        frame = encode_frame(outgoing, self.outgoing, known)  # a dropped connection sends no more
         frees = self._place_answered(outgoing)
         queued = self.queued_bytes + len(frame)
         if self.queued_bytes and queued > self.limits.queued_bytes:

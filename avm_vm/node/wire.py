@@ -57,6 +57,7 @@ __all__ = [
     "read_frame",
     "read_message",
     "read_payload",
+    "value_text",
     "write_message",
 ]
 
@@ -145,11 +146,14 @@ _ENCODE = _compact_encoder(sort_keys=False)
 _ENCODE_SORTED = _compact_encoder(sort_keys=True)
 
 
-def encode_frame(message: Message, seal: FrameSeal | None = None) -> bytes:
+def encode_frame(
+    message: Message, seal: FrameSeal | None = None, known: str | None = None
+) -> bytes:
     """The frame for ``message`` (tagged by ``seal`` if given); ``WireError`` if it breaks
-    the message table or is too big."""
+    the message table or is too big. ``known``: the text of the value a ``call_response``
+    or ``call`` carries (`value_text`), when the caller has it already."""
     direct = _DIRECT.get(message["type"])
-    text = None if direct is None else direct(message)
+    text = None if direct is None else direct(message, known)
     if text is None:
         text = _dumps(encode_message(message))
     try:
@@ -181,7 +185,7 @@ _CALL_TEXT = (
 )
 
 
-def _answer_text(message: Message) -> str | None:
+def _answer_text(message: Message, known: str | None) -> str | None:
     """The JSON text of a plain ok ``call_response``, or None to take the general way."""
     if (
         message.keys() != _ANSWER_FIELDS
@@ -192,12 +196,13 @@ def _answer_text(message: Message) -> str | None:
         return None
     try:
         request_id = U64.check(message["request_id"])
-        return _ANSWER % (request_id, _value_text(message["value"], 0))
+        value = _value_text(message["value"], 0) if known is None else known
+        return _ANSWER % (request_id, value)
     except (ValueError, _NotPlain, RecursionError):
         return None
 
 
-def _call_text(message: Message) -> str | None:
+def _call_text(message: Message, known: str | None) -> str | None:
     """The JSON text of a ``call`` outside transactions, or None to take the general way."""
     if message.keys() != _CALL_FIELDS:
         return None
@@ -206,13 +211,13 @@ def _call_text(message: Message) -> str | None:
         machine = encode_basestring(_CALL["sender_machine"].check(message["sender_machine"]))
         _CALL["duct"].check(message["duct"])
         duct = ",".join([f"[{encode_basestring(m)},{o},{c}]" for m, o, c in message["duct"]])
-        value = _value_text(message["input"], 0)
+        value = _value_text(message["input"], 0) if known is None else known
     except (ValueError, _NotPlain, RecursionError):
         return None
     return _CALL_TEXT % (ids[0], ids[1], value, ids[2], machine, duct)
 
 
-_DIRECT: dict[str, Callable[[Message], str | None]] = {
+_DIRECT: dict[str, Callable[[Message, str | None], str | None]] = {
     "call_response": _answer_text,
     "call": _call_text,
 }
@@ -223,6 +228,16 @@ class _NotPlain(Exception):
 
 
 _TEXT_DEPTH = 48  # deeper values take the general (iterative) way
+
+
+def value_text(value: object) -> str | None:
+    """The compact JSON text of ``value``'s wire form, as `dumps_json` prints
+    `codec.value_to_json` of it; None for a value the general way must handle (deep,
+    non-ASCII text, a list view, out of range)."""
+    try:
+        return _value_text(value, 0)
+    except (_NotPlain, RecursionError):
+        return None
 
 
 def _value_text(value: object, depth: int) -> str:
