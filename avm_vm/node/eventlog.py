@@ -258,7 +258,10 @@ def scan_log(directory: Path, since: int = 0) -> tuple[LogTail, list[Damage], Sc
     tail = LogTail(found[first][0] if found else 0, [])
     problems: list[Damage] = []
     expected: int | None = tail.start  # None after damage: how many events it hid is unknown
-    if first > 0:  # the segment read first must begin where the one before it ends
+    if first > 0 and tail.start != since:
+        # The segment read first must begin where the one before it ends. One that begins
+        # at ``since`` itself (a snapshot's index: every snapshot starts a segment there)
+        # needs nothing before it, so a restart reads no older segment.
         expected = _end_of(*found[first - 1])
     torn = None
     for position in range(first, len(found)):
