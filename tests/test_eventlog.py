@@ -664,3 +664,27 @@ def test_a_calls_record_is_the_canonical_json(
             eventlog.encode_event(event)
         return
     assert eventlog.encode_event(event) == expected
+
+
+def test_a_restart_from_a_snapshot_reads_no_older_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restart time depends on the events since the newest snapshot, not on the log before
+    it: the segments before the one that starts at the snapshot's index are not read."""
+    recorder, _ = filled(tmp_path, 50, snapshot_every=20)
+    before = state(recorder)
+    recorder.close()
+    newest = snapshot_indexes(tmp_path)[-1]
+    older = {path for start, path in segments(tmp_path) if start < newest}
+    assert older
+    read: list[Path] = []
+    read_bytes = Path.read_bytes
+
+    def counted(path: Path) -> bytes:
+        read.append(path)
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    assert restarted_state(tmp_path) == before
+    assert any(path.name.startswith("events-") for path in read)  # it did read the log
+    assert not older & set(read)
