@@ -344,7 +344,8 @@ def translate_direct(proc: Proc) -> Callable[..., object] | None:
     answers its result with them, in order, for ``host`` (the runtime) to write; reaching
     any other instruction answers `RETRY`, so a clause that performs one runs on a
     frame."""
-    if any(instr[0] in _NOT_DIRECT for instr in proc.function.code):
+    function = proc.function
+    if function.kind is FunctionKind.MAIN or any(i[0] in _NOT_DIRECT for i in function.code):
         return None
     source, namespace = _Translator(proc, None, frozenset(), False, direct=True).source()
     code = compile(source, f"<avm {proc.name!r} direct>", "exec")
@@ -368,7 +369,7 @@ class _Translator:
     ) -> None:
         self.proc = proc
         self.direct = direct  # see `translate_direct`
-        self.leaf = direct and proc.function.kind is not FunctionKind.PURE
+        self.leaf = direct and proc.function.kind is FunctionKind.BEHAVIOR
         self.function = proc.function
         self.program = proc.program
         self.types = proc.function.reg_types
