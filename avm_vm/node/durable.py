@@ -275,13 +275,7 @@ class Recorder:
         self.since_checkpoint += 1
         if self.log is not None:  # digests are for replay: without a log nobody reads them
             self.last = step.digest()
-            if (
-                self.engine.applied % ENTROPY_EVERY == 0
-                or self.since_checkpoint >= self.checkpoint_every
-                or self.since_snapshot >= self.snapshot_every
-                or self.snapshot_wanted
-            ):
-                self._housekeeping()
+            self._housekeeping()
         return step
 
     def flush(self) -> None:
@@ -310,8 +304,7 @@ class Recorder:
         return write
 
     def _housekeeping(self) -> None:
-        """Entropy, checkpoint and snapshot events that fall due after an event (`_applied`
-        calls it only when one of them may be due)."""
+        """Entropy, checkpoint and snapshot events that fall due after an event."""
         engine = self.engine
         applied = engine.applied
         if applied % ENTROPY_EVERY == 0:

@@ -387,8 +387,7 @@ class EventLog:
 
     def append(self, event: Event) -> int:
         """Buffer one event (not durable until `flush`); answers its index."""
-        if self.broken is not None:
-            self._check()
+        self._check()
         payload = encode_event(event)
         self.buffer += _HEAD.pack(len(payload), zlib.crc32(payload)) + payload
         self.count += 1

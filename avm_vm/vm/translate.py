@@ -46,10 +46,10 @@ it back to native code (a loop that left native code once goes back at its next 
 
 A function that calls nothing and catches nothing also gets a *direct* translation
 (`translate_direct`): it takes its arguments as parameters instead of a frame and answers its
-result, and on anything but a plain return answers `RETRY`, so that the caller undoes what
-it did and runs it again on a frame. `call_pure` runs pure functions that way, and the
-runtime runs a behavior's clause that way when it only reads and writes its own state (a
-*leaf call*, `Runtime.call_leaf`).
+result, and on anything but a plain return answers `RETRY`, so that the caller puts the fuel
+back and runs it again on a frame (it wrote nothing meanwhile). `call_pure` runs pure
+functions that way, and the runtime runs a behavior's clause that way when it only reads and
+writes its own state (a *leaf call*, `Runtime.call_leaf`).
 
 Only ints taken from the verified program reach the source text; constants, functions and
 helpers are globals of the generated function.
@@ -894,12 +894,13 @@ class _Translator:
         cannot pay, a state that is not a list, or any other instruction, goes back to the
         frame. The state is read as the handler reads it outside a transaction, the call's
         own writes first."""
+        if instruction not in (_GET_STATE, _SET_STATE, _SELF):
+            self.emit("raise OutOfFuel")  # not for a leaf: the call runs on a frame
+            return
         with self.block(f"if left < {EFFECT_STEPS} or fuel.room < {BOX_BYTES}:"):
             self.emit("raise OutOfFuel")
         self.emit(f"left -= {EFFECT_STEPS}", f"fuel.room -= {BOX_BYTES}")
-        if instruction not in (_GET_STATE, _SET_STATE, _SELF):
-            self.emit("raise OutOfFuel")  # not for a leaf: the call runs on a frame
-        elif instruction == _GET_STATE:
+        if instruction == _GET_STATE:
             self.emit(f"r{a} = writes[-1] if writes else host.store.states.get(self_id, ())")
         elif instruction == _SELF:
             self.emit(f"r{a} = ObjectRef(self_id)")
