@@ -307,7 +307,7 @@ def is_value(obj: object) -> bool:
     return True
 
 
-_NESTING = frozenset({tuple, ListView, Pair, Just})  # the kinds that hold other values
+NESTING = frozenset({tuple, ListView, Pair, Just})  # the kinds that hold other values
 
 
 def parts_within(value: Value, budget: int) -> int:
@@ -320,7 +320,7 @@ def parts_within(value: Value, budget: int) -> int:
         count += 1
         t = type(item)
         if t is tuple or t is ListView:
-            if _NESTING.isdisjoint(map(type, item)):  # type: ignore[arg-type]
+            if NESTING.isdisjoint(map(type, item)):  # type: ignore[arg-type]
                 count += len(item)  # type: ignore[arg-type]  # flat: counted at C speed
             else:
                 stack.extend(item)  # type: ignore[arg-type]
@@ -340,9 +340,9 @@ def walk_steps(value: Value, budget: int) -> int:
     no further than past ``budget`` parts (`parts_within`). A flat list of scalars, the
     commonest state, is counted without a walk."""
     if type(value) is tuple and (
-        type(value[0]) not in _NESTING  # a state of one field, quickly
+        type(value[0]) not in NESTING  # a state of one field, quickly
         if len(value) == 1
-        else _NESTING.isdisjoint(map(type, value))
+        else NESTING.isdisjoint(map(type, value))
     ):
         return WALK_STEPS * len(value)
     return WALK_STEPS * (parts_within(value, budget) - 1)

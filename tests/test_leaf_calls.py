@@ -220,3 +220,12 @@ def test_a_behavior_whose_calls_go_back_stops_being_tried() -> None:
     assert leaves == frames
     assert leaves[0] == "51"
     assert done == 20  # the first twenty; after the logging calls, none
+
+
+def test_a_trace_not_kept_still_counts_every_event() -> None:
+    """Without a trace kept (``record_trace`` off, as a benchmark runs), a leaf call's events
+    still take their stamps: the trace clock moves as it does on a frame."""
+    leaves, frames, done = run_both(PROGRAMS["counter"], jit="off", record_trace=False)
+    assert leaves == frames
+    assert done > 0
+    assert leaves[6][1] >= 2 * done  # nearly every call writes a state and returns

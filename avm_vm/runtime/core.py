@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from avm_vm.errors import AvmError, ErrorKind, vm_error
+from avm_vm.format.instructions import BY_NAME
 from avm_vm.format.program import Program
 from avm_vm.runtime.failures import CalleeFailed, failure_of
 from avm_vm.runtime.handlers import PARK, RESTART, SUSPEND, handler_table
 from avm_vm.runtime.handlers.events import EntropyPool
-from avm_vm.runtime.handlers.introspect import store_state
 from avm_vm.runtime.handlers.machine import complete_fetch, complete_move
-from avm_vm.runtime.handlers.objects import complete_remote_call, remote_call_failed
+from avm_vm.runtime.handlers.objects import call, complete_remote_call, remote_call_failed
 from avm_vm.runtime.handlers.solver import ConstraintStore
 from avm_vm.runtime.handlers.tx import complete_commit
 from avm_vm.runtime.registry import BehaviorEntry, Registry
@@ -74,6 +74,7 @@ from avm_vm.values import (
     NOTHING,
     WALK_STEPS,
     Just,
+    ObjectRef,
     Value,
     walk_steps,
 )
@@ -94,6 +95,7 @@ from avm_vm.vm.interpreter import (
 
 PROFILES = ("ours", "r")
 new_object = object.__new__  # see `Runtime.enter`
+CALL, CALL_UNWRAP = BY_NAME["call"].number, BY_NAME["call_unwrap"].number
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,9 @@ class Runtime:
         self.transport = transport
         self.network = network
         self.handlers = handler_table(options.profile)
+        # The call instructions, by number, and whether each is strict (`call!`): in profile
+        # ours, their calls may be leaf calls (`perform_call`).
+        self.leaf_calls = {CALL: False, CALL_UNWRAP: True} if self.ours else {}
         self.tx: Transaction | None = None
         # Set with RESTART when a search ends without a solution: thrown at its checkpoint.
         self.search_failure: AvmError | None = None
@@ -567,7 +572,15 @@ class Runtime:
         answered); `CALLING` when the callee's activation was pushed (the caller suspends
         and has `run_callee` run it); `PARKED` when the call waits on another machine.
         Raises the `AvmError` the instruction fails with."""
-        answer = self.handlers[instruction](self, args)
+        strict = self.leaf_calls.get(instruction)
+        if strict is None:
+            answer = self.handlers[instruction](self, args)
+        else:  # its handler is `call`, whose leaf call is tried here, a frame sooner
+            if self.tx is None:
+                answer = self.call_leaf(args[0], args[1], strict)
+                if answer is not RETRY:
+                    return answer
+            answer = call(self, args, strict, leaf=False)
         if answer is SUSPEND:
             self.act.dst = dst
             return CALLING
@@ -717,17 +730,28 @@ class Runtime:
         self.act = act
         return SUSPEND
 
-    def call_leaf(
-        self, entry: BehaviorEntry, target: int, message: Value, name: str, strict: bool
-    ) -> Value:
-        """A local call outside any transaction whose callee has a direct translation (a
-        leaf: it calls nothing and catches nothing, `translate_direct`) runs to its end
-        here, without an activation: answers what the caller's register gets, or `RETRY`
-        when the callee did not simply return. The callee keeps its state writes to
-        itself until it returns, so nothing but the fuel has to be put back then, and the
-        call is made again as any other (`enter`), which does the same work and ends as it
-        must. A behavior whose calls mostly go back to a frame (a clause that performs
+    def call_leaf(self, target: Value, message: Value, strict: bool) -> Value:
+        """A call outside any transaction (the `call` handler's, profile ours) of a local
+        object whose callee has a direct translation (a leaf: it calls nothing and catches
+        nothing, `translate_direct`) runs to its end here, without an activation: answers
+        what the caller's register gets, or `RETRY` when the call is not such a one or the
+        callee did not simply return; `call` then makes it. The callee keeps its state
+        writes to itself until it returns, so nothing but the fuel has to be put back then,
+        and the call is made again as any other (`enter`), which does the same work and ends
+        as it must. A behavior whose calls mostly go back to a frame (a clause that performs
         other instructions, say) is soon no longer tried (`Proc.leaf_credit`)."""
+        if type(target) is not ObjectRef:
+            return RETRY
+        target = target.id
+        store = self.store
+        record = store.objects.get(target)
+        # Routed as `call` routes it: nothing else is a local call that can be a leaf.
+        if record is None or record.machine != self.act.machine or store.locks:
+            return RETRY
+        name = record.behavior
+        entry = self.registry.behaviors.get(name)
+        if entry is None:
+            return RETRY
         stack = self.stack
         proc = entry.interpreter.procs[entry.function]
         leaf = proc.direct
@@ -758,14 +782,19 @@ class Runtime:
         duct.behavior = name
         duct.call_id = call_id
         duct.parent = self.act.duct
-        # Written as `enter` would have: undoably unless nothing of this run can be undone
-        # (at its base, where `_back_at_base` would forget the undo entries at once).
+        # Written as `store_state` writes outside a transaction: undoably unless nothing of
+        # this run can be undone (at its base, where `_back_at_base` forgets the undo
+        # entries at once).
         for state in writes:
-            store_state(self, target, duct, state)
-        self.trace.record(None, duct, ObjectCalled, target, message, value)
+            store.set_state(target, state)
+        self.trace.record_call(duct, target, message, value, writes)
         if len(stack) == 1:
             self._back_at_base(None)
-        return value if strict else Just(value)
+        if strict:
+            return value
+        just = new_object(Just)  # as `Just(value)`, without its __init__
+        just.value = value
+        return just
 
     def next_call_id(self) -> int:
         self.call_ids += 1

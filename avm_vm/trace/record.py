@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from avm_vm.trace.events import Event
+from avm_vm.trace.events import Event, ObjectCalled, StateUpdated
 
 
 class DuctLink:
@@ -118,6 +118,23 @@ class Trace:
         if self.recording:
             self.pending += (self.clock, controller, duct_link, self.run, kind, a, b, c)
         self.clock += 1
+
+    def record_call(
+        self, duct_link: DuctLink, object_id: int, message: object, value: object, states: list
+    ) -> None:
+        """`record` of what a call outside any transaction that simply returned leaves:
+        a `StateUpdated` of ``object_id`` for each of ``states`` it wrote, in order, then
+        its `ObjectCalled` (a leaf call, `Runtime.call_leaf`), in one go."""
+        clock = self.clock
+        if self.recording:
+            run = self.run
+            for state in states:
+                self.pending += (clock, None, duct_link, run, StateUpdated, object_id, state, None)
+                clock += 1
+            self.pending += (clock, None, duct_link, run, ObjectCalled, object_id, message, value)
+        else:
+            clock += len(states)
+        self.clock = clock + 1
 
     def mark(self) -> int:
         """The stamp the next entry gets: `revert_from` and `drop_from` take it."""

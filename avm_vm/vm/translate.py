@@ -73,6 +73,7 @@ from avm_vm.values import (
     ITEM_BYTES,
     LISTS,
     NAT_MAX,
+    NESTING,
     NOTHING,
     SIZE_UNIT,
     WALK_STEPS,
@@ -270,6 +271,7 @@ _HELPERS: dict[str, object] = {
     "ObjectRef": ObjectRef,
     "NOTHING": NOTHING,
     "walk_steps": walk_steps,
+    "NESTING": NESTING,
     "ListView": ListView,
     "LISTS": LISTS,
     "Kind": Kind,
@@ -370,6 +372,9 @@ class _Translator:
         self.proc = proc
         self.direct = direct  # see `translate_direct`
         self.leaf = direct and proc.function.kind is FunctionKind.BEHAVIOR
+        # The bytes values may still take: a local of a direct run, which writes it back
+        # when it returns (on `RETRY` the caller puts the fuel back anyway).
+        self.room = "room" if direct else "fuel.room"
         self.function = proc.function
         self.program = proc.program
         self.types = proc.function.reg_types
@@ -462,7 +467,7 @@ class _Translator:
         registers += [f"r{n}=INIT[{n - nparams}]" for n in range(nparams, len(self.types))]
         context = ["host", "self_id"] if self.leaf else []
         with self.block(f"def run({', '.join(['fuel', *context, *registers])}):"):
-            self.emit("left = fuel.remaining", "pc = 0")
+            self.emit("left = fuel.remaining", "room = fuel.room", "pc = 0")
             if self.leaf:
                 self.emit("writes = []")  # the states set, written when it returns
             with self.block("try:"), self.block("while True:"):
@@ -587,10 +592,11 @@ class _Translator:
             self.emit(f"left -= {steps}")
             tests.append("left < 0")
         if nbytes is not None:
-            self.emit(f"fuel.room -= {nbytes}")
-            tests.append("fuel.room < 0")
+            self.emit(f"{self.room} -= {nbytes}")
+            tests.append(f"{self.room} < 0")
         with self.block(f"if {' or '.join(tests)}:"):
-            self.emit("left = overdraw(fuel, left)")
+            # A direct run does not settle a shortfall: on a frame, the same charge does.
+            self.emit("raise OutOfFuel" if self.direct else "left = overdraw(fuel, left)")
 
     def guarded(self, pc: int) -> bool:
         """Whether the op at ``pc`` tests its charge against the fuel slice."""
@@ -598,8 +604,9 @@ class _Translator:
 
     def ahead(self, pc: int, steps: str) -> None:
         """Before an op whose size charge is at most ``steps``: stop when the fuel is sliced
-        and the slice has less left (Ahead)."""
-        if self.guarded(pc):
+        and the slice has less left (Ahead). A direct run tests nothing before: whatever
+        the charge, its shortfall sends the call back to a frame (`charge`)."""
+        if self.guarded(pc) and not self.direct:
             with self.block(f"if fuel.preempt and {steps} > left:"):
                 self.emit("raise Ahead")
 
@@ -764,7 +771,7 @@ class _Translator:
         if self.is_(b, RegType.STR):
             self.emit(f"r{a} = r{b}")
         else:
-            self.emit(f"r{a}, left = tostr(r{b}, fuel, left, {self.guarded(pc)})")
+            self.tostr(f"r{a}", b, pc)
 
     def op_getfield(self, pc: int, a: int, b: int, field: int, k: int) -> None:
         tests = [f"type(r{b}) is tuple", f"len(r{b}) > {field}"]
@@ -859,7 +866,7 @@ class _Translator:
 
     def op_ret(self, pc: int, a: int) -> None:
         if self.direct:
-            self.emit("fuel.remaining = left")
+            self.emit("fuel.remaining = left", "fuel.room = room")
             self.emit(f"return {self.item(a)}, writes" if self.leaf else f"return {self.item(a)}")
             return
         self.emit("frames.pop()")
@@ -897,9 +904,9 @@ class _Translator:
         if instruction not in (_GET_STATE, _SET_STATE, _SELF):
             self.emit("raise OutOfFuel")  # not for a leaf: the call runs on a frame
             return
-        with self.block(f"if left < {EFFECT_STEPS} or fuel.room < {BOX_BYTES}:"):
+        with self.block(f"if left < {EFFECT_STEPS} or room < {BOX_BYTES}:"):
             self.emit("raise OutOfFuel")
-        self.emit(f"left -= {EFFECT_STEPS}", f"fuel.room -= {BOX_BYTES}")
+        self.emit(f"left -= {EFFECT_STEPS}", f"room -= {BOX_BYTES}")
         if instruction == _GET_STATE:
             self.emit(f"r{a} = writes[-1] if writes else host.store.states.get(self_id, ())")
         elif instruction == _SELF:
@@ -908,7 +915,12 @@ class _Translator:
             state = f"r{args[0]}"
             with self.block(f"if type({state}) is not tuple:"):
                 self.emit("raise OutOfFuel")  # set_state fails: on the frame
-            self.emit(f"left -= walk_steps({state}, left // {WALK_STEPS} + 1)")
+            # `walk_steps`, whose commonest case, a state of one field that holds no other
+            # value, is counted here without a call.
+            with self.block(f"if len({state}) == 1 and type({state}[0]) not in NESTING:"):
+                self.emit(f"left -= {WALK_STEPS}")
+            with self.block("else:"):
+                self.emit(f"left -= walk_steps({state}, left // {WALK_STEPS} + 1)")
             with self.block("if left < 0:"):
                 self.emit("raise OutOfFuel")
             self.emit(f"writes.append({state})", f"r{a} = NOTHING")
@@ -1017,7 +1029,17 @@ class _Translator:
         self.emit("left = fuel.remaining", f"pc = {pc + 1}")
 
     def op_fail(self, pc: int, a: int) -> None:
-        self.emit(f"v, left = tostr(r{a}, fuel, left, {self.guarded(pc)})", "raise failed(v)")
+        self.tostr("v", a, pc)
+        self.emit("raise failed(v)")
+
+    def tostr(self, text: str, r: int, pc: int) -> None:
+        """``text`` := the text of ``r{r}``, paid for (`_tostr`, which counts the bytes in
+        ``fuel.room``: a direct run's local ``room`` goes through it)."""
+        if self.direct:
+            self.emit("fuel.room = room")
+        self.emit(f"{text}, left = tostr(r{r}, fuel, left, {self.guarded(pc)})")
+        if self.direct:
+            self.emit("room = fuel.room")
 
     def op_try(self, pc: int, a: int, target: int) -> None:
         self.emit(f"frame.handlers.append(({target}, {a}))")

@@ -62,13 +62,19 @@ def destroy_obj(rt: Runtime, args: tuple[Value, ...]) -> Value:
     return True
 
 
-def call(rt: Runtime, args: tuple[Value, ...], strict: bool = False) -> Value:
+def call(rt: Runtime, args: tuple[Value, ...], strict: bool = False, leaf: bool = True) -> Value:
     """§7.1: route, look up, record in the tx, resolve, then push the callee's activation.
 
     Routing by the store's record first (§7.1 step 1); an object the store and the pending
     creations do not hold goes to the machine the node's location directory names (fixing
-    the reference, which never consults it, §11.3). ``strict``: see `call_unwrap`.
+    the reference, which never consults it, §11.3). ``strict``: see `call_unwrap`. Outside
+    a transaction in profile ours, a local callee may run as a leaf call instead
+    (`Runtime.call_leaf`), unless ``leaf`` is off (the caller tried it already).
     """
+    if leaf and rt.tx is None and rt.ours:
+        answer = rt.call_leaf(args[0], args[1], strict)
+        if answer is not RETRY:
+            return answer
     target = args[0]
     target = target.id if type(target) is ObjectRef else object_id(target, "call")
     message = args[1]
@@ -93,10 +99,6 @@ def call(rt: Runtime, args: tuple[Value, ...], strict: bool = False) -> Value:
     entry = rt.registry.behaviors.get(behavior)
     if entry is None:
         raise AvmError(ErrorKind.BEHAVIOR_NOT_FOUND, name=behavior)
-    if tx is None and rt.ours:
-        answer = rt.call_leaf(entry, target, message, behavior, strict)
-        if answer is not RETRY:
-            return answer
     return rt.enter(entry, target, message, machine, behavior, strict)
 
 
