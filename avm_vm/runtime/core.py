@@ -567,19 +567,15 @@ class Runtime:
 
     def perform_call(self, instruction: int, args: tuple[Value, ...], dst: int) -> object:
         """``call`` or ``call!`` performed in place by translated code (vm_translate), its
-        charges paid: answers the value for the caller's register ``dst`` when the call
-        completed at once (a leaf call, `call_leaf`, or a remote call the transport
+        charges paid, after `call_leaf` declined it: answers the value for the caller's
+        register ``dst`` when the call completed at once (a remote call the transport
         answered); `CALLING` when the callee's activation was pushed (the caller suspends
         and has `run_callee` run it); `PARKED` when the call waits on another machine.
         Raises the `AvmError` the instruction fails with."""
         strict = self.leaf_calls.get(instruction)
         if strict is None:
             answer = self.handlers[instruction](self, args)
-        else:  # its handler is `call`, whose leaf call is tried here, a frame sooner
-            if self.tx is None:
-                answer = self.call_leaf(args[0], args[1], strict)
-                if answer is not RETRY:
-                    return answer
+        else:  # its handler is `call`, which need not try the leaf call again
             answer = call(self, args, strict, leaf=False)
         if answer is SUSPEND:
             self.act.dst = dst
@@ -731,16 +727,17 @@ class Runtime:
         return SUSPEND
 
     def call_leaf(self, target: Value, message: Value, strict: bool) -> Value:
-        """A call outside any transaction (the `call` handler's, profile ours) of a local
-        object whose callee has a direct translation (a leaf: it calls nothing and catches
-        nothing, `translate_direct`) runs to its end here, without an activation: answers
-        what the caller's register gets, or `RETRY` when the call is not such a one or the
-        callee did not simply return; `call` then makes it. The callee keeps its state
-        writes to itself until it returns, so nothing but the fuel has to be put back then,
-        and the call is made again as any other (`enter`), which does the same work and ends
-        as it must. A behavior whose calls mostly go back to a frame (a clause that performs
-        other instructions, say) is soon no longer tried (`Proc.leaf_credit`)."""
-        if type(target) is not ObjectRef:
+        """A call (``call``, or ``call!`` when ``strict``) outside any transaction, in
+        profile ours, of a local object whose callee has a direct translation (a leaf: it
+        calls nothing and catches nothing, `translate_direct`) runs to its end here, without
+        an activation: answers what the caller's register gets, or `RETRY` when the call is
+        not such a one or the callee did not simply return; `call` then makes it. The callee
+        keeps its state writes to itself until it returns, so nothing but the fuel has to be
+        put back then, and the call is made again as any other (`enter`), which does the
+        same work and ends as it must. A behavior whose calls mostly go back to a frame (a
+        clause that performs other instructions, say) is soon no longer tried
+        (`Proc.leaf_credit`)."""
+        if type(target) is not ObjectRef or self.tx is not None or not self.ours:
             return RETRY
         target = target.id
         store = self.store

@@ -136,6 +136,7 @@ _NOT_DIRECT = frozenset({Op.CALL, Op.TRY, Op.ENDTRY})
 _GET_STATE, _SET_STATE, _SELF = (
     BY_NAME[name].number for name in ("get_state", "set_state", "self")
 )
+_LEAF_EFFECTS = frozenset({_GET_STATE, _SET_STATE, _SELF})
 
 
 class Ahead(Exception):
@@ -148,7 +149,8 @@ _CALL_PURE = BY_NAME["call_pure"].number
 # place (`_Translator.in_place`).
 _IN_PLACE = frozenset(i.number for i in INSTRUCTIONS if i.layer is Layer.INTROSPECT)
 # Object calls, which the host performs in place too (`_Translator.call_in_place`).
-_CALLS = frozenset({BY_NAME["call"].number, BY_NAME["call_unwrap"].number})
+_CALL_UNWRAP = BY_NAME["call_unwrap"].number
+_CALLS = frozenset({BY_NAME["call"].number, _CALL_UNWRAP})
 
 
 def _sized(value: Value) -> int:
@@ -259,6 +261,7 @@ _HELPERS: dict[str, object] = {
     "OUT_OF_FUEL": OUT_OF_FUEL,
     "Ahead": Ahead,
     "PREEMPTED": PREEMPTED,
+    "RETRY": RETRY,
     "CALLING": CALLING,
     "PARKED": PARKED,
     "sized": _sized,
@@ -475,7 +478,6 @@ class _Translator:
                 self.emit("raise bad_pc(pc)")
             with self.block("except (AvmError, Ahead, OutOfFuel):"):
                 self.emit("return RETRY")
-        self.namespace["RETRY"] = RETRY
         return "\n".join(self.lines) + "\n", self.namespace
 
     def dispatch(self, blocks: list[tuple[int, int]]) -> None:
@@ -501,9 +503,15 @@ class _Translator:
         if start in self.reenter:
             with self.block(f"if entered != {start}:"):
                 self.leave(start, "None")
-        with self.block(f"if left < {count}:"):
+        # A leaf pays its state instructions' steps and boxes with the block's: where it
+        # would run short, all it does is go back to a frame (`leaf_effect`).
+        effects = self.leaf_effects(start, end)
+        steps, room = count + EFFECT_STEPS * effects, BOX_BYTES * effects
+        with self.block(f"if left < {steps}" + (f" or room < {room}:" if room else ":")):
             self.emit("raise OutOfFuel")
-        self.emit(f"left -= {count}")
+        self.emit(f"left -= {steps}")
+        if room:
+            self.emit(f"room -= {room}")
         code = self.function.code
         for pc in range(start, end):
             op, *operands = _checked(code[pc])
@@ -797,8 +805,21 @@ class _Translator:
     def jump(self, target: int | str, pc: int | None = None) -> None:
         """Go to ``target``; from a conditional jump at ``pc``, refund the rest of the block."""
         if pc is not None and self.end - pc > 1:
-            self.emit(f"left += {self.end - pc - 1}")
+            effects = self.leaf_effects(pc + 1, self.end)
+            self.emit(f"left += {self.end - pc - 1 + EFFECT_STEPS * effects}")
+            if effects:
+                self.emit(f"room += {BOX_BYTES * effects}")
         self.emit(f"pc = {target}", "continue")
+
+    def leaf_effects(self, start: int, end: int) -> int:
+        """How many of the instructions from ``start`` to ``end`` a leaf performs itself
+        (`leaf_effect`); none outside a leaf."""
+        if not self.leaf:
+            return 0
+        code = self.function.code
+        return sum(
+            code[pc][0] is Op.EFFECT and code[pc][2] in _LEAF_EFFECTS for pc in range(start, end)
+        )
 
     def op_jmp(self, pc: int, target: int) -> None:
         self.jump(target)
@@ -897,16 +918,15 @@ class _Translator:
 
     def leaf_effect(self, pc: int, a: int, instruction: int, args: tuple[int, ...]) -> None:
         """`get_state`, `set_state` or `self` in a leaf call (`translate_direct`), with the
-        charges `in_place` pays, the walk of a state written included; anything the fuel
-        cannot pay, a state that is not a list, or any other instruction, goes back to the
-        frame. The state is read as the handler reads it outside a transaction, the call's
-        own writes first."""
-        if instruction not in (_GET_STATE, _SET_STATE, _SELF):
+        charges `in_place` pays (its steps and box, paid with its block's, and the walk of a
+        state written); anything the fuel cannot pay, a state that is not a list, or any
+        other instruction, goes back to the frame. The state is read as the handler reads it
+        outside a transaction, the call's own writes first. Paying early changes nothing a
+        call shows: every charge is a deduction, so one the fuel cannot pay means the call
+        goes back, wherever it falls, and a jump out of the block refunds the rest."""
+        if instruction not in _LEAF_EFFECTS:
             self.emit("raise OutOfFuel")  # not for a leaf: the call runs on a frame
             return
-        with self.block(f"if left < {EFFECT_STEPS} or room < {BOX_BYTES}:"):
-            self.emit("raise OutOfFuel")
-        self.emit(f"left -= {EFFECT_STEPS}", f"room -= {BOX_BYTES}")
         if instruction == _GET_STATE:
             self.emit(f"r{a} = writes[-1] if writes else host.store.states.get(self_id, ())")
         elif instruction == _SELF:
@@ -953,29 +973,34 @@ class _Translator:
 
     def call_in_place(self, pc: int, a: int, instruction: int, args: tuple[int, ...]) -> None:
         """``call`` or ``call!``: with the instruction's charges paid (as `in_place`), the
-        host performs it (`Runtime.perform_call`), unless it already runs a callee in
-        place. A call that completed at once (a leaf or remote callee) answers here;
-        otherwise this frame is suspended after the EFFECT and the host runs the callee
-        one level deep (`Runtime.run_callee`) or the run parks. Then this frame goes on
-        here, or the host's outcome is this runner's (a failure of the instruction
-        located at the EFFECT, as `in_place`)."""
+        host makes it a leaf call (`Runtime.call_leaf`) or else performs it
+        (`Runtime.perform_call`), unless it already runs a callee in place. A call that
+        completed at once (a leaf or remote callee) answers here; otherwise this frame is
+        suspended after the EFFECT and the host runs the callee one level deep
+        (`Runtime.run_callee`) or the run parks. Then this frame goes on here, or the
+        host's outcome is this runner's (a failure of the instruction located at the
+        EFFECT, as `in_place`)."""
         self.host_test(pc, a, instruction, args, "calls")
         self.emit(f"fuel.remaining = left - {EFFECT_STEPS}", f"fuel.room -= {BOX_BYTES}")
-        self.perform(pc, f"answer = host.perform_call({instruction}, {self.tuple_of(args)}, {a})")
-        with self.block("if answer is CALLING:"):
-            self.suspend(pc, leaving=False)
-            self.emit("outcome = host.run_callee()")
-            with self.block("if outcome is not None:"):
-                with self.block("if isinstance(outcome, AvmError) and not outcome.fatal:"):
-                    self.emit(f"frame.pc = {pc}")
-                self.emit("return outcome")
-            self.emit(f"r{a} = frame.regs[{a}]")
-        with self.block("elif answer is PARKED:"):
-            self.suspend(pc, leaving=False)
-            self.emit("return PARKED")
-        with self.block("else:"):
-            self.emit(f"r{a} = answer")
-        self.emit("left = fuel.remaining", f"pc = {pc + 1}")
+        target, message = args
+        strict = instruction == _CALL_UNWRAP
+        self.emit(f"answer = host.call_leaf(r{target}, r{message}, {strict})")
+        with self.block("if answer is RETRY:"):
+            self.perform(
+                pc, f"answer = host.perform_call({instruction}, {self.tuple_of(args)}, {a})"
+            )
+            with self.block("if answer is CALLING:"):
+                self.suspend(pc, leaving=False)
+                self.emit("outcome = host.run_callee()")
+                with self.block("if outcome is not None:"):
+                    with self.block("if isinstance(outcome, AvmError) and not outcome.fatal:"):
+                        self.emit(f"frame.pc = {pc}")
+                    self.emit("return outcome")
+                self.emit(f"answer = frame.regs[{a}]")
+            with self.block("elif answer is PARKED:"):
+                self.suspend(pc, leaving=False)
+                self.emit("return PARKED")
+        self.emit(f"r{a} = answer", "left = fuel.remaining", f"pc = {pc + 1}")
 
     def hosted(self) -> bool:
         """Whether the code translated performs an instruction in place (`in_place`,

@@ -71,7 +71,7 @@ def call(rt: Runtime, args: tuple[Value, ...], strict: bool = False, leaf: bool 
     a transaction in profile ours, a local callee may run as a leaf call instead
     (`Runtime.call_leaf`), unless ``leaf`` is off (the caller tried it already).
     """
-    if leaf and rt.tx is None and rt.ours:
+    if leaf:
         answer = rt.call_leaf(args[0], args[1], strict)
         if answer is not RETRY:
             return answer
