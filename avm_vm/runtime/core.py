@@ -774,17 +774,12 @@ class Runtime:
         value, writes = done
         call_id = self.call_ids
         self.call_ids = call_id + 1
-        duct = new_object(DuctLink)  # as `enter` makes it
-        duct.object_id = target
-        duct.behavior = name
-        duct.call_id = call_id
-        duct.parent = self.act.duct
         # Written as `store_state` writes outside a transaction: undoably unless nothing of
         # this run can be undone (at its base, where `_back_at_base` forgets the undo
         # entries at once).
         for state in writes:
             store.set_state(target, state)
-        self.trace.record_call(duct, target, message, value, writes)
+        self.trace.record_call(target, name, call_id, self.act.duct, message, value, writes)
         if len(stack) == 1:
             self._back_at_base(None)
         if strict:

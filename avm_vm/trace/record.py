@@ -10,6 +10,7 @@ with the call it reports.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Iterator
 
 from avm_vm.trace.events import Event, ObjectCalled, StateUpdated
 
@@ -94,7 +95,7 @@ class Trace:
         """Every entry kept, oldest first: a list its readers may also clear."""
         pending = self.pending
         if pending:
-            self._entries.extend(_entry(pending, i) for i in range(0, len(pending), ROW))
+            self._entries.extend(_entries(pending))
             pending.clear()
         return self._entries
 
@@ -120,21 +121,28 @@ class Trace:
         self.clock += 1
 
     def record_call(
-        self, duct_link: DuctLink, object_id: int, message: object, value: object, states: list
+        self,
+        object_id: int,
+        behavior: str,
+        call_id: int,
+        parent: DuctLink | None,
+        message: object,
+        value: object,
+        states: list,
     ) -> None:
-        """`record` of what a call outside any transaction that simply returned leaves:
-        a `StateUpdated` of ``object_id`` for each of ``states`` it wrote, in order, then
-        its `ObjectCalled` (a leaf call, `Runtime.call_leaf`), in one go."""
+        """What a call outside any transaction that simply returned leaves (a leaf call,
+        `Runtime.call_leaf`): a `StateUpdated` of ``object_id`` for each of ``states`` it
+        wrote, in order, then its `ObjectCalled`, in the call's duct link (made here, and
+        only if the trace is read). One row holds them all (`_CALLED`)."""
         clock = self.clock
         if self.recording:
-            run = self.run
-            for state in states:
-                self.pending += (clock, None, duct_link, run, StateUpdated, object_id, state, None)
-                clock += 1
-            self.pending += (clock, None, duct_link, run, ObjectCalled, object_id, message, value)
-        else:
-            clock += len(states)
-        self.clock = clock + 1
+            duct_link = new_object(DuctLink)  # as `DuctLink(...)`, without its __init__
+            duct_link.object_id = object_id
+            duct_link.behavior = behavior
+            duct_link.call_id = call_id
+            duct_link.parent = parent
+            self.pending += (clock, states, duct_link, self.run, _CALLED, object_id, message, value)
+        self.clock = clock + len(states) + 1
 
     def mark(self) -> int:
         """The stamp the next entry gets: `revert_from` and `drop_from` take it."""
@@ -161,15 +169,25 @@ class Trace:
 
 
 ROW = 8  # fields of a row of `Trace.pending`
+# The kind of a row of `record_call`, whose controller field holds the states written.
+_CALLED = object()
+new_object = object.__new__
 
 
-def _entry(rows: list, at: int) -> TraceEntry:
-    """The entry of the row of `Trace.pending` that starts at ``at``."""
-    stamp, controller, duct_link, run, kind, a, b, c = rows[at : at + ROW]
-    if kind is None:  # kept as it was emitted
-        return TraceEntry(stamp, a, controller, duct_link, run)
-    event = kind(a, b) if c is None else kind(a, b, c)
-    return TraceEntry(stamp, event, controller, duct_link, run)
+def _entries(rows: list) -> Iterator[TraceEntry]:
+    """The entries of the rows of `Trace.pending`, in order."""
+    for at in range(0, len(rows), ROW):
+        stamp, controller, duct_link, run, kind, a, b, c = rows[at : at + ROW]
+        if kind is None:  # kept as it was emitted
+            yield TraceEntry(stamp, a, controller, duct_link, run)
+        elif kind is _CALLED:  # no transaction, so no controller
+            for state in controller:
+                yield TraceEntry(stamp, StateUpdated(a, state), None, duct_link, run)
+                stamp += 1
+            yield TraceEntry(stamp, ObjectCalled(a, b, c), None, duct_link, run)
+        else:
+            event = kind(a, b) if c is None else kind(a, b, c)
+            yield TraceEntry(stamp, event, controller, duct_link, run)
 
 
 def _stamp(entry: TraceEntry) -> int:
