@@ -192,6 +192,7 @@ def run_command(
         now=now,
         profile=profile,
         jit=jit,
+        record_trace=show_trace or trace_out is not None,  # a trace nobody reads costs a run
     )
     colored = use_color(sys.stderr, color)
     try:
