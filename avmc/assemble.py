@@ -13,7 +13,18 @@ from __future__ import annotations
 from avm_vm.format.opcodes import OPCODES, Op, RegType
 from avm_vm.format.program import Behavior, Function, Instr, Program
 from avm_vm.values import Value, value_hash, values_equal
-from avmc.ir import JMP, MOVE, Allocation, BasicBlock, IrFunction, IrInstr, IrProgram
+from avmc.ir import (
+    JMP,
+    JMPF,
+    JMPT,
+    LOADK,
+    MOVE,
+    Allocation,
+    BasicBlock,
+    IrFunction,
+    IrInstr,
+    IrProgram,
+)
 from avmc.passes.analysis import has_moves
 from avmc.regalloc import ALL_REGISTERS
 
@@ -172,11 +183,18 @@ def _function(function: IrFunction, pool: ConstantPool, function_index: dict[str
     # The previous op's span and position: ops in a row often come from one node.
     last_span: object = None
     position = (0, 0)
+    constant = pool.index
     for instrs in laid_out:
         for instr in instrs:
             op = instr.op
             if op in ALL_REGISTERS:  # most ops: renamed in one step
                 code.append((op, *map(frame, instr.operands)))
+            elif op is LOADK:  # the commonest of the others, and the branches, spelled out
+                code.append((op, frame(instr.operands[0]), constant(instr.operands[1])))
+            elif op is JMP:
+                code.append((op, starts[instr.operands[0]]))
+            elif op is JMPF or op is JMPT:
+                code.append((op, frame(instr.operands[0]), starts[instr.operands[1]]))
             else:
                 rewritten = list(instr.operands)
                 for i, letter in _REWRITTEN[op]:

@@ -49,11 +49,12 @@ def _gather(places: tuple[tuple[int, bool], ...]) -> Callable[[tuple], tuple[int
             return tuple(regs)
 
         return read
+    # The others get a getter that runs in C (a slice of the operands is a tuple).
     if not places:
-        return lambda operands: ()
+        return itemgetter(slice(0, 0))
     if len(places) == 1:
         only = places[0][0]
-        return lambda operands: (operands[only],)
+        return itemgetter(slice(only, only + 1))
     return itemgetter(*(i for i, _ in places))
 
 

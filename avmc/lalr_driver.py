@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import marshal
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -321,8 +322,8 @@ def _compiled(source: str) -> Callable[..., Any]:
             code = None
     if type(code) is not CodeType:  # none cached, or a damaged file
         code = compile(source, "<avmc generated reductions>", "exec")
-        if path is not None:
-            _store(path, marshal.dumps(code))
+        if path is not None and _store(path, marshal.dumps(code)):
+            remove_stale(path, _REDUCTIONS_FILE)
     namespace: dict[str, Any] = {}
     exec(code, namespace)
     return namespace["make"]
@@ -340,17 +341,22 @@ def cache_directory() -> Path | None:
     return directory
 
 
+# The reductions' cache files, one per grammar and Python (see `_compiled`).
+_REDUCTIONS_FILE = re.compile(r"avmc-reductions-[0-9a-f]{16}\.marshal")
+
+
 def _cache_path(digest: str) -> Path | None:
     directory = cache_directory()
     return None if directory is None else directory / f"avmc-reductions-{digest}.marshal"
 
 
-def _store(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all (a cache that cannot be written is only slower)."""
+def _store(path: Path, data: bytes) -> bool:
+    """Write ``path`` whole or not at all (a cache that cannot be written is only slower);
+    whether it was written."""
     try:
         handle, name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     except OSError:
-        return
+        return False
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
@@ -358,3 +364,21 @@ def _store(path: Path, data: bytes) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(name)
+        return False
+    return True
+
+
+def remove_stale(kept: Path, kind: re.Pattern[str]) -> None:
+    """Delete the cache files beside ``kept`` whose names ``kind`` matches, ``kept`` excepted:
+    what an earlier grammar or Python left (called once a new one is written, so the cache
+    does not grow with every change). A process still reading one keeps what it opened; one
+    about to open one finds none and rebuilds it, as with no cache. A file already gone, or
+    one that cannot be removed, is left as it is."""
+    try:
+        names = os.listdir(kept.parent)
+    except OSError:
+        return
+    for name in names:
+        if name != kept.name and kind.fullmatch(name):
+            with contextlib.suppress(OSError):
+                os.unlink(kept.parent / name)

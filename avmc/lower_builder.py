@@ -48,6 +48,10 @@ class FunctionBuilder:
     # effect and no block boundary has come since (nothing can have changed it): the next
     # field read or write reuses it instead of reading the state again.
     state: int | None = None
+    # The ops of the block being emitted into, and whether it has ended (return, fail, a
+    # jump): kept at hand, as every op emitted asks.
+    _current: list[IrInstr] = field(default_factory=list, init=False)
+    terminated: bool = field(default=False, init=False)
     _next_reg: int = 0
     _next_label: int = 0
 
@@ -87,28 +91,29 @@ class FunctionBuilder:
         """Continue emitting into a new block with this label (falling through to it)."""
         if self.blocks and not self.terminated:
             self.jump(label, None)
-        self.blocks.append(BasicBlock(label))
+        block = BasicBlock(label)
+        self.blocks.append(block)
+        self._current = block.instrs
+        self.terminated = False
         self.state = None  # other paths lead here
 
-    @property
-    def terminated(self) -> bool:
-        instrs = self.blocks[-1].instrs
-        return bool(instrs) and instrs[-1].op in _ENDS_BLOCK
-
     def emit(self, op: Op, operands: tuple, span: Span | None) -> None:
-        instrs = self.blocks[-1].instrs
-        if instrs and instrs[-1].op in _ENDS_BLOCK:  # `terminated`, inline: the hot path
+        if self.terminated:
             # Code after return/fail/break: keep the block rules; it is removed as unreachable.
             self.start(self.label())
-            instrs = self.blocks[-1].instrs
-        instrs.append(IrInstr(op, operands, span))
+        self._current.append(IrInstr(op, operands, span))
+        if op in _ENDS_BLOCK:
+            self.terminated = True
 
     def emit_value(self, op: Op, operands: tuple, span: Span | None, dst: int | None) -> int:
         """Emit an op that writes a register (``dst``, or a fresh one); return that register."""
         if dst is None:  # `reg()`, inline: most values go to a fresh register
             dst = self._next_reg
             self._next_reg = dst + 1
-        self.emit(op, (dst, *operands), span)
+        # `emit`, inline (most ops write a value), where an op that writes never ends a block.
+        if self.terminated:
+            self.start(self.label())
+        self._current.append(IrInstr(op, (dst, *operands), span))
         return dst
 
     def load(self, value: Value, span: Span | None, dst: int | None = None) -> int:

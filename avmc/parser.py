@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.resources
+import os
+import re
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -24,7 +26,7 @@ from avm_vm.diagnostics import DiagnosticError, Span, error
 
 from . import ast
 from .ast_builder import AstBuilder, NoParse
-from .lalr_driver import cache_directory
+from .lalr_driver import cache_directory, remove_stale
 from .literals import LiteralError, check_block_comment, nat_value, ref_value, string_value
 from .syntax_errors import syntax_error
 
@@ -59,6 +61,10 @@ def _grammar_text() -> str:
     return (importlib.resources.files("avmc.grammar") / "avm.lark").read_text(encoding="utf-8")
 
 
+# Lark's cache files, one per grammar (see `_cache_file`).
+_GRAMMAR_FILE = re.compile(r"avmc-grammar-[0-9a-f]{16}\.lark")
+
+
 def _cache_file(grammar: str) -> str | bool:
     """Where Lark keeps its analysis of the grammar between processes (loading it takes a
     tenth of the time of building it), named after the grammar; False (no cache) when there
@@ -75,11 +81,14 @@ def lark_parser() -> Lark:
     trees with positions (for the formatter); `parse` here only borrows its lexer and
     table."""
     grammar = _grammar_text()
-    return Lark(
+    cache_file = _cache_file(grammar)
+    # Written by this process if not there yet (Lark writes it after building the table).
+    fresh = cache_file if isinstance(cache_file, str) and not os.path.exists(cache_file) else None
+    parser = Lark(
         grammar,
         parser="lalr",
         lexer="basic",
-        cache=_cache_file(grammar),
+        cache=cache_file,
         propagate_positions=True,
         maybe_placeholders=True,
         lexer_callbacks={
@@ -90,6 +99,10 @@ def lark_parser() -> Lark:
             "BLOCK_COMMENT": _checked(check_block_comment),
         },
     )
+    if fresh is not None and os.path.exists(fresh):
+        # Lark has just written it: the files of earlier grammars are of no further use.
+        remove_stale(Path(fresh), _GRAMMAR_FILE)
+    return parser
 
 
 def parse(source: str, filename: str) -> ast.Module:

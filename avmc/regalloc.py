@@ -11,6 +11,7 @@ keep registers 0..nparams-1 (typed ANY) until their intervals end.
 from __future__ import annotations
 
 import heapq
+from itertools import islice
 
 from avm_vm.format.opcodes import OPCODES, RegType
 from avmc.ir import MOVE, Allocation, BasicBlock, IrFunction, IrInstr, IrProgram
@@ -19,6 +20,13 @@ from avmc.liveness import liveness
 
 def live_intervals(function: IrFunction) -> dict[int, tuple[int, int]]:
     """Register -> (first, last) point where it is live or written."""
+    first, last = _live_points(function)
+    return {reg: (start, last[reg]) for reg, start in first.items()}
+
+
+def _live_points(function: IrFunction) -> tuple[dict[int, int], dict[int, int]]:
+    """Per register, the first and the last point where it is live or written; the
+    parameters come first in the first."""
     live = liveness(function)
     # Points are visited in increasing order (except a handler's ranges, compared), so a
     # register's first visit is its first point and its latest visit its last.
@@ -54,21 +62,28 @@ def live_intervals(function: IrFunction) -> dict[int, tuple[int, int]]:
                     if last.get(reg, hi) <= hi:
                         last[reg] = hi
         base = end + 1
-    return {reg: (start, last[reg]) for reg, start in first.items()}
+    return first, last
 
 
 def assign_registers(function: IrFunction) -> Allocation:
     """Virtual register -> frame register, and the type of each frame register."""
-    intervals = live_intervals(function)
-    kinds: list[RegType] = [RegType.ANY] * function.nparams
-    mapping = {param: param for param in range(function.nparams)}
-    active = [(intervals[param][1], param) for param in range(function.nparams)]
+    first, last = _live_points(function)
+    nparams = function.nparams
+    kinds: list[RegType] = [RegType.ANY] * nparams
+    mapping = {param: param for param in range(nparams)}
+    active = [(last[param], param) for param in range(nparams)]
     heapq.heapify(active)
     free: dict[RegType, list[int]] = {kind: [] for kind in RegType}
-    nparams = function.nparams
-    # By start, then register (distinct: the ends, carried along, never decide the order).
+    # By start, then register (distinct: the ends, carried along, never decide the order);
+    # the registers past the parameters, which `first` holds first (made in C).
+    registers = list(islice(first, nparams, None))
     others = sorted(
-        [(start, reg, end) for reg, (start, end) in intervals.items() if reg >= nparams]
+        zip(
+            map(first.__getitem__, registers),
+            registers,
+            map(last.__getitem__, registers),
+            strict=True,
+        )
     )
     reg_types, push, pop, untyped = function.reg_types, heapq.heappush, heapq.heappop, RegType.ANY
     for start, reg, end in others:

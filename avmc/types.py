@@ -41,7 +41,9 @@ def infer_types(function: IrFunction) -> dict[int, RegType]:
                 types.setdefault(dst, None)
                 continue
             written = const_type(instr.operands[1]) if op is LOADK else _RESULTS[op]
-            types[dst] = join(types.get(dst), written)
+            previous = types.get(dst)
+            # The commonest case, a register's first write, without a call: join(None, t) is t.
+            types[dst] = written if previous is None else join(previous, written)
     work = [reg for reg in moves_from if types.get(reg) is not None]
     while work:
         source = work.pop()

@@ -177,9 +177,72 @@ def test_the_generated_code_is_cached_and_reused(
     assert _cached(tmp_path) == [written]
     assert lalr_driver._compiled(source)() == 41
 
-    # Another source (a changed grammar) is another file, whatever the first one holds.
+    # Another source (a changed grammar) is another file, whatever the first one holds;
+    # writing it removes the first, of no further use.
     assert lalr_driver._compiled("def make():\n    return 42\n")() == 42
-    assert len(_cached(tmp_path)) == 2
+    (replacement,) = _cached(tmp_path)
+    assert replacement != written
+
+
+def test_writing_a_cache_file_removes_the_stale_ones_of_its_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What earlier grammars or Pythons left is deleted once a new file is written; other
+    files, the other kind of cache file, and files being written are left alone."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    directory = tmp_path / "avm"
+    directory.mkdir()
+    stale = [directory / f"avmc-reductions-{digit * 16}.marshal" for digit in "0123"]
+    kept = [
+        directory / "avmc-grammar-0123456789abcdef.lark",  # another kind
+        directory / "avmc-reductions-notadigest.marshal",  # not a name the cache makes
+        directory / "avmc-reductions-0123456789abcdef.marshal.tmp",  # being written
+        directory / "notes.txt",
+    ]
+    for path in stale + kept:
+        path.write_bytes(b"old")
+    # One of them disappears (another process removing it) just before it is removed here.
+    real_unlink = os.unlink
+    vanished: list[str] = []
+
+    def racing_unlink(path: str | os.PathLike[str]) -> None:
+        if not vanished:
+            vanished.append(str(path))
+            real_unlink(path)
+        real_unlink(path)  # FileNotFoundError the first time: must not be an error
+
+    monkeypatch.setattr(os, "unlink", racing_unlink)
+    assert lalr_driver._compiled("def make():\n    return 43\n")() == 43
+    monkeypatch.undo()
+    assert vanished and vanished[0] in map(str, stale)
+    (written,) = set(_cached(tmp_path)) - set(kept)
+    assert written not in stale
+    assert all(path.exists() for path in kept)
+    # Reading a cached file writes nothing, so removes nothing.
+    stale[0].write_bytes(b"old")
+    assert lalr_driver._compiled("def make():\n    return 43\n")() == 43
+    assert stale[0].exists()
+
+
+def test_a_new_grammar_cache_removes_the_stale_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lark's grammar cache: when the parser writes its file (none there yet), the files of
+    other grammars go; when it reads its file, nothing is removed."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    directory = tmp_path / "avm"
+    directory.mkdir()
+    stale = directory / "avmc-grammar-0000000000000000.lark"
+    other = directory / "avmc-reductions-0000000000000000.marshal"
+    for path in (stale, other):
+        path.write_bytes(b"old")
+    build = lark_parser.__wrapped__  # a new parser, not the process's cached one
+    build()
+    (written,) = directory.glob("avmc-grammar-*.lark")
+    assert written != stale and other.exists()
+    stale.write_bytes(b"old")
+    build()  # reads its file: writes nothing, removes nothing
+    assert stale.exists()
 
 
 def test_without_a_cache_directory_the_code_is_compiled(

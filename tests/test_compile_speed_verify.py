@@ -87,3 +87,19 @@ def test_quick_path_agrees_with_the_full_checks(
     assert quick == full
     # The mutations reach both verdicts, and the quick path ran on the unbroken ops.
     assert sum(v is None for v in full) > 100 and sum(v is not None for v in full) > 1000
+
+
+@pytest.mark.parametrize("entry", [None, (1,), (1, 2, 3), [1, 2], (1, -1), (True, 1)])
+@pytest.mark.parametrize("where", [0, 1])
+def test_each_malformed_line_entry_is_refused(entry: object, where: int) -> None:
+    """The line table is checked once per run of one entry: a malformed entry is refused
+    wherever it stands, the first place (before which there is no entry) included."""
+    program = every_opcode_program()
+    function = program.functions[0]
+    lines = list(function.lines)
+    lines[where] = entry  # type: ignore[call-overload]
+    broken = program._replace(
+        functions=(function._replace(lines=tuple(lines)), *program.functions[1:])
+    )
+    message = verdict(broken)
+    assert message is not None and "line table entry" in message

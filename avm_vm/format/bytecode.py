@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, MutableSequence
+from itertools import compress
+from operator import ne
 from typing import NoReturn
 
 from avm_vm.format.opcodes import OPCODES, OpInfo, RegType
@@ -45,7 +47,6 @@ _VERSION_AT, _HASH_AT = 8, 14
 _BY_BYTE: list[OpInfo | None] = [OPCODES.get(byte) for byte in range(256)]  # type: ignore[call-overload]
 _REG_TYPES = tuple(RegType)
 _KINDS = tuple(FunctionKind)
-_HAS_LIST = frozenset(op for op, info in OPCODES.items() if "L" in info.operands)
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -77,9 +78,10 @@ def _encode_body(program: Program) -> bytes:
     for constant in program.constants:
         _value(out, constant)
     _varint(out, len(program.functions))
+    narrow = _NarrowCode()
     for function in program.functions:
         _function_head(out, function)
-        _code(out, function, _varint, _same)
+        _code(out, function, _varint, _same, narrow)
         _lines(out, function.lines)
     _varint(out, len(program.behaviors))
     for behavior in program.behaviors:
@@ -91,7 +93,7 @@ def _encode_body(program: Program) -> bytes:
     return bytes(out)
 
 
-def _varint(out: bytearray, n: int) -> None:
+def _varint(out: MutableSequence[int], n: int) -> None:
     while n > 0x7F:
         out.append(n & 0x7F | 0x80)
         n >>= 7
@@ -153,48 +155,78 @@ def _code(
     function: Function,
     constant: Callable[[bytearray, int], None],
     callee: Callable[[int], int],
+    narrow: dict[Instr, bytes] | None = None,
 ) -> None:
-    """The instructions; ``constant`` writes a K operand and ``callee`` renumbers an F one."""
+    """The instructions; ``constant`` writes a K operand and ``callee`` renumbers an F one.
+    ``narrow``, a `_NarrowCode` (a new one if None), encodes the ops of a narrow function
+    whose constants and callees are written as they are (as in a file)."""
     wide = function.nregs > WIDE_ABOVE
-    # Plain encoding of a narrow function: an op without a register list whose numbers are
-    # all below 0x80 is its own bytes (one byte per register, one-byte varints).
-    plain = not wide and constant is _varint and callee is _same
+    if not wide and constant is _varint and callee is _same:
+        encoded = _NarrowCode() if narrow is None else narrow
+        out += b"".join(map(encoded.__getitem__, function.code))
+        return
     for instr in function.code:
-        op = instr[0]
-        if plain and op not in _HAS_LIST and max(instr) < 0x80:
-            out += bytes(instr)
-            continue
-        out.append(op)
-        for letter, operand in zip(OPCODES[op].operands, instr[1:], strict=True):
-            if letter == "R":
-                out += operand.to_bytes(2, "little") if wide else bytes((operand,))
-            elif letter == "L":
-                _varint(out, len(operand))
-                for register in operand:
-                    out += register.to_bytes(2, "little") if wide else bytes((register,))
-            elif letter == "K":
-                constant(out, operand)
-            elif letter == "F":
-                _varint(out, callee(operand))
-            elif letter == "E":
-                out.append(operand)
-            else:  # J, U
-                _varint(out, operand)
+        _instr(out, instr, wide, constant, callee)
+
+
+class _NarrowCode(dict[Instr, bytes]):
+    """Each op of a narrow function as written in a file, encoded once: a program repeats
+    its ops (a large one may have a few distinct ops in a hundred), so one of these serves
+    all the functions of an encoding."""
+
+    def __missing__(self, instr: Instr) -> bytes:
+        out = bytearray()
+        _instr(out, instr, False, _varint, _same)
+        self[instr] = encoded = bytes(out)
+        return encoded
+
+
+def _instr(
+    out: bytearray,
+    instr: Instr,
+    wide: bool,
+    constant: Callable[[bytearray, int], None],
+    callee: Callable[[int], int],
+) -> None:
+    """One instruction, operand by operand."""
+    op = instr[0]
+    out.append(op)
+    for letter, operand in zip(OPCODES[op].operands, instr[1:], strict=True):
+        if letter == "R":
+            out += operand.to_bytes(2, "little") if wide else bytes((operand,))
+        elif letter == "L":
+            _varint(out, len(operand))
+            for register in operand:
+                out += register.to_bytes(2, "little") if wide else bytes((register,))
+        elif letter == "K":
+            constant(out, operand)
+        elif letter == "F":
+            _varint(out, callee(operand))
+        elif letter == "E":
+            out.append(operand)
+        else:  # J, U
+            _varint(out, operand)
 
 
 def _lines(out: bytearray, lines: tuple[tuple[int, int], ...]) -> None:
     """Runs of instructions sharing one (line, column): count, line, column."""
-    runs: list[list] = []
-    for position in lines:
-        if runs and runs[-1][1] == position:
-            runs[-1][0] += 1
+    if not lines:
+        out.append(0)  # no runs
+        return
+    # Where each run starts (found in C: ops in a row often share a position).
+    starts = [0, *compress(range(1, len(lines)), map(ne, lines[1:], lines))]
+    _varint(out, len(starts))
+    encoded: list[int] = []  # the bytes, made into bytes at the end (quicker than bytearray)
+    for first, after in zip(starts, [*starts[1:], len(lines)], strict=True):
+        count = after - first
+        line, column = lines[first]
+        if count < 0x80 and column < 0x80 and 0x80 <= line < 0x4000:  # the commonest
+            encoded += (count, line & 0x7F | 0x80, line >> 7, column)
         else:
-            runs.append([1, position])
-    _varint(out, len(runs))
-    for count, (line, column) in runs:
-        _varint(out, count)
-        _varint(out, line)
-        _varint(out, column)
+            _varint(encoded, count)
+            _varint(encoded, line)
+            _varint(encoded, column)
+    out += bytes(encoded)
 
 
 # ---------------------------------------------------------------------------------- reading

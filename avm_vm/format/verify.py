@@ -143,6 +143,8 @@ _QUICK = {
 # Named once per instruction: an enum member costs a lookup each time it is named.
 _LOADK, _MOVE, _EFFECT = Op.LOADK, Op.MOVE, Op.EFFECT
 _ANY = RegType.ANY
+_NO_ENTRY = object()  # before a function's first line table entry
+_JUST_REG_TYPE = frozenset((RegType,))
 
 
 def _operand_problem(
@@ -190,6 +192,7 @@ class _Verifier:
         self.program = program
         self.filename = filename
         self.offsets = offsets
+        self.constant_types: tuple[RegType, ...] = ()  # set by `run` once constants are checked
 
     def fail(self, reason: str, where: str | None, offset: Callable[[Offsets], int]) -> NoReturn:
         at = offset(self.offsets) if self.offsets is not None else None
@@ -203,6 +206,8 @@ class _Verifier:
             problem = _value_problem(constant)
             if problem:
                 self.fail(f"constant {k}: {problem}", None, lambda o, k=k: o.constants[k])
+        # Each constant's register type (what a LOADK of it writes), worked out once.
+        self.constant_types = tuple(map(const_type, program.constants))
         seen: set[str] = set()
         for index, function in enumerate(program.functions):
             self.check_header(index, function, seen)
@@ -219,7 +224,7 @@ class _Verifier:
         if type(function.kind) is not FunctionKind:
             fail(f"function {q} has an unknown kind {function.kind!r}")
         types = function.reg_types
-        if not all(type(t) is RegType for t in types):
+        if not _JUST_REG_TYPE.issuperset(map(type, types)):  # each a RegType (checked in C)
             fail(f"function {q} has an unknown register type")
         if len(types) > MAX_REGISTERS:
             fail(f"function {q} has {len(types)} registers (the limit is {MAX_REGISTERS})")
@@ -234,7 +239,7 @@ class _Verifier:
                 f"function {q} has {len(function.lines)} line table entries "
                 f"for {len(function.code)} instructions"
             )
-        previous = None
+        previous: object = _NO_ENTRY  # not None: a None entry is malformed, not "the same"
         for position in function.lines:
             if position is previous:  # one entry for several ops in a row: checked already
                 continue
@@ -270,7 +275,7 @@ class _Verifier:
         }
         limits: dict[str, tuple[int, str, str]] | None = None
         pure = function.kind is FunctionKind.PURE
-        constants = program.constants
+        constant_types = self.constant_types
         for pc, instr in enumerate(code):
             # The quick path accepts only an op of scalar operands, each an int in range,
             # whose register type rule holds: what `_operand_problem` and `rule_problem`
@@ -287,7 +292,7 @@ class _Verifier:
                         if produced is None or (declared := types[instr[1]]) is _ANY:
                             continue
                         if produced is _LOADK:
-                            produced = const_type(constants[instr[2]])
+                            produced = constant_types[instr[2]]
                         elif produced is _MOVE:
                             produced = types[instr[2]]
                         if declared is produced:

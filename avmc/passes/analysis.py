@@ -53,8 +53,7 @@ def predecessor_counts(function: IrFunction) -> defaultdict[int, int]:
     for block in function.blocks:
         for instr in block.instrs:
             if instr.op in JUMPS:
-                for target in instr.targets():
-                    counts[target] += 1
+                counts[instr.operands[-1]] += 1  # an op's one jump target, its last operand
     return counts
 
 

@@ -7,15 +7,31 @@ that LOADK is its only write (every read of a register is preceded by a write of
 
 from __future__ import annotations
 
+from itertools import chain, compress
+from operator import attrgetter
+
 from avm_vm.format.opcodes import OPCODES
 from avmc.ir import JMP, JMPF, JMPT, LOADK, IrFunction, IrInstr
 from avmc.passes.analysis import def_counts
 from avmc.passes.evaluate import FOLDABLE, evaluate
 
 _UNKNOWN = object()
+# The ops folding may replace, when what they read is known.
+_CANDIDATES = FOLDABLE | {JMPT, JMPF}
+_op_of = attrgetter("op")
+_reads_of = attrgetter("reads")
+_instrs_of = attrgetter("instrs")
 
 
 def fold_constants(function: IrFunction) -> bool:
+    return fold_telling(function)[0]
+
+
+def fold_telling(function: IrFunction) -> tuple[bool, bool]:
+    """Fold ``function``; whether anything changed, and whether a second run could find
+    more: only when a register this run made a constant everywhere (its one write folded)
+    is read by an op that may fold. (Any other register is known at each point exactly as
+    this run knew it: a second run would find nothing.)"""
     counts = def_counts(function)
     everywhere = {
         instr.operands[0]: instr.operands[1]
@@ -24,6 +40,7 @@ def fold_constants(function: IrFunction) -> bool:
         if instr.op is LOADK and counts[instr.operands[0]] == 1
     }
     changed = False
+    made: set[int] = set()  # registers whose one write was folded
     for block in function.blocks:
         # The block's own loads so far, over `everywhere` (a register written otherwise
         # since is dropped: only its single LOADK, if any, is known).
@@ -45,6 +62,8 @@ def fold_constants(function: IrFunction) -> bool:
                         local[folded.dst] = folded.operands[1]  # type: ignore[index]
                         out.append(folded)
                         changed = True
+                        if counts[folded.dst] == 1:
+                            made.add(folded.dst)  # type: ignore[arg-type]
                         continue
             elif op is JMPT or op is JMPF:
                 value = _value(instr.operands[0], local, everywhere)
@@ -58,7 +77,11 @@ def fold_constants(function: IrFunction) -> bool:
             if instr.dst in local:  # written again: no longer the loaded constant
                 del local[instr.dst]
         block.instrs = out
-    return changed
+    if not made:
+        return changed, False
+    ops = list(chain.from_iterable(map(_instrs_of, function.blocks)))
+    candidates = compress(ops, map(_CANDIDATES.__contains__, map(_op_of, ops)))
+    return changed, not made.isdisjoint(chain.from_iterable(map(_reads_of, candidates)))
 
 
 def _value(reg: int, local: dict[int, object], everywhere: dict[int, object]) -> object:

@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
+from itertools import chain
+from operator import attrgetter
+
 from avm_vm.format.opcodes import Op
-from avmc.ir import IrFunction
+from avmc.ir import JMP, LOADK, BasicBlock, IrFunction
 from avmc.passes.analysis import JUMPS, map_targets, predecessor_counts
 
 
 def remove_unreachable(function: IrFunction) -> bool:
     """Drop the blocks no path from the entry reaches (a TRY's handler counts as reached)."""
+    return unreachable_telling(function)[0]
+
+
+def unreachable_telling(function: IrFunction) -> tuple[bool, bool]:
+    """`remove_unreachable`, and whether a dropped block held more than a bare jump (an op
+    that reads or writes a register)."""
     by_label = {block.label: block for block in function.blocks}
     seen = {function.blocks[0].label}
     stack = [function.blocks[0].label]
     while stack:
         for instr in by_label[stack.pop()].instrs:
             if instr.op in JUMPS:
-                for target in instr.targets():
-                    if target not in seen:
-                        seen.add(target)
-                        stack.append(target)
+                target = instr.operands[-1]  # an op's one jump target (`jump_targets`)
+                if target not in seen:
+                    seen.add(target)
+                    stack.append(target)
     if len(seen) == len(function.blocks):
-        return False
-    function.blocks = [block for block in function.blocks if block.label in seen]
-    return True
+        return False, False
+    kept, dropped = [], []
+    for block in function.blocks:
+        (kept if block.label in seen else dropped).append(block)
+    function.blocks = kept
+    return True, not all(_bare_jump(block) for block in dropped)
+
+
+def _bare_jump(block: BasicBlock) -> bool:
+    return len(block.instrs) == 1 and block.instrs[0].op is JMP
 
 
 def thread_jumps(function: IrFunction) -> bool:
@@ -30,7 +46,7 @@ def thread_jumps(function: IrFunction) -> bool:
     forward = {
         block.label: block.instrs[0].operands[0]
         for block in function.blocks
-        if len(block.instrs) == 1 and block.instrs[0].op is Op.JMP
+        if len(block.instrs) == 1 and block.instrs[0].op is JMP
     }
     if not forward:
         return False
@@ -48,7 +64,7 @@ def thread_jumps(function: IrFunction) -> bool:
     changed = False
     for block in function.blocks:
         for index, instr in enumerate(block.instrs):
-            if instr.op in JUMPS and any(target in final for target in instr.targets()):
+            if instr.op in JUMPS and instr.operands[-1] in final:  # its one jump target
                 block.instrs[index] = map_targets(instr, final)
                 changed = True
     return changed
@@ -56,17 +72,26 @@ def thread_jumps(function: IrFunction) -> bool:
 
 def merge_blocks(function: IrFunction) -> bool:
     """Append to a block ending in ``JMP B`` the block B when nothing else reaches B."""
+    return merge_telling(function)[0]
+
+
+def merge_telling(function: IrFunction) -> tuple[bool, bool]:
+    """`merge_blocks`, and whether a block that took others in has a LOADK of a register
+    written more than once (what constant folding may now know at the start of the part
+    appended after it; of a register written once it knew already)."""
     preds = predecessor_counts(function)
     by_label = {block.label: block for block in function.blocks}
     entry = function.blocks[0].label
     merged: set[int] = set()
+    grown: list[BasicBlock] = []
     for block in function.blocks:
         if block.label in merged:
             continue
+        size = len(merged)
         while True:
             instrs = block.instrs
             last = instrs[-1]
-            if last.op is not Op.JMP or (len(instrs) > 1 and instrs[-2].op in _BRANCHES):
+            if last.op is not JMP or (len(instrs) > 1 and instrs[-2].op in _BRANCHES):
                 break
             target = last.operands[0]
             if target in (block.label, entry) or preds[target] != 1:
@@ -74,17 +99,24 @@ def merge_blocks(function: IrFunction) -> bool:
             instrs.pop()
             instrs.extend(by_label[target].instrs)  # in place: long chains stay linear
             merged.add(target)
+        if len(merged) > size:
+            grown.append(block)
     if not merged:
-        return False
+        return False, False
     function.blocks = [block for block in function.blocks if block.label not in merged]
-    return True
+    loaded = {instr.dst for block in grown for instr in block.instrs if instr.op is LOADK}
+    if not loaded:
+        return True, False
+    # Each register loaded is written at least once: more writes than registers means one
+    # of them is written again somewhere. (Counted in C.)
+    writes = sum(
+        map(
+            loaded.__contains__, map(_dst_of, chain.from_iterable(map(_instrs_of, function.blocks)))
+        )
+    )
+    return True, writes > len(loaded)
 
 
 _BRANCHES = (Op.JMPT, Op.JMPF)
-
-
-def simplify_cfg(function: IrFunction) -> bool:
-    changed = thread_jumps(function)
-    changed |= remove_unreachable(function)
-    changed |= merge_blocks(function)
-    return changed
+_dst_of = attrgetter("dst")
+_instrs_of = attrgetter("instrs")
