@@ -246,7 +246,17 @@ class Recorder:
     since_snapshot: int = 0
     since_checkpoint: int = 0
     snapshot_wanted: bool = False
+    # Jobs `snapshot_job` answered, and those of them finished (each count written by one
+    # thread at a time: whoever holds the VM, and the writer).
+    snapshots_begun: int = 0
+    snapshots_done: int = 0
     lock: DataLock | None = None  # the data directory's lock, released by `close`
+
+    @property
+    def snapshot_writing(self) -> bool:
+        """Whether a job `snapshot_job` answered has not finished: it may yet start a new
+        segment, so the log's writes must run after it, where it runs."""
+        return self.snapshots_done != self.snapshots_begun
 
     @property
     def pending(self) -> bool:
@@ -346,14 +356,18 @@ class Recorder:
         node = (self.engine.here, self.engine.runtime.options.node_prefix)
         self.since_snapshot = 0
         self.snapshot_wanted = False
+        self.snapshots_begun += 1
 
         def write() -> Snapshot:
-            self._refuse_ahead()  # the write of its events failed
-            snap = Snapshot(index, state, state_hash(state), full_hash(state), node)
-            snapshot.write(data, snap)
-            if self.log is not None:
-                self.log.rotate(index)
-            return snap
+            try:
+                self._refuse_ahead()  # the write of its events failed
+                snap = Snapshot(index, state, state_hash(state), full_hash(state), node)
+                snapshot.write(data, snap)
+                if self.log is not None:
+                    self.log.rotate(index)
+                return snap
+            finally:
+                self.snapshots_done += 1
 
         return write
 

@@ -57,6 +57,7 @@ from avm_vm.trace import (
 from avm_vm.values import NOTHING, ObjectRef, Value, kind_of
 from avm_vm.vm.interpreter import Interpreter
 
+_sha256 = hashlib.sha256  # bound once: `Step.digest` runs per logged event
 STATUS_OBJECTS = 1000  # objects listed by `avm status` (the count is always exact)
 
 
@@ -86,10 +87,9 @@ class Step:
         whose effects differ (docs/durability.md)."""
         outcome = self.outcome
         if type(outcome) is Done and not self.notices:  # most steps: the text below, directly
-            self.text = value_text(outcome.value)
-            if self.text is not None:
-                text = f'{{"n":[],"o":["done",{self.text}]}}'
-                return hashlib.sha256(text.encode()).digest()[:8]
+            text = self.text = value_text(outcome.value)
+            if text is not None:
+                return _sha256(f'{{"n":[],"o":["done",{text}]}}'.encode()).digest()[:8]
         if outcome is None:
             shown: object = ["error", self.error_kind, self.error]
         elif type(outcome) is Done:

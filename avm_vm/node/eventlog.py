@@ -28,6 +28,7 @@ import errno
 import os
 import re
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from avm_vm.node.wire import dumps_json, loads_json
 
 MAGIC = b"AVMLOG1\n"
 _HEAD = struct.Struct(">II")
+_pack_head, _crc32 = _HEAD.pack, zlib.crc32  # bound once: `EventLog.append` runs per event
 MAX_RECORD = 1 << 30  # a length above this is corruption, not an event
 LEGACY_NAME = "events.log"  # the single log file of data directories before segments
 _SEGMENT = re.compile(r"events-(\d{12})\.log")
@@ -59,7 +61,7 @@ def encode_event(event: Event) -> bytes:
     """The canonical bytes of an event: sorted keys, no spaces."""
     if event.get("k") in _PLAIN_KINDS:
         try:
-            return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+            return _dumps(event, option=_SORTED)
         except TypeError:  # a number past 64 bits, a lone surrogate: the general way
             pass
     return dumps_json(event, sort_keys=True).encode()
@@ -68,6 +70,7 @@ def encode_event(event: Event) -> bytes:
 # Calls, the most common events, hold only integers, strings and values (no floats), which
 # orjson prints as the general way does and five times faster.
 _PLAIN_KINDS = frozenset({"client_call", "call"})
+_dumps, _SORTED = orjson.dumps, orjson.OPT_SORT_KEYS
 
 
 def segment_name(start: int) -> str:
@@ -366,6 +369,7 @@ class EventLog:
         self.directory = directory
         self.count = self.durable = count
         self.buffer = bytearray()
+        self.took = 0.0  # seconds the last successful `write` took (its write and fsync)
         # Why nothing more may be appended: the file may end in a partial record, or (set by
         # `Recorder.flush`) the node applied events that a failed flush kept out of the log.
         self.broken: str | None = None
@@ -387,9 +391,12 @@ class EventLog:
 
     def append(self, event: Event) -> int:
         """Buffer one event (not durable until `flush`); answers its index."""
-        self._check()
+        if self.broken is not None:
+            self._check()
         payload = encode_event(event)
-        self.buffer += _HEAD.pack(len(payload), zlib.crc32(payload)) + payload
+        buffer = self.buffer  # two appends: no temporary for the whole record
+        buffer += _pack_head(len(payload), _crc32(payload))
+        buffer += payload
         self.count += 1
         return self.count - 1
 
@@ -415,6 +422,7 @@ class EventLog:
         self._check()
         if not data:
             return
+        began = time.perf_counter()
         try:
             _write_all(self.fd, data)
             os.fsync(self.fd)
@@ -428,6 +436,7 @@ class EventLog:
             raise LogWriteError(problem) from error
         self.size += len(data)
         self.durable = count
+        self.took = time.perf_counter() - began
 
     def _cut_back(self, problem: str) -> None:
         """Remove whatever part of a failed flush reached the file."""
