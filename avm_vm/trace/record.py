@@ -84,7 +84,8 @@ class Trace:
     def __init__(self, recording: bool = True) -> None:
         self._entries: list[TraceEntry] = []
         # Events not yet made entries, `ROW` fields each: stamp, controller, duct, run, kind
-        # and its fields (`record`), or None and the event (`emit`).
+        # and its fields (`record`), or None and the event (`emit`); or a call's events in
+        # one row (`record_call`).
         self.pending: list = []
         self.clock = 0  # the next timestamp; never rolled back
         self.recording = recording  # False: count events but keep no entries (benchmarks)
@@ -101,7 +102,8 @@ class Trace:
 
     def emit(self, event: Event, controller: str | None, duct_link: DuctLink | None) -> None:
         if self.recording:
-            self.pending += (self.clock, controller, duct_link, self.run, None, event, None, None)
+            row = (self.clock, controller, duct_link, self.run, None, event, None, None, None)
+            self.pending += row
         self.clock += 1
 
     def record(
@@ -117,7 +119,7 @@ class Trace:
         (so not for an event whose third field may be None), made only if the trace is
         read."""
         if self.recording:
-            self.pending += (self.clock, controller, duct_link, self.run, kind, a, b, c)
+            self.pending += (self.clock, controller, duct_link, self.run, kind, a, b, c, None)
         self.clock += 1
 
     def record_call(
@@ -132,16 +134,17 @@ class Trace:
     ) -> None:
         """What a call outside any transaction that simply returned leaves (a leaf call,
         `Runtime.call_leaf`): a `StateUpdated` of ``object_id`` for each of ``states`` it
-        wrote, in order, then its `ObjectCalled`, in the call's duct link (made here, and
-        only if the trace is read). One row holds them all (`_CALLED`)."""
+        wrote, in order, then its `ObjectCalled`, in the call's duct link (``parent``'s,
+        extended by the call). One row holds them all, its kind the behavior's name, its
+        controller the state written (a list when not one), and its duct the caller's: the
+        entries and the call's link are made only when the trace is read, so a call keeps
+        nothing alive but the row."""
         clock = self.clock
         if self.recording:
-            duct_link = new_object(DuctLink)  # as `DuctLink(...)`, without its __init__
-            duct_link.object_id = object_id
-            duct_link.behavior = behavior
-            duct_link.call_id = call_id
-            duct_link.parent = parent
-            self.pending += (clock, states, duct_link, self.run, _CALLED, object_id, message, value)
+            written = states[0] if len(states) == 1 else states  # states are tuples
+            self.pending += (
+                clock, written, parent, self.run, behavior, object_id, message, value, call_id
+            )  # fmt: skip
         self.clock = clock + len(states) + 1
 
     def mark(self) -> int:
@@ -168,23 +171,21 @@ class Trace:
         entries[start:] = [entry for entry in entries[start:] if entry.run != run]
 
 
-ROW = 8  # fields of a row of `Trace.pending`
-# The kind of a row of `record_call`, whose controller field holds the states written.
-_CALLED = object()
-new_object = object.__new__
+ROW = 9  # fields of a row of `Trace.pending`
 
 
 def _entries(rows: list) -> Iterator[TraceEntry]:
     """The entries of the rows of `Trace.pending`, in order."""
     for at in range(0, len(rows), ROW):
-        stamp, controller, duct_link, run, kind, a, b, c = rows[at : at + ROW]
+        stamp, controller, duct_link, run, kind, a, b, c, d = rows[at : at + ROW]
         if kind is None:  # kept as it was emitted
             yield TraceEntry(stamp, a, controller, duct_link, run)
-        elif kind is _CALLED:  # no transaction, so no controller
-            for state in controller:
-                yield TraceEntry(stamp, StateUpdated(a, state), None, duct_link, run)
+        elif type(kind) is str:  # a call's row (`record_call`); no transaction, no controller
+            link = DuctLink(a, kind, d, duct_link)
+            for state in (controller,) if type(controller) is tuple else controller:
+                yield TraceEntry(stamp, StateUpdated(a, state), None, link, run)
                 stamp += 1
-            yield TraceEntry(stamp, ObjectCalled(a, b, c), None, duct_link, run)
+            yield TraceEntry(stamp, ObjectCalled(a, b, c), None, link, run)
         else:
             event = kind(a, b) if c is None else kind(a, b, c)
             yield TraceEntry(stamp, event, controller, duct_link, run)
