@@ -742,8 +742,9 @@ class Runtime:
         target = target.id
         store = self.store
         record = store.objects.get(target)
+        caller = self.act
         # Routed as `call` routes it: nothing else is a local call that can be a leaf.
-        if record is None or record.machine != self.act.machine or store.locks:
+        if record is None or record.machine != caller.machine or store.locks:
             return RETRY
         name = record.behavior
         entry = self.registry.behaviors.get(name)
@@ -751,19 +752,11 @@ class Runtime:
             return RETRY
         stack = self.stack
         proc = entry.interpreter.procs[entry.function]
-        leaf = proc.direct
-        if (
-            leaf is None
-            or proc.leaf_credit <= 0
-            or proc.nparams != 1
-            or len(stack) > self.options.max_depth
-        ):
+        leaf = proc.direct  # it pays for the callee's frame itself
+        if leaf is None or proc.leaf_credit <= 0 or len(stack) > self.options.max_depth:
             return RETRY
         fuel = self.fuel
         remaining, reserve, room = fuel.remaining, fuel.reserve, fuel.room
-        if proc.frame_steps > remaining:
-            return RETRY
-        fuel.remaining = remaining - proc.frame_steps
         done = leaf(fuel, self, target, message)
         if done is RETRY:
             fuel.remaining, fuel.reserve, fuel.room = remaining, reserve, room
@@ -779,7 +772,7 @@ class Runtime:
         # entries at once).
         for state in writes:
             store.set_state(target, state)
-        self.trace.record_call(target, name, call_id, self.act.duct, message, value, writes)
+        self.trace.record_call(target, name, call_id, caller.duct, message, value, writes)
         if len(stack) == 1:
             self._back_at_base(None)
         if strict:

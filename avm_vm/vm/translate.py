@@ -344,14 +344,16 @@ def translate_direct(proc: Proc) -> Callable[..., object] | None:
 
     A pure function (`call_pure`) is ``run(fuel, *args)``. A behavior is ``run(fuel, host,
     self_id, message)`` and runs as a *leaf call* (`Runtime.call_leaf`), outside any
-    transaction, for the object ``self_id``: it performs `get_state`, `set_state` and
-    `self` with the handlers' charges, but keeps the states it writes to itself, and
-    answers its result with them, in order, for ``host`` (the runtime) to write; reaching
-    any other instruction answers `RETRY`, so a clause that performs one runs on a
-    frame."""
+    transaction, for the object ``self_id``: it pays for its frame first (as `Runtime.enter`
+    charges a call), performs `get_state`, `set_state` and `self` with the handlers'
+    charges, but keeps the states it writes to itself, and answers its result with them, in
+    order, for ``host`` (the runtime) to write; reaching any other instruction answers
+    `RETRY`, so a clause that performs one runs on a frame."""
     function = proc.function
     if function.kind is FunctionKind.MAIN or any(i[0] in _NOT_DIRECT for i in function.code):
         return None
+    if function.kind is FunctionKind.BEHAVIOR and function.nparams != 1:
+        return None  # its calls fail as they set up its frame
     source, namespace = _Translator(proc, None, frozenset(), False, direct=True).source()
     code = compile(source, f"<avm {proc.name!r} direct>", "exec")
     exec(code, namespace)  # the source holds only ints from the verified program
@@ -470,7 +472,10 @@ class _Translator:
         registers += [f"r{n}=INIT[{n - nparams}]" for n in range(nparams, len(self.types))]
         context = ["host", "self_id"] if self.leaf else []
         with self.block(f"def run({', '.join(['fuel', *context, *registers])}):"):
-            self.emit("left = fuel.remaining", "room = fuel.room", "pc = 0")
+            # A leaf call pays for the callee's frame first, as `Runtime.enter` does.
+            steps = self.proc.frame_steps if self.leaf else 0
+            self.emit(f"left = fuel.remaining - {steps}" if steps else "left = fuel.remaining")
+            self.emit("room = fuel.room", "pc = 0")
             if self.leaf:
                 self.emit("writes = []")  # the states set, written when it returns
             with self.block("try:"), self.block("while True:"):
