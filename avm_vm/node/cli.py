@@ -8,6 +8,7 @@ The node's modules (asyncio and all) are imported only when one of these command
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import json
 import os
@@ -320,7 +321,7 @@ def node_command(
     from avm_vm.node.durable import DataError
     from avm_vm.node.engine import LoadError
     from avm_vm.node.eventlog import LogError
-    from avm_vm.node.node import GIL_SWITCH_SECONDS, NodeConfig
+    from avm_vm.node.node import GC_YOUNG_THRESHOLD, GIL_SWITCH_SECONDS, NodeConfig
     from avm_vm.node.state import StateError
 
     config = NodeConfig(
@@ -350,6 +351,7 @@ def node_command(
 
     handler = configure_logging(log_level, log_format)
     sys.setswitchinterval(GIL_SWITCH_SECONDS)  # the process is the node's alone
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     try:
         fatal = asyncio.run(_serve(config, programs, handler, web, http_token or None))
     except OSError as error:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +61,19 @@ _sha256 = hashlib.sha256  # bound once: `Step.digest` runs per logged event
 STATUS_OBJECTS = 1000  # objects listed by `avm status` (the count is always exact)
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
-    """What one job on the VM produced."""
+    """What one job on the VM produced. A durable node holds each until its log write
+    (`Node._commit`): it is one object, and shares its empty lists (tuples)."""
 
     outcome: Outcome | None = None  # None when nothing ran
     error: str | None = None  # why nothing ran (a run could not start, a transfer refused)
     error_kind: str = "Failed"
     payload: dict[str, Any] | None = None  # a parked run's activation or object to ship
-    notices: list[Message] = field(default_factory=list)
+    notices: Sequence[Message] = ()
     reply: Message | None = None  # the answer to a peer's prepare (a vote)
     # Transactions across nodes decided here: (id, committed, the nodes to tell).
-    decisions: list[tuple[int, bool, frozenset[str]]] = field(default_factory=list)
+    decisions: Sequence[tuple[int, bool, frozenset[str]]] = ()
     # The wire text of a finished run's value (`wire.value_text`), once `digest` made it:
     # the answer carries the same text, so it is not printed twice.
     text: str | None = None
@@ -516,12 +517,12 @@ class Engine:
         self.directory.forget(event["object_id"], event["machine"])
         return Step()
 
-    def _notices(self) -> list[Message]:
+    def _notices(self) -> Sequence[Message]:
         """create_notify for objects that appeared here, and for objects that left, where
         they went; destroy_notify for objects destroyed here."""
         changed = self.runtime.store.drain_changes()
         if not changed:  # most runs create, move and destroy nothing
-            return []
+            return ()
         objects = self.runtime.store.objects
         out = []
         for object_id in sorted(changed):

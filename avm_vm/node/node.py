@@ -93,6 +93,11 @@ INLINE_WRITE = 0.001
 # commit back and cost durable nodes a third of their throughput (bench/durable_bench.py:
 # 0.63 of a node without --data at 5 ms, 0.80 at 0.2 ms, with no loss without --data).
 GIL_SWITCH_SECONDS = 0.0002
+# The youngest generation's collection threshold for a node's process. A node keeps many
+# young objects alive for a while (decoded requests, steps held until their log write), which
+# Python's default of 700 allocations makes the collector rescan over and over; runs already
+# collect this seldom (`Runtime._drive`).
+GC_YOUNG_THRESHOLD = 10_000
 
 _PEER_KINDS = frozenset(
     {
