@@ -204,6 +204,24 @@ def test_metrics_count_calls_and_events_stream_them(cluster: dict[str, Any]) -> 
     assert grew("avm_trace_entries_total", 6)
 
 
+def test_a_stream_opened_late_starts_with_the_last_entries(cluster: dict[str, Any]) -> None:
+    """Entries made while no stream is open are kept (unrendered) for the next one."""
+    mine = cluster["mine"]
+    with Session(cluster["alpha"]) as session:
+        session.call(mine, ("deposit", 4321))  # no stream is open
+    stream = EventStream(cluster["port"])
+    try:
+        stream.wait_for(
+            lambda e: (
+                e["event_type"].get("ObjectCalled", {}).get("input")
+                == {"List": [{"Str": "deposit"}, {"Nat": 4321}]}
+            ),
+            "the deposit made before the stream opened",
+        )
+    finally:
+        stream.close()
+
+
 def dead_subscriber(port: int) -> socket.socket:
     """A GET /events connection that will never read, on a tiny receive buffer."""
     dead = socket.socket()

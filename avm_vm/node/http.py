@@ -9,9 +9,11 @@
 - ``GET /``: the live page (avm_vm/node/web/), which reads the endpoints above.
 
 The engine hands each batch of trace entries to `HttpServer.observe` (an `Engine.observers`
-hook), which only queues them: every subscriber has a bounded queue, entries that do not fit
-are dropped and counted, and a subscriber that takes nothing for `STALL_SECONDS` is cut off,
-so a slow or dead browser never holds up a run. With a token, every data endpoint needs
+hook), which only queues them, each rendered once while a stream is open and not at all
+while none is (the last `RECENT_ENTRIES` wait unrendered for streams to come): every
+subscriber has a bounded queue, entries that do not fit are dropped and counted, and a
+subscriber that takes nothing for `STALL_SECONDS` is cut off, so a slow or dead browser
+never holds up a run. With a token, every data endpoint needs
 ``Authorization: Bearer TOKEN``; the page's static files hold no data and need none (a
 browser cannot send the header when it opens a page), and the page sends the token it is
 given in its address's fragment (``/#token=...``), which browsers never send to servers.
@@ -93,7 +95,8 @@ class HttpServer:
         self.host, self.port = host, port
         self.token = token
         self.subscribers: set[Subscriber] = set()
-        self.recent: deque[tuple[int, str]] = deque(maxlen=RECENT_ENTRIES)
+        # The last entries, numbered, for a new stream to start with; rendered when one does.
+        self.recent: deque[tuple[int, TraceEntry]] = deque(maxlen=RECENT_ENTRIES)
         self.sequence = 0  # numbers the entries: the stream's event ids
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread = 0
@@ -129,25 +132,30 @@ class HttpServer:
     # ------------------------------------------------------------------ trace entries
 
     def observe(self, entries: list[TraceEntry]) -> None:
-        """The engine's hook, on the thread that applied the event: render and hand over.
-        Of a huge batch (a long run's trace) only the last `QUEUE_ENTRIES` can reach anyone,
-        so only those are rendered; the rest count as dropped."""
-        skipped = max(len(entries) - QUEUE_ENTRIES, 0)
-        lines = [entry_json(entry) for entry in entries[skipped:]]
+        """The engine's hook, on the thread that applied the event: hand the entries over
+        (a copy: the engine reuses its list)."""
         if threading.get_ident() == self.loop_thread:
-            self._fan_out(skipped, lines)
+            self._fan_out(entries[:])
         elif self.loop is not None:
-            self.loop.call_soon_threadsafe(self._fan_out, skipped, lines)
+            self.loop.call_soon_threadsafe(self._fan_out, entries[:])
 
-    def _fan_out(self, skipped: int, lines: list[str]) -> None:
+    def _fan_out(self, entries: list[TraceEntry]) -> None:
+        """Number the entries, keep the last for streams to come, and queue each for every
+        open stream, rendered once. Of a huge batch (a long run's trace) only the last
+        `QUEUE_ENTRIES` can reach anyone, so only those are rendered; the rest count as
+        dropped. With no stream open, nothing is rendered."""
         metrics = self.node.metrics
-        self.sequence += skipped
-        metrics.trace_entries += skipped + len(lines)
+        metrics.trace_entries += len(entries)
+        numbers = range(self.sequence + 1, self.sequence + len(entries) + 1)
+        self.sequence += len(entries)
+        kept = max(len(entries) - RECENT_ENTRIES, 0)
+        self.recent.extend(zip(numbers[kept:], entries[kept:], strict=True))
+        if not self.subscribers:
+            return
+        skipped = max(len(entries) - QUEUE_ENTRIES, 0)
         metrics.events_dropped += skipped * len(self.subscribers)
-        for line in lines:
-            self.sequence += 1
-            item = (self.sequence, line)
-            self.recent.append(item)
+        for number, entry in zip(numbers[skipped:], entries[skipped:], strict=True):
+            item = (number, entry_json(entry))
             for subscriber in self.subscribers:
                 if not subscriber.offer(item):
                     metrics.events_dropped += 1
@@ -213,8 +221,8 @@ class HttpServer:
         )
         await response.prepare(request)
         subscriber = Subscriber()
-        for item in self.recent:
-            subscriber.offer(item)
+        for number, entry in self.recent:
+            subscriber.offer((number, entry_json(entry)))
         self.subscribers.add(subscriber)
         try:
             await response.write(b": avm node event stream\n\n")
