@@ -14,7 +14,9 @@ Every event is the same client call: ``["add", n]`` on one of 64 tally objects. 
   all threads, from /proc) each node process spent per pipelined call.
 - recording in process: events per second through `Recorder.record` with no log, with an
   fsync per event (``sync_each``) and with a flush per 256 events (group commit): what the
-  data layer allows, without the network.
+  data layer allows, without the network. Once more with a flush per 256 events in a store
+  of 100,000 objects, with the node's snapshot and checkpoint intervals, over as many
+  events: capturing the state for those costs in proportion to the store.
 - restart in process: seconds `open_data` takes on logs of 10,000 and 100,000 events with a
   snapshot 500 events before the end, with log segments (as written now), with the same
   events in one ``events.log`` (as before segments: the whole file is read), and with no
@@ -64,6 +66,7 @@ ROUNDS = 8  # alternating rounds of the logging figures (their ratio is the medi
 LAUNCHES = 5
 REPLAYED = re.compile(r"replayed (\d+) events")  # what a node says it replayed at start
 BATCH = 256  # events per flush in the group-commit figures (the node's batch size)
+LARGE_STORE = 100_000  # objects held in the last recording figure
 RECENT = 500  # events after the snapshot in the restart figures
 OPENS = 3  # opens per restart figure
 
@@ -217,6 +220,16 @@ def recording_rates(tmp: Path, tape: bytes, events: int) -> dict[str, float]:
         recorder.sync_each = sync_each
         rates[name] = events / feed(recorder, targets, events, batch)
         recorder.close()
+    recorder, targets = recorder_on(tmp / "rec-large", tape)
+    for n in range(LARGE_STORE):
+        recorder.record({"k": "client_create", "behavior": "tally", "controller": None})
+        if n % BATCH == BATCH - 1:
+            recorder.flush()
+    recorder.snapshot_every = Recorder.snapshot_every  # as a node takes them
+    large = max(events, LARGE_STORE)
+    name = f"a flush per {BATCH} events, {LARGE_STORE:,} objects"
+    rates[name] = large / feed(recorder, targets, large, BATCH)
+    recorder.close()
     return rates
 
 

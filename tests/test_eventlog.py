@@ -12,6 +12,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,44 @@ def test_housekeeping_events_share_the_batch_flush(
     events = read_log(tmp_path).events
     assert [e["k"] for e in events].count("checkpoint") >= 3
     assert len(events) == recorder.engine.applied  # the checkpoints were flushed too
+    recorder.close()
+
+
+def test_checkpoints_and_snapshots_space_out_as_the_store_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Capturing the state costs in proportion to the store, so checkpoints and snapshots
+    come at least one event per object apart: what they cost per event does not grow with
+    the store (with 100,000 objects, a checkpoint every 1,000 events made logging 20 times
+    slower)."""
+    recorder, target = fresh(tmp_path, sync_each=False, checkpoint_every=3, snapshot_every=4)
+    taken: list[int] = []
+    write = snapshot.write
+
+    def noted(directory: Path, snap: snapshot.Snapshot) -> Path:
+        taken.append(snap.index)
+        return write(directory, snap)
+
+    monkeypatch.setattr(snapshot, "write", noted)
+    for n in range(1, 9):  # one object: every 3 and 4 events
+        add(recorder, target, n)
+    early_checkpoints, early_snapshots = recorder.engine.applied, len(taken)
+    for _ in range(39):
+        recorder.record({"k": "client_create", "behavior": "tally", "controller": None})
+    start = recorder.engine.applied
+    for n in range(1, 201):  # 40 objects: every 40 events at the least
+        add(recorder, target, n)
+    recorder.flush()
+    events = read_log(tmp_path).events
+    checkpoints = [i for i, e in enumerate(events) if e["k"] == "checkpoint"]
+    assert len([i for i in checkpoints if i < early_checkpoints]) >= 2
+    later = [i for i in checkpoints if i > start]
+    assert len(later) >= 3
+    assert min(b - a for a, b in pairwise(later)) >= 40
+    assert early_snapshots >= 2
+    spaced = [i for i in taken if i > start]
+    assert len(spaced) >= 3
+    assert min(b - a for a, b in pairwise(spaced)) >= 40
     recorder.close()
 
 

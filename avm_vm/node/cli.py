@@ -194,14 +194,15 @@ def _tls(role: str, secret: bytes | None) -> Any:
     type=click.IntRange(min=1),
     default=10_000,
     show_default=True,
-    help="Events between snapshots (with --data).",
+    help="Events between snapshots (with --data); at least as many as objects held.",
 )
 @click.option(
     "--checkpoint-every",
     type=click.IntRange(min=1),
     default=1_000,
     show_default=True,
-    help="Events between state hashes logged for `avm replay` (with --data).",
+    help="Events between state hashes logged for `avm replay` (with --data); at least as "
+    "many as objects held.",
 )
 @click.option(
     "--max-connections",

@@ -314,17 +314,23 @@ class Recorder:
         return write
 
     def _housekeeping(self) -> None:
-        """Entropy, checkpoint and snapshot events that fall due after an event."""
+        """Entropy, checkpoint and snapshot events that fall due after an event.
+
+        Checkpoints and snapshots capture the whole state, a cost that grows with the
+        store, so they come at least one event per object apart (`checkpoint_every` and
+        `snapshot_every` are the least): what they cost per event stays the same as the
+        store grows, instead of reaching many times what the events themselves cost."""
         engine = self.engine
         applied = engine.applied
         if applied % ENTROPY_EVERY == 0:
             self.record({"k": "entropy", "bytes": os.urandom(32).hex(), "boot": False})
         if engine.unsettled:
             return  # checkpoints and snapshots wait for a quiescent point
-        if self.since_checkpoint >= self.checkpoint_every:
+        objects = len(engine.runtime.store.objects)
+        if self.since_checkpoint >= max(self.checkpoint_every, objects):
             self.since_checkpoint = 0
             self.record({"k": "checkpoint", "full": full_hash(capture(engine))})
-        if self.snapshot_wanted or self.since_snapshot >= self.snapshot_every:
+        if self.snapshot_wanted or self.since_snapshot >= max(self.snapshot_every, objects):
             if self.defer_snapshots:
                 self.snapshot_wanted = True
                 return
