@@ -11,16 +11,12 @@ each block is the same along every path that reaches it; it is found by one forw
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
-from operator import attrgetter
 
 from avm_vm.format.opcodes import Op
-from avmc.ir import BasicBlock, IrFunction, IrInstr
+from avmc.ir import BasicBlock, IrFunction, IrInstr, op_of
 
 _JUMPS = (Op.JMP, Op.JMPT, Op.JMPF)
 _HANDLER_OPS = frozenset((Op.TRY, Op.ENDTRY))
-_op_of = attrgetter("op")
-_instrs_of = attrgetter("instrs")
 
 
 class Segment:
@@ -46,7 +42,7 @@ class Liveness:
 def segments(function: IrFunction, successors: dict[int, list[int]]) -> dict[int, list[Segment]]:
     """Split each block where the innermost handler changes (after TRY, after ENDTRY);
     ``successors`` are each block's jump targets, in order."""
-    ops = map(_op_of, chain.from_iterable(map(_instrs_of, function.blocks)))
+    ops = map(op_of, function.ops())
     if _HANDLER_OPS.isdisjoint(ops):  # no handler anywhere: a block is one segment
         return {block.label: _whole_block(block.instrs) for block in function.blocks}
     by_label = {block.label: block for block in function.blocks}
@@ -81,7 +77,7 @@ def _split(
     instrs = block.instrs
     parts: list[Segment] = []
     lo = 0
-    if _HANDLER_OPS.isdisjoint(map(_op_of, instrs)):  # one handler throughout: no walk
+    if _HANDLER_OPS.isdisjoint(map(op_of, instrs)):  # one handler throughout: no walk
         for target in targets:
             reach(target, stack)
     else:

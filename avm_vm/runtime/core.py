@@ -248,8 +248,8 @@ class Runtime:
         self.transport = transport
         self.network = network
         self.handlers = handler_table(options.profile)
-        # The call instructions, by number, and whether each is strict (`call!`): in profile
-        # ours, their calls may be leaf calls (`perform_call`).
+        # The call instructions, by number, and whether each is strict (`call!`), in profile
+        # ours, where translated code tries a leaf call before `perform_call` does the rest.
         self.leaf_calls = {CALL: False, CALL_UNWRAP: True} if self.ours else {}
         self.tx: Transaction | None = None
         # Set with RESTART when a search ends without a solution: thrown at its checkpoint.
@@ -767,9 +767,9 @@ class Runtime:
         value, writes = done
         call_id = self.call_ids
         self.call_ids = call_id + 1
-        # Written as `store_state` writes outside a transaction: undoably unless nothing of
+        # Written as `set_state` writes outside a transaction: undoably unless nothing of
         # this run can be undone (at its base, where `_back_at_base` forgets the undo
-        # entries at once).
+        # entries at once). The trace keeps the writes and the call in one row.
         for state in writes:
             store.set_state(target, state)
         self.trace.record_call(target, name, call_id, caller.duct, message, value, writes)

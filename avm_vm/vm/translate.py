@@ -1059,6 +1059,9 @@ class _Translator:
         self.emit("left = fuel.remaining", f"pc = {pc + 1}")
 
     def op_fail(self, pc: int, a: int) -> None:
+        if self.direct:  # the failure is made on a frame: no message to print here
+            self.emit("raise OutOfFuel")
+            return
         self.tostr("v", a, pc)
         self.emit("raise failed(v)")
 

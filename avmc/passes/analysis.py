@@ -6,31 +6,19 @@ Instructions are treated as immutable values: passes replace them, never mutate 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from itertools import chain
-from operator import attrgetter
 
 from avm_vm.format.opcodes import OPCODES
-from avmc.ir import MOVE, IrFunction, IrInstr
+from avmc.ir import MOVE, IrFunction, IrInstr, dst_of, op_of, reads_of
 
 WRITES = frozenset(op for op, info in OPCODES.items() if info.writes)
 JUMPS = frozenset(op for op, info in OPCODES.items() if "J" in info.operands)
 
 
-_op_of = attrgetter("op")
-_dst_of = attrgetter("dst")
-_reads_of = attrgetter("reads")
-_instrs_of = attrgetter("instrs")
-
-
-def _ops(function: IrFunction) -> Iterator[IrInstr]:
-    return chain.from_iterable(map(_instrs_of, function.blocks))
-
-
 def def_counts(function: IrFunction) -> Counter[int]:
     """How many ops write each register (0 for one none writes); a parameter counts its
     arrival as one write. Counted in C: every pass asks."""
-    counts = Counter(map(_dst_of, _ops(function)))
+    counts = Counter(map(dst_of, function.ops()))
     counts.pop(None, None)  # type: ignore[call-overload]
     counts.update(range(function.nparams))
     return counts
@@ -39,12 +27,12 @@ def def_counts(function: IrFunction) -> Counter[int]:
 def has_moves(function: IrFunction) -> bool:
     """Whether any op is a MOVE (the copy passes have nothing to do otherwise); the search
     runs in C, over every block's ops chained."""
-    return MOVE in map(_op_of, _ops(function))
+    return MOVE in map(op_of, function.ops())
 
 
 def use_counts(function: IrFunction) -> Counter[int]:
     """How many times ops read each register (0 for one none reads), counted in C."""
-    return Counter(chain.from_iterable(map(_reads_of, _ops(function))))
+    return Counter(chain.from_iterable(map(reads_of, function.ops())))
 
 
 def predecessor_counts(function: IrFunction) -> defaultdict[int, int]:

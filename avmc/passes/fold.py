@@ -8,19 +8,15 @@ that LOADK is its only write (every read of a register is preceded by a write of
 from __future__ import annotations
 
 from itertools import chain, compress
-from operator import attrgetter
 
 from avm_vm.format.opcodes import OPCODES
-from avmc.ir import JMP, JMPF, JMPT, LOADK, IrFunction, IrInstr
+from avmc.ir import JMP, JMPF, JMPT, LOADK, IrFunction, IrInstr, op_of, reads_of
 from avmc.passes.analysis import def_counts
 from avmc.passes.evaluate import FOLDABLE, evaluate
 
 _UNKNOWN = object()
 # The ops folding may replace, when what they read is known.
 _CANDIDATES = FOLDABLE | {JMPT, JMPF}
-_op_of = attrgetter("op")
-_reads_of = attrgetter("reads")
-_instrs_of = attrgetter("instrs")
 
 
 def fold_constants(function: IrFunction) -> bool:
@@ -79,9 +75,9 @@ def fold_telling(function: IrFunction) -> tuple[bool, bool]:
         block.instrs = out
     if not made:
         return changed, False
-    ops = list(chain.from_iterable(map(_instrs_of, function.blocks)))
-    candidates = compress(ops, map(_CANDIDATES.__contains__, map(_op_of, ops)))
-    return changed, not made.isdisjoint(chain.from_iterable(map(_reads_of, candidates)))
+    ops = list(function.ops())
+    candidates = compress(ops, map(_CANDIDATES.__contains__, map(op_of, ops)))
+    return changed, not made.isdisjoint(chain.from_iterable(map(reads_of, candidates)))
 
 
 def _value(reg: int, local: dict[int, object], everywhere: dict[int, object]) -> object:

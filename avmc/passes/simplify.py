@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from itertools import chain
-from operator import attrgetter
-
 from avm_vm.format.opcodes import Op
 from avmc.ir import JMP, LOADK, BasicBlock, IrFunction
-from avmc.passes.analysis import JUMPS, map_targets, predecessor_counts
+from avmc.passes.analysis import JUMPS, def_counts, map_targets, predecessor_counts
 
 
 def remove_unreachable(function: IrFunction) -> bool:
@@ -107,16 +104,8 @@ def merge_telling(function: IrFunction) -> tuple[bool, bool]:
     loaded = {instr.dst for block in grown for instr in block.instrs if instr.op is LOADK}
     if not loaded:
         return True, False
-    # Each register loaded is written at least once: more writes than registers means one
-    # of them is written again somewhere. (Counted in C.)
-    writes = sum(
-        map(
-            loaded.__contains__, map(_dst_of, chain.from_iterable(map(_instrs_of, function.blocks)))
-        )
-    )
-    return True, writes > len(loaded)
+    counts = def_counts(function)  # folding knows a register written once already
+    return True, any(counts[register] > 1 for register in loaded)
 
 
 _BRANCHES = (Op.JMPT, Op.JMPF)
-_dst_of = attrgetter("dst")
-_instrs_of = attrgetter("instrs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from avm_vm.runtime.handlers.common import values
-from avm_vm.trace import DuctLink, StateUpdated
+from avm_vm.trace import StateUpdated
 from avm_vm.values import NOTHING, Just, ObjectRef, Value
 
 if TYPE_CHECKING:
@@ -60,13 +60,7 @@ def set_state(rt: Runtime, args: tuple[Value, ...]) -> Value:
         values(state, "set_state")  # raises
     rt.pay_walk(state)  # snapshots and state hashes encode it
     act = rt.act
-    store_state(rt, act.self_id, act.duct, state)
-    return NOTHING
-
-
-def store_state(rt: Runtime, self_id: int, duct: DuctLink | None, state: tuple) -> None:
-    """Write the state the object ``self_id`` set in the call ``duct`` (checked and paid
-    for): `set_state`, and what a leaf call wrote (`Runtime.call_leaf`)."""
+    self_id = act.self_id
     tx = rt.tx
     if tx is None:
         rt.store.set_state(self_id, state)
@@ -76,7 +70,8 @@ def store_state(rt: Runtime, self_id: int, duct: DuctLink | None, state: tuple) 
         tx.write(rt.journal, self_id, state)
     # Recorded as its fields: the event is made only if the trace is read.
     controller = None if tx is None else tx.controller
-    rt.trace.record(controller, duct, StateUpdated, self_id, state)
+    rt.trace.record(controller, act.duct, StateUpdated, self_id, state)
+    return NOTHING
 
 
 HANDLERS = {
