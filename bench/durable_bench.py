@@ -1,6 +1,6 @@
 """Durable nodes (`avm node --data DIR`): the cost of logging, replaying and restarting.
 
-    python bench/durable_bench.py                # 20,000 pipelined calls per logging run
+    python bench/durable_bench.py                # 80,000 pipelined calls per node, in 8 rounds
     python bench/durable_bench.py --calls 5000 --restart-events 10000   # a quick look
 
 Every event is the same client call: ``["add", n]`` on one of 64 tally objects. Figures:
@@ -280,7 +280,7 @@ def restart_seconds(tmp: Path, tape: bytes, events: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=20_000, help="pipelined calls per node")
+    parser.add_argument("--calls", type=int, default=80_000, help="pipelined calls per node")
     parser.add_argument(
         "--recorded", type=int, default=10_000, help="events per in-process recording figure"
     )

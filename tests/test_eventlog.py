@@ -222,6 +222,35 @@ def test_checkpoints_and_snapshots_space_out_as_the_store_grows(
     recorder.close()
 
 
+def test_housekeeping_falls_on_the_same_events_as_when_every_event_checks(
+    tmp_path: Path,
+) -> None:
+    """Between housekeeping points a recorder only counts down (`Recorder.quiet`); its
+    checkpoints and snapshots must land exactly where a check after every event puts them,
+    while the store grows past the intervals and after an interval changes."""
+
+    def kinds(data: Path, check_each: bool) -> list[str]:
+        recorder, target = fresh(data, sync_each=False, checkpoint_every=5, snapshot_every=7)
+        for n in range(1, 121):
+            if check_each:
+                recorder.quiet = 0
+            if n % 4 == 0:  # the store grows to 31 objects, past both intervals
+                recorder.record({"k": "client_create", "behavior": "tally", "controller": None})
+            else:
+                add(recorder, target, n)
+            if n == 90:
+                recorder.checkpoint_every = 3  # a store of this size still decides
+        recorder.flush()
+        recorder.close()
+        snapshots = [p.name for p in sorted(data.glob("snapshot-*"))]
+        return [e["k"] for e in read_log(data).events] + snapshots
+
+    counted = kinds(tmp_path / "counted", check_each=False)
+    checked = kinds(tmp_path / "checked", check_each=True)
+    assert counted == checked
+    assert counted.count("checkpoint") >= 10
+
+
 def test_a_snapshot_is_written_only_after_its_events_are_durable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

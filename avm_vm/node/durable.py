@@ -246,6 +246,10 @@ class Recorder:
     since_snapshot: int = 0
     since_checkpoint: int = 0
     snapshot_wanted: bool = False
+    # Events that may be applied before `_housekeeping` has anything to do. It works this
+    # out from the intervals each time it runs (a change of them counts from then on), so
+    # most events pay a subtraction instead of its checks.
+    quiet: int = 0
     # Jobs `snapshot_job` answered, and those of them finished (each count written by one
     # thread at a time: whoever holds the VM, and the writer).
     snapshots_begun: int = 0
@@ -285,7 +289,9 @@ class Recorder:
         self.since_checkpoint += 1
         if self.log is not None:  # digests are for replay: without a log nobody reads them
             self.last = step.digest()
-            self._housekeeping()
+            self.quiet -= 1
+            if self.quiet <= 0:
+                self._housekeeping()
         return step
 
     def flush(self) -> None:
@@ -325,20 +331,27 @@ class Recorder:
         if applied % ENTROPY_EVERY == 0:
             self.record({"k": "entropy", "bytes": os.urandom(32).hex(), "boot": False})
         if engine.unsettled:
-            return  # checkpoints and snapshots wait for a quiescent point
+            return  # checkpoints and snapshots wait for a quiescent point: check each event
         objects = len(engine.runtime.store.objects)
-        if self.since_checkpoint >= max(self.checkpoint_every, objects):
+        checkpoint_every = max(self.checkpoint_every, objects)
+        snapshot_every = max(self.snapshot_every, objects)
+        if self.since_checkpoint >= checkpoint_every:
             self.since_checkpoint = 0
             self.record({"k": "checkpoint", "full": full_hash(capture(engine))})
-        if self.snapshot_wanted or self.since_snapshot >= max(self.snapshot_every, objects):
+        if self.snapshot_wanted or self.since_snapshot >= snapshot_every:
             if self.defer_snapshots:
                 self.snapshot_wanted = True
-                return
+                return  # the node takes it at its next write (`snapshot_job`)
             try:
                 self.snapshot()
             except OSError as error:  # the log still has every event: only restarts slow down
                 self.since_snapshot, self.snapshot_wanted = 0, False
                 logger.warning("warning: a snapshot could not be completed: %s", error)
+        self.quiet = min(
+            ENTROPY_EVERY - engine.applied % ENTROPY_EVERY,
+            checkpoint_every - self.since_checkpoint,
+            snapshot_every - self.since_snapshot,
+        )
 
     def snapshot(self) -> Snapshot | None:
         """Write a snapshot now if the engine is quiescent, else on the next quiescent step.
@@ -346,6 +359,7 @@ class Recorder:
         a restart from this snapshot reads nothing older."""
         if self.data is None or self.engine.unsettled:
             self.snapshot_wanted = self.data is not None
+            self.quiet = 0  # the next event looks again
             return None
         self.flush()
         return self.snapshot_job()()
@@ -360,7 +374,7 @@ class Recorder:
         state, index, data = capture(self.engine), self.engine.applied, self.data
         assert data is not None
         node = (self.engine.here, self.engine.runtime.options.node_prefix)
-        self.since_snapshot = 0
+        self.since_snapshot = self.quiet = 0
         self.snapshot_wanted = False
         self.snapshots_begun += 1
 
