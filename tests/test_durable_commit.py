@@ -158,3 +158,36 @@ def test_a_failed_write_on_the_vm_thread_answers_an_error_and_halts(
     asyncio.run(scenario())
     calls = [event for event in eventlog.read_log(data).events if event["k"] == "client_call"]
     assert len(calls) == 1  # the refused call is not in the log
+
+
+@pytest.mark.parametrize(
+    ("broken", "loop"),
+    [("avm_vm.node.durable.Recorder.seal", "group commit"), ("Node._next_job", "scheduler")],
+)
+def test_a_loop_the_node_cannot_serve_without_halts_it_when_it_breaks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: str, loop: str
+) -> None:
+    """A bug that ends the group commit or the scheduler must not leave a node that
+    accepts calls and never answers them: it halts, saying which loop stopped and why,
+    and the call waiting on it ends when the node stops."""
+
+    def bug(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    async def scenario() -> None:
+        node, client, counter = await _node(tmp_path / "data")
+        assert await client.call(counter, ("inc",)) == Just(1)
+        if broken.startswith("Node."):
+            monkeypatch.setattr(Node, broken.split(".")[1], bug)
+        else:
+            monkeypatch.setattr(broken, bug)
+        waiting = asyncio.create_task(client.call(counter, ("inc",)))
+        await asyncio.wait_for(node.stop_requested.wait(), 5)
+        assert node.fatal == f"internal error: the {loop} stopped (RuntimeError('a bug'))"
+        monkeypatch.undo()
+        await node.stop()
+        with pytest.raises(ClientError):
+            await asyncio.wait_for(waiting, 10)
+        await client.close()
+
+    asyncio.run(scenario())

@@ -264,10 +264,10 @@ class Node:
         self.recorder.sync_each = False  # `_commit` writes the log once per batch or more
         self.recorder.defer_snapshots = True  # `_schedule` writes them on the VM thread
         self.wake = asyncio.Event()
-        self._spawn(self._schedule())
+        self._spawn_vital(self._schedule(), "scheduler")
         if self.config.data is not None:
-            self._spawn(self._commit())
-        self._spawn(self._settle())
+            self._spawn_vital(self._commit(), "group commit")
+        self._spawn_vital(self._settle(), "settling of transactions")
         self.intent_desk.start()
         await self.server.start_serving()
         for peer, (host, port) in self.config.peers.items():
@@ -384,6 +384,19 @@ class Node:
         self.tasks.add(task)
         task.add_done_callback(self._reap)
         return task
+
+    def _spawn_vital(self, coroutine: Any, what: str) -> None:
+        """Start one of the loops the node cannot serve without. Should one ever end while
+        the node runs (a bug), the node halts with the reason instead of going on accepting
+        calls it can no longer answer."""
+        task = self._spawn(coroutine)
+        task.add_done_callback(lambda done: self._lost(done, what))
+
+    def _lost(self, task: asyncio.Task, what: str) -> None:
+        if self.stopping or task.cancelled():
+            return
+        error = task.exception()
+        self._halt(f"internal error: the {what} stopped" + (f" ({error!r})" if error else ""))
 
     def _reap(self, task: asyncio.Task) -> None:
         """A finished task: its exception, if any, is logged, never lost or fatal."""
