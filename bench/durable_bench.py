@@ -17,6 +17,10 @@ Every event is the same client call: ``["add", n]`` on one of 64 tally objects. 
   data layer allows, without the network. Once more with a flush per 256 events in a store
   of 100,000 objects, with the node's snapshot and checkpoint intervals, over as many
   events: capturing the state for those costs in proportion to the store.
+- pauses with 100,000 objects: the seconds the loop stops for a checkpoint (the state's
+  hash) and for a snapshot (capturing the state; the VM thread writes it), with the whole
+  state printed afresh (as before `StateTexts`) and as the node does it, reprinting only
+  the objects and states that changed since the last one (here: the 64 tallies).
 - restart in process: seconds `open_data` takes on logs of 10,000 and 100,000 events with a
   snapshot 500 events before the end, with log segments (as written now), with the same
   events in one ``events.log`` (as before segments: the whole file is read), and with no
@@ -38,6 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from avm_vm.node.client import ClientError
@@ -208,8 +213,11 @@ def feed(recorder: Recorder, targets: list[int], count: int, batch: int) -> floa
     return time.perf_counter() - start
 
 
-def recording_rates(tmp: Path, tape: bytes, events: int) -> dict[str, float]:
-    """Events per second through `Recorder.record`: no log, fsync each, group commit."""
+def recording_rates(
+    tmp: Path, tape: bytes, events: int
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Events per second through `Recorder.record`: no log, fsync each, group commit; and
+    the pauses of a store of `LARGE_STORE` objects."""
     rates = {}
     for name, data, sync_each, batch in (
         ("no log (no --data)", None, False, 0),
@@ -229,8 +237,30 @@ def recording_rates(tmp: Path, tape: bytes, events: int) -> dict[str, float]:
     large = max(events, LARGE_STORE)
     name = f"a flush per {BATCH} events, {LARGE_STORE:,} objects"
     rates[name] = large / feed(recorder, targets, large, BATCH)
+    engine, texts = recorder.engine, recorder.texts
+
+    def paused(work: Callable[[], object]) -> float:
+        """The median seconds of a few runs of ``work``, each after every tally changed."""
+        samples = []
+        for _ in range(OPENS):
+            feed(recorder, targets, OBJECTS, 0)
+            start = time.perf_counter()
+            work()
+            samples.append(time.perf_counter() - start)
+        return statistics.median(samples)
+
+    pauses = {
+        "checkpoint (the state's hash)": (
+            paused(lambda: full_hash(capture(engine))),
+            paused(lambda: texts.capture(engine).full_hash()),
+        ),
+        "snapshot (capturing the state)": (
+            paused(lambda: capture(engine)),
+            paused(lambda: texts.capture(engine)),
+        ),
+    }
     recorder.close()
-    return rates
+    return rates, pauses
 
 
 def one_file_copy(data: Path, copy: Path) -> None:
@@ -318,7 +348,7 @@ def main() -> None:
             no_data, _ = launch_seconds(nodes, tape, None, False, "none")
 
             tape_bytes = tape.read_bytes()
-            recording = recording_rates(tmp, tape_bytes, args.recorded)
+            recording, pauses = recording_rates(tmp, tape_bytes, args.recorded)
             restarts = {n: restart_seconds(tmp, tape_bytes, n) for n in args.restart_events}
         except ClientError as error:
             raise SystemExit(f"durable benchmark failed: {error}") from None
@@ -358,6 +388,11 @@ def main() -> None:
     print(f"\n  {'recording in process':<40} {'events/s':>10} {'vs no log':>13}")
     for name, rate in recording.items():
         print(f"  {name:<40} {rate:10,.0f} {rate / recording['no log (no --data)']:12.2f}x")
+
+    title = f"pauses with {LARGE_STORE:,} objects, seconds"
+    print(f"\n  {title:<40}{'whole state':>14}{'kept texts':>14}{'whole/kept':>12}")
+    for name, (whole, kept) in pauses.items():
+        print(f"  {name:<40}{whole:14.3f}{kept:14.3f}{whole / kept:11.1f}x")
 
     lengths = list(restarts)
     heading = "".join(f"{f'{n:,} ev.':>14}" for n in lengths)

@@ -40,7 +40,7 @@ from avm_vm.node.eventlog import (
 )
 from avm_vm.node.logs import logger
 from avm_vm.node.snapshot import Snapshot
-from avm_vm.node.state import StateError, capture, full_hash, restore, state_hash
+from avm_vm.node.state import StateError, StateTexts, capture, full_hash, restore, state_hash
 from avm_vm.runtime.core import RuntimeOptions
 
 META_NAME = "node.json"
@@ -255,6 +255,8 @@ class Recorder:
     snapshots_begun: int = 0
     snapshots_done: int = 0
     lock: DataLock | None = None  # the data directory's lock, released by `close`
+    # The text of each object and state as the last checkpoint or snapshot printed it.
+    texts: StateTexts = field(default_factory=StateTexts)
 
     @property
     def snapshot_writing(self) -> bool:
@@ -337,7 +339,7 @@ class Recorder:
         snapshot_every = max(self.snapshot_every, objects)
         if self.since_checkpoint >= checkpoint_every:
             self.since_checkpoint = 0
-            self.record({"k": "checkpoint", "full": full_hash(capture(engine))})
+            self.record({"k": "checkpoint", "full": self.texts.capture(engine).full_hash()})
         if self.snapshot_wanted or self.since_snapshot >= snapshot_every:
             if self.defer_snapshots:
                 self.snapshot_wanted = True
@@ -371,7 +373,7 @@ class Recorder:
         the log's writes run, after the write of those events, and needs neither the VM nor
         the recorder meanwhile, so events may be recorded while it writes."""
         self._refuse_ahead()
-        state, index, data = capture(self.engine), self.engine.applied, self.data
+        state, index, data = self.texts.capture(self.engine), self.engine.applied, self.data
         assert data is not None
         node = (self.engine.here, self.engine.runtime.options.node_prefix)
         self.since_snapshot = self.quiet = 0
@@ -381,7 +383,7 @@ class Recorder:
         def write() -> Snapshot:
             try:
                 self._refuse_ahead()  # the write of its events failed
-                snap = Snapshot(index, state, state_hash(state), full_hash(state), node)
+                snap = Snapshot(index, state, state.state_hash(), state.full_hash(), node)
                 snapshot.write(data, snap)
                 if self.log is not None:
                     self.log.rotate(index)
@@ -455,7 +457,7 @@ def _start_point(
 
 def _check_snapshot(snap: Snapshot, meta: Meta) -> None:
     """Refuse a snapshot whose content, though checksummed, cannot be this node's."""
-    assert snap.path is not None
+    assert snap.path is not None and isinstance(snap.state, dict)  # one read from a file
     if snap.node is not None and snap.node != (meta.name, meta.prefix):
         snapshot.refuse(
             snap.path,
@@ -470,7 +472,7 @@ def _check_snapshot(snap: Snapshot, meta: Meta) -> None:
 
 
 def _restore(engine: Engine, snap: Snapshot) -> None:
-    assert snap.path is not None
+    assert snap.path is not None and isinstance(snap.state, dict)  # one read from a file
     try:
         restore(engine, snap.state)
     except StateError as error:
@@ -627,10 +629,11 @@ def replay(data: Path, from_start: bool = False) -> ReplayReport:
             "runtime semantics): a difference among them may come from that"
         )
     engine = Engine(meta.options(), Directory(meta.name, meta.prefix))
+    texts = StateTexts()
     if origin is not None:
         _restore(engine, origin)
         report.start = origin.index
-        if not _state_matches(engine, origin.full_hash, report):
+        if not _state_matches(engine, texts, origin.full_hash, report):
             report.divergence = f"the snapshot at event {report.start} does not restore to its hash"
             return report
     events = _checked_events(data, tail, report.start)
@@ -644,7 +647,7 @@ def replay(data: Path, from_start: bool = False) -> ReplayReport:
             if recorded != last.hex():
                 report.divergence = _diverged(tail, index - 1, "its outputs differ")
                 return report
-        if kind == "checkpoint" and not _state_matches(engine, event["full"], report):
+        if kind == "checkpoint" and not _state_matches(engine, texts, event["full"], report):
             report.divergence = _diverged(
                 tail, index, "the state it records differs from the replayed state"
             )
@@ -659,7 +662,7 @@ def replay(data: Path, from_start: bool = False) -> ReplayReport:
         if (
             snap is not None
             and engine.applied > report.start
-            and not _state_matches(engine, snap.full_hash, report)
+            and not _state_matches(engine, texts, snap.full_hash, report)
         ):
             report.divergence = _diverged(tail, index, "the snapshot's state hash differs")
             return report
@@ -670,10 +673,10 @@ def replay(data: Path, from_start: bool = False) -> ReplayReport:
     return report
 
 
-def _state_matches(engine: Engine, expected: str, report: ReplayReport) -> bool:
+def _state_matches(engine: Engine, texts: StateTexts, expected: str, report: ReplayReport) -> bool:
     report.checked_states += 1
     try:
-        return full_hash(capture(engine)) == expected
+        return texts.capture(engine).full_hash() == expected
     except StateError:
         return False
 

@@ -30,6 +30,7 @@ import re
 import struct
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,22 @@ def encode_event(event: Event) -> bytes:
         except TypeError:  # a number past 64 bits, a lone surrogate: the general way
             pass
     return dumps_json(event, sort_keys=True).encode()
+
+
+def canonical_object(parts: dict[str, str]) -> str:
+    """The canonical JSON of an object whose members' values are given as canonical JSON
+    text: what `encode_event` prints of the object itself, from parts printed (or kept)
+    separately."""
+    return "".join(canonical_pieces(parts))
+
+
+def canonical_pieces(parts: dict[str, str]) -> Iterator[str]:
+    """`canonical_object` in pieces, to hash a large one without joining it."""
+    yield "{"
+    for n, key in enumerate(sorted(parts)):
+        yield f"{',' if n else ''}{dumps_json(key)}:"
+        yield parts[key]
+    yield "}"
 
 
 # Calls, the most common events, hold only integers, strings and values (no floats), which

@@ -63,7 +63,7 @@ from avm_vm.node.requests import (
     request_message,
     vote,
 )
-from avm_vm.node.state import StateError, capture, state_hash
+from avm_vm.node.state import StateError
 from avm_vm.node.wire import LARGE_FRAME, MAX_FRAME, WireError
 from avm_vm.runtime.core import RuntimeOptions
 from avm_vm.runtime.runs import (
@@ -722,7 +722,7 @@ class Node:
             status, digest = {**self.known, "busy": True}, None
         else:
             status = self.known = await self._on_vm(lambda engine: engine.status())
-            digest = await self._on_vm(_state_hash, thread=True)
+            digest = await self._state_hash()
         status = dict(status)
         status.update(
             name=self.name,
@@ -739,8 +739,19 @@ class Node:
         )
         conn.send(message("status_response", request_id=msg["request_id"], status=status))
 
+    async def _state_hash(self) -> str | None:
+        """The state hash (on the VM thread), or None while runs are parked (their state is
+        not data)."""
+        return await self._on_vm(self._texts_hash, thread=True)
+
+    def _texts_hash(self, engine: Engine) -> str | None:
+        try:
+            return self.recorder.texts.capture(engine).state_hash()
+        except StateError:
+            return None
+
     async def _on_state_hash(self, conn: Connection, msg: Message) -> None:
-        digest = await self._on_vm(_state_hash, thread=True)
+        digest = await self._state_hash()
         if digest is None:
             busy = "runs are parked or a transaction across nodes is open"
             conn.send(message("error", message=f"{busy}: the state hash waits for them"))
@@ -1349,11 +1360,3 @@ def _cannot_join(conn: Connection, outgoing: Message) -> bool:
 def _heavy(conn: Connection) -> bool:
     """Whether the frame being dispatched is large (its values take long to decode)."""
     return conn.frame_size >= LARGE_FRAME
-
-
-def _state_hash(engine: Engine) -> str | None:
-    """The state hash, or None while runs are parked (their state is not data)."""
-    try:
-        return state_hash(capture(engine))
-    except StateError:
-        return None

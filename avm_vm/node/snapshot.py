@@ -22,11 +22,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from avm_vm.node.eventlog import Damage, DamageError, encode_event, sync_dir
+from avm_vm.node.eventlog import Damage, DamageError, canonical_object, sync_dir
 from avm_vm.node.logs import logger
-from avm_vm.node.wire import loads_json
+from avm_vm.node.wire import dumps_json, loads_json
+
+if TYPE_CHECKING:
+    from avm_vm.node.state import StateText
 
 MAGIC = b"AVMSNAP1 "
 KEEP = 3
@@ -37,7 +40,7 @@ _HASH = re.compile(r"[0-9a-f]{64}")
 @dataclass(frozen=True)
 class Snapshot:
     index: int  # events applied
-    state: dict[str, Any]
+    state: dict[str, Any] | StateText  # as read from a file, or as a node captured it
     state_hash: str
     full_hash: str
     node: tuple[str, int] | None = None  # the name and id prefix of the node it belongs to
@@ -49,15 +52,17 @@ def _name(index: int) -> str:
 
 
 def write(directory: Path, snap: Snapshot) -> Path:
-    fields = {
+    fields: dict[str, Any] = {
         "index": snap.index,
-        "state": snap.state,
         "state_hash": snap.state_hash,
         "full_hash": snap.full_hash,
     }
     if snap.node is not None:
         fields["node"] = list(snap.node)
-    body = encode_event(fields)
+    parts = {key: dumps_json(value) for key, value in fields.items()}
+    state = snap.state
+    parts["state"] = dumps_json(state, sort_keys=True) if isinstance(state, dict) else state.text()
+    body = canonical_object(parts).encode()
     path = directory / _name(snap.index)
     tmp = path.with_suffix(".tmp")
     try:
