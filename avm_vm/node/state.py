@@ -142,8 +142,8 @@ def _hash_of(parts: dict[str, str]) -> str:
 class StateTexts:
     """The objects and states as last captured, each with its text: records and states are
     replaced whole on every change, never changed in place, so one that is still the very
-    same object still has the same text. It costs about the size of the state's text in
-    memory, and keeps each replaced record or state until the next capture."""
+    same object still has the same text. It costs memory (some 280 bytes an object, about
+    twice the text) and keeps each replaced record or state until the next capture."""
 
     objects: PrintedList = field(default_factory=lambda: PrintedList(_object_item))
     states: PrintedList = field(default_factory=lambda: PrintedList(_state_item))
