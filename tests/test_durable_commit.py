@@ -191,3 +191,22 @@ def test_a_loop_the_node_cannot_serve_without_halts_it_when_it_breaks(
         await client.close()
 
     asyncio.run(scenario())
+
+
+def test_a_restarted_node_prints_its_state_texts_before_it_serves(tmp_path: Path) -> None:
+    """The first checkpoint or snapshot after a restart must not print the whole store on
+    the loop: the node prints the restored store's texts as it starts."""
+    data = tmp_path / "data"
+
+    async def scenario() -> None:
+        node, client, counter = await _node(data)
+        assert await client.call(counter, ("inc",)) == Just(1)
+        await client.close()
+        await node.stop()
+        again = Node(NodeConfig("solo", prefix=9, jit="off", data=data), [COUNTER])
+        await again.start()
+        assert counter in again.recorder.texts.objects.ids
+        assert counter in again.recorder.texts.states.ids
+        await again.stop()
+
+    asyncio.run(scenario())

@@ -333,6 +333,10 @@ class Node:
                 record({"k": "peer", "machine": peer, "prefix": None})
         for tape in tapes:
             record({"k": "load", "tape": base64.b64encode(tape).decode(), "upgrade": False})
+        if self.config.data is not None and not engine.unsettled:
+            # The texts of a restored store, printed before serving: the first checkpoint,
+            # snapshot or status then prints only what changed (`StateTexts`).
+            self.recorder.texts.capture(engine)
 
     @property
     def address(self) -> str:
