@@ -349,7 +349,9 @@ class Node:
         self.stopping = True
         if self.server is not None:
             self.server.close()
-        deadline = time.monotonic() + self.config.drain_timeout
+        # A halting node has nothing to wait for: its log takes no more events, or a loop
+        # that finishes runs is gone.
+        deadline = time.monotonic() + (0.0 if self.fatal else self.config.drain_timeout)
         while (
             self.jobs or self.origins or self.busy or self.held or self.committing
         ) and time.monotonic() < deadline:
