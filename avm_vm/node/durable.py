@@ -243,8 +243,10 @@ class Recorder:
     # thread after the commit's write (`snapshot_job`), so no two writers meet in the log.
     defer_snapshots: bool = False
     last: bytes | None = None  # the digest of the last applied event's step
-    since_snapshot: int = 0
-    since_checkpoint: int = 0
+    # `engine.applied` at the last snapshot and checkpoint (or where the log was opened):
+    # the events since are counted from these, not one by one.
+    snapshot_at: int = 0
+    checkpoint_at: int = 0
     snapshot_wanted: bool = False
     # Events that may be applied before `_housekeeping` has anything to do. It works this
     # out from the intervals each time it runs (a change of them counts from then on), so
@@ -287,8 +289,6 @@ class Recorder:
         """Book an applied event's step, once its run has stopped (not while preempted)."""
         if step.preempted:
             return step
-        self.since_snapshot += 1
-        self.since_checkpoint += 1
         if self.log is not None:  # digests are for replay: without a log nobody reads them
             self.last = step.digest()
             self.quiet -= 1
@@ -329,30 +329,30 @@ class Recorder:
         `snapshot_every` are the least): what they cost per event stays the same as the
         store grows, instead of reaching many times what the events themselves cost."""
         engine = self.engine
-        applied = engine.applied
-        if applied % ENTROPY_EVERY == 0:
+        if engine.applied % ENTROPY_EVERY == 0:
             self.record({"k": "entropy", "bytes": os.urandom(32).hex(), "boot": False})
         if engine.unsettled:
             return  # checkpoints and snapshots wait for a quiescent point: check each event
         objects = len(engine.runtime.store.objects)
         checkpoint_every = max(self.checkpoint_every, objects)
         snapshot_every = max(self.snapshot_every, objects)
-        if self.since_checkpoint >= checkpoint_every:
-            self.since_checkpoint = 0
+        if engine.applied - self.checkpoint_at >= checkpoint_every:
+            self.checkpoint_at = engine.applied
             self.record({"k": "checkpoint", "full": self.texts.capture(engine).full_hash()})
-        if self.snapshot_wanted or self.since_snapshot >= snapshot_every:
+        if self.snapshot_wanted or engine.applied - self.snapshot_at >= snapshot_every:
             if self.defer_snapshots:
                 self.snapshot_wanted = True
                 return  # the node takes it at its next write (`snapshot_job`)
             try:
                 self.snapshot()
             except OSError as error:  # the log still has every event: only restarts slow down
-                self.since_snapshot, self.snapshot_wanted = 0, False
+                self.snapshot_at, self.snapshot_wanted = engine.applied, False
                 logger.warning("warning: a snapshot could not be completed: %s", error)
+        applied = engine.applied
         self.quiet = min(
-            ENTROPY_EVERY - engine.applied % ENTROPY_EVERY,
-            checkpoint_every - self.since_checkpoint,
-            snapshot_every - self.since_snapshot,
+            ENTROPY_EVERY - applied % ENTROPY_EVERY,
+            self.checkpoint_at + checkpoint_every - applied,
+            self.snapshot_at + snapshot_every - applied,
         )
 
     def snapshot(self) -> Snapshot | None:
@@ -376,7 +376,7 @@ class Recorder:
         state, index, data = self.texts.capture(self.engine), self.engine.applied, self.data
         assert data is not None
         node = (self.engine.here, self.engine.runtime.options.node_prefix)
-        self.since_snapshot = self.quiet = 0
+        self.snapshot_at, self.quiet = index, 0
         self.snapshot_wanted = False
         self.snapshots_begun += 1
 
@@ -583,7 +583,8 @@ def open_data(
     replayed = tail.end - start
     engine.runtime.trace.recording, engine.trace_out = trace, trace_out
     log = EventLog(data, tail.end)
-    return Recorder(engine, log, data, last=last, since_snapshot=replayed), replayed
+    recorder = Recorder(engine, log, data, last=last, snapshot_at=start, checkpoint_at=tail.end)
+    return recorder, replayed
 
 
 # --------------------------------------------------------------------------- avm replay
